@@ -1,0 +1,105 @@
+"""What every prompt method is: learnable tensors plus what enters each layer's prompt slots.
+
+A method never runs the backbone itself. `bmip.prompting.PromptedCLIP` owns the one forward
+pass over open_clip's modules and asks the method, layer by layer, for prompt tokens:
+
+* text: `text_tokens` learnable positions right after SOS (they replace the first words of the
+  prompt prefix, e.g. "a photo" in "a photo of a <class>.");
+* vision: `vision_tokens` positions appended after the patch tokens, before `ln_pre`.
+
+Layer 0 gets `text_shallow()` / `vision_shallow()`; block k >= 1 gets `text_deep(k, ...)` /
+`vision_deep(k, ...)` just before it runs, or None to carry the slots along unchanged.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from bmip.backbone import Backbone
+
+
+@dataclass
+class Slots:
+    """Where a tower's prompt tokens sit and what a deep hook may need to read them."""
+
+    start: int
+    length: int
+    attn_mask: torch.Tensor | None = None
+    eot: torch.Tensor | None = None  # text: EOT index of every sequence
+
+
+class MethodConfigError(ValueError):
+    """A method was given an unknown key or an impossible value."""
+
+
+def parse_config(cls: type, name: str, values: dict[str, Any] | None) -> Any:
+    """Build a method's config dataclass, rejecting unknown keys by name."""
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise MethodConfigError(f"method {name!r}: unknown option(s) {unknown}; known options: {sorted(known)}")
+    return cls(**values)
+
+
+def normal_prompts(*shape: int) -> nn.Parameter:
+    """Prompt vectors initialised N(0, 0.02), as in CoOp/MaPLe."""
+    return nn.Parameter(torch.randn(*shape) * 0.02)
+
+
+def text_context(backbone: Backbone, n: int, init: str) -> tuple[nn.Parameter, str]:
+    """Learnable text context and the prompt prefix it replaces.
+
+    With n <= the number of tokens in `init`, the first n token embeddings of `init` become
+    learnable and the rest of `init` stays as fixed tokens. Otherwise the context starts
+    N(0, 0.02) behind an "X X ... X" placeholder prefix (CoOp's random initialisation).
+    """
+    if init and n <= backbone.n_tokens(init):
+        return nn.Parameter(backbone.word_embeddings(init)[:n]), init
+    return normal_prompts(n, backbone.text_width), " ".join(["X"] * n)
+
+
+class PromptMethod(nn.Module):
+    """Base class: no learnable tensors, no prompts (this alone is zero-shot CLIP)."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    image_conditioned: ClassVar[bool] = False
+
+    text_tokens: int = 0
+    vision_tokens: int = 0
+    prompt_prefix: str = "a photo of a"
+
+    def __init__(self, backbone: Backbone, config: Any):
+        super().__init__()
+        self.config = config
+
+    def prompt_template(self, dataset_template: str) -> str:
+        """The class prompt, with `{}` for the class name."""
+        return self.prompt_prefix + " {}."
+
+    @property
+    def text_is_fixed(self) -> bool:
+        """True when text features depend on nothing learnable (they can be cached)."""
+        return self.text_tokens == 0 and not self.image_conditioned
+
+    def text_shallow(self) -> torch.Tensor | None:
+        return None
+
+    def vision_shallow(self) -> torch.Tensor | None:
+        return None
+
+    def text_deep(self, k: int, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor | None:
+        return None
+
+    def vision_deep(self, k: int, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor | None:
+        return None
+
+
+def check_depth(name: str, depth: int, layers: int, what: str = "depth") -> None:
+    if not 0 <= depth <= layers:
+        raise MethodConfigError(f"method {name!r}: {what}={depth} must lie in 0..{layers} (the tower has {layers} blocks)")

@@ -1,0 +1,103 @@
+"""PromptSRC-style self-regulation on top of BMIP, MaPLe or IVLP (Khattak et al., ICCV 2023).
+
+Loss = CE + text_weight · L1(text features, frozen template-ensemble text features)
+          + image_weight · L1(image features, frozen CLIP image features)
+          + kl_weight · KL(zero-shot ‖ model) summed over the batch / logits.numel().
+The frozen features come from the same (frozen) backbone run without prompts, so no second copy
+of the image tower is kept. Gaussian prompt averaging (GPA) over epochs is `PromptAverager`,
+driven by the training loop.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+from torch import nn
+
+if TYPE_CHECKING:
+    from bmip.prompting import PromptedCLIP
+
+
+@dataclass
+class PromptSRCConfig:
+    text_weight: float = 25.0
+    image_weight: float = 10.0
+    kl_weight: float = 1.0
+    gpa_mean: float = 15.0
+    gpa_std: float = 3.0
+
+
+class PromptSRC(nn.Module):
+    """The regulariser: no learnable tensors, frozen targets rebuilt for every class set."""
+
+    name = "promptsrc"
+    Config = PromptSRCConfig
+
+    def __init__(self, config: PromptSRCConfig):
+        super().__init__()
+        self.config = config
+
+    @torch.no_grad()
+    def set_classnames(self, model: "PromptedCLIP") -> None:
+        """Mean over CLIP's 80 ImageNet templates of frozen (unnormalised) text features."""
+        clip, tokenizer = model.clip, model.backbone.tokenizer
+        device = clip.logit_scale.device
+        names = [c.replace("_", " ") for c in model.classnames]
+        total = None
+        for template in OPENAI_IMAGENET_TEMPLATES:
+            feats = clip.encode_text(tokenizer([template(c) for c in names]).to(device)).float()
+            total = feats if total is None else total + feats
+        self.register_buffer("fixed_text", F.normalize(total / len(OPENAI_IMAGENET_TEMPLATES), dim=-1), persistent=False)
+
+    def loss(
+        self,
+        model: "PromptedCLIP",
+        images: torch.Tensor,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logits: torch.Tensor,
+    ) -> torch.Tensor:
+        cfg = self.config
+        with torch.no_grad():
+            zs_image = model.clip.encode_image(images, normalize=True).float()
+            zs_logits = model.logit_scale() * zs_image @ self.fixed_text.t()
+        text_term = F.l1_loss(text_features.float(), self.fixed_text) * cfg.text_weight
+        image_term = F.l1_loss(image_features.float(), zs_image) * cfg.image_weight
+        kl = F.kl_div(
+            F.log_softmax(logits.float(), dim=1), F.log_softmax(zs_logits, dim=1), reduction="sum", log_target=True
+        ) / logits.numel()
+        return text_term + image_term + cfg.kl_weight * kl
+
+
+def gaussian_epoch_weights(epochs: int, mean: float, std: float) -> list[float]:
+    """GPA weight of each epoch 1..epochs: a normalised Gaussian density N(mean, std)."""
+    density = [math.exp(-((e - mean) ** 2) / (2 * std**2)) / (std * math.sqrt(2 * math.pi)) for e in range(1, epochs + 1)]
+    total = sum(density)
+    if total <= 0:
+        raise ValueError(f"GPA N({mean}, {std}) puts no weight on epochs 1..{epochs}")
+    return [d / total for d in density]
+
+
+class PromptAverager:
+    """Accumulates the Gaussian-weighted average of the learnable tensors over epochs."""
+
+    def __init__(self, epochs: int, mean: float, std: float):
+        self.weights = gaussian_epoch_weights(epochs, mean, std)
+        self.sum: dict[str, torch.Tensor] = {}
+
+    def add(self, epoch: int, state: dict[str, torch.Tensor]) -> None:
+        """Add the state after `epoch` (0-based)."""
+        w = self.weights[epoch]
+        for key, value in state.items():
+            scaled = value.detach().float() * w
+            self.sum[key] = self.sum[key] + scaled if key in self.sum else scaled
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.sum)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.sum = dict(state)
