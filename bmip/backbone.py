@@ -5,16 +5,19 @@ miniworld demo ship in `bmip/model_configs/` and are registered with open_clip o
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
 import torch
 from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+from safetensors.torch import save_file
 from torch import nn
+
+from bmip.io import atomic_write, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +77,32 @@ class Backbone:
         return int(self.tokenizer([text])[0].argmax()) - 1
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_sha256(backbone: Backbone) -> str | None:
     """SHA-256 of the weight file the backbone was loaded from (None for random init)."""
-    return _sha256(backbone.weights_path) if backbone.weights_path else None
+    return file_sha256(backbone.weights_path) if backbone.weights_path else None
+
+
+def is_torchscript(path: Path) -> bool:
+    """OpenAI's released CLIP files are TorchScript archives (a zip with a `code/` folder)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
+def torchscript_to_safetensors(path: Path) -> Path:
+    """Convert a TorchScript CLIP archive to a plain safetensors state dict beside it, once.
+
+    `torch.load(weights_only=True)` refuses TorchScript archives, and a safetensors file can be
+    loaded without executing anything. Scalar metadata entries of OpenAI's files are dropped.
+    """
+    out = path.with_suffix(".safetensors")
+    if not out.is_file():
+        log.info("converting TorchScript weights %s to %s", path, out)
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        tensors = {k: v.contiguous() for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+        atomic_write(out, lambda tmp: save_file(tensors, str(tmp)))
+    return out
 
 
 def resolve_weights(name: str, pretrained: str, cache_dir: str | None = None) -> tuple[Path, bool]:
@@ -96,7 +114,7 @@ def resolve_weights(name: str, pretrained: str, cache_dir: str | None = None) ->
     """
     path = Path(pretrained).expanduser()
     if path.is_file():
-        return path, False
+        return (torchscript_to_safetensors(path) if is_torchscript(path) else path), False
     if os.sep in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors", ".pth")):
         raise BackboneError(f"backbone weight file not found: {path}. Check `backbone.pretrained` in your config.")
     cfg = open_clip.get_pretrained_cfg(name, pretrained)
@@ -120,7 +138,10 @@ def resolve_weights(name: str, pretrained: str, cache_dir: str | None = None) ->
         ) from err
     if not target:
         raise BackboneError(f"open_clip has no download source for {name}/{pretrained}")
-    return Path(target), bool(cfg.get("quick_gelu", False))
+    target = Path(target)
+    if is_torchscript(target):
+        target = torchscript_to_safetensors(target)
+    return target, bool(cfg.get("quick_gelu", False))
 
 
 def _check_supported(clip: nn.Module, name: str) -> None:
@@ -129,6 +150,8 @@ def _check_supported(clip: nn.Module, name: str) -> None:
     blocks = list(clip.visual.transformer.resblocks) + list(clip.transformer.resblocks)
     if not all(type(b) is ResidualAttentionBlock for b in blocks):
         raise BackboneError(f"{name}: only standard ResidualAttentionBlock transformers are supported")
+    if clip.text_pool_type != "argmax":
+        raise BackboneError(f"{name}: text features must be pooled at the EOT token (text_pool_type 'argmax')")
     if not isinstance(clip.visual.patch_dropout, nn.Identity):
         raise BackboneError(f"{name}: patch dropout would drop prompt tokens; build the model without it")
 

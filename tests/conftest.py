@@ -14,3 +14,17 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"expected the shared folder at {SHARED} (it sits beside the project checkout)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    """A randomly initialised 12-block open_clip ViT CLIP small enough for CPU tests."""
+    import torch
+
+    from bmip.backbone import load_backbone
+
+    torch.manual_seed(0)
+    return load_backbone("test-vit-tiny", "none")
+
+
+CLASSNAMES = ["cat", "golden_retriever", "airplane", "big red fire truck", "sea or lake"]

@@ -1,0 +1,22 @@
+"""The benchmark command runs for every method (a smoke test: no timing is asserted)."""
+import json
+
+from bmip.cli import main
+from bmip.methods import method_names
+
+
+def test_benchmark_runs_every_method_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main([
+        "benchmark", "--model", "test-vit-tiny", "--classes", "4", "--batch-size", "2",
+        "--eval-batch-size", "2", "--steps", "1", "--out", str(out),
+    ])
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == record
+    assert set(record["methods"]) == set(method_names())
+    for name, result in record["methods"].items():
+        assert result["train_step_s"] > 0 and result["eval_images_per_s"] > 0, name
+    assert record["methods"]["zsclip"]["learnable_parameters"] == 0
+    assert "bmip_over_maple_train_step" in record["ratios"]
+    assert record["machine"]["device"] == "cpu" and record["settings"]["model"] == "test-vit-tiny"
