@@ -1,0 +1,38 @@
+"""Exceptions of the data layer; each message says what went wrong and what to do about it."""
+from __future__ import annotations
+
+
+class DataError(Exception):
+    """Base class: anything the data layer refuses to work with."""
+
+
+class DatasetNotFoundError(DataError, FileNotFoundError):
+    """A dataset folder or file is missing (the message names the download command)."""
+
+
+class MissingImagesError(DataError, FileNotFoundError):
+    """A split lists images that are not on disk."""
+
+
+class SplitFileError(DataError, ValueError):
+    """A split file is malformed or inconsistent (labels vs class names, paths, counts)."""
+
+
+class DownloadError(DataError):
+    """A download failed on every mirror."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded file does not match its recorded size or hash; it was deleted, never used."""
+
+
+class ManualDownloadRequired(DataError):
+    """The dataset's licence needs a manual step; the message says exactly what to put where."""
+
+
+class DeadSourceError(DownloadError):
+    """No live source is known for a file; the message says how to supply it by hand."""
+
+
+class UnsafeArchiveError(DataError, ValueError):
+    """An archive entry would land outside the target (absolute path, '..', link, device)."""

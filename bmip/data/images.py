@@ -1,0 +1,56 @@
+"""Images as a torch Dataset, and the CLIP train/test transforms CoOp uses (Dassl's INPUT settings)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset as TorchDataset
+from torchvision import transforms as T
+
+from .items import Item
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def train_transform(size: int = 224) -> Callable[[Image.Image], torch.Tensor]:
+    """RandomResizedCrop(size, scale 0.08-1, bicubic) + horizontal flip + ToTensor + CLIP normalisation."""
+    return T.Compose([
+        T.RandomResizedCrop(size, scale=(0.08, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        T.Normalize(CLIP_MEAN, CLIP_STD),
+    ])
+
+
+def test_transform(size: int = 224) -> Callable[[Image.Image], torch.Tensor]:
+    """Resize the shorter side to `size` (bicubic) + CenterCrop(size) + ToTensor + CLIP normalisation."""
+    return T.Compose([
+        T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
+        T.CenterCrop(size),
+        T.ToTensor(),
+        T.Normalize(CLIP_MEAN, CLIP_STD),
+    ])
+
+
+class ImageDataset(TorchDataset):
+    """(image tensor, label) pairs for a list of items under `image_root`, images read as RGB."""
+
+    def __init__(self, items: Sequence[Item], image_root: Path, transform: Callable | None = None) -> None:
+        self.items = list(items)
+        self.image_root = Path(image_root)
+        self.transform = transform if transform is not None else T.ToTensor()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        item = self.items[index]
+        with Image.open(self.image_root / item.path) as img:
+            image = img.convert("RGB")
+        return self.transform(image), item.label
+
+
+test_transform.__test__ = False  # a library function, not a pytest test, whatever imports it
