@@ -172,12 +172,16 @@ def load_backbone(
     tag_quick_gelu = False
     if pretrained.lower() not in RANDOM_INIT:
         weights, tag_quick_gelu = resolve_weights(name, pretrained, cache_dir)
-    clip = open_clip.create_model(
-        name,
-        pretrained=str(weights) if weights else None,
-        force_quick_gelu=tag_quick_gelu if quick_gelu is None else quick_gelu,
-        device=device,
-    )
+    # Random weights are drawn from a fixed seed, so separate processes (train, then evaluate)
+    # build the same backbone; the caller's RNG state is left untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        clip = open_clip.create_model(
+            name,
+            pretrained=str(weights) if weights else None,
+            force_quick_gelu=tag_quick_gelu if quick_gelu is None else quick_gelu,
+            device=device,
+        )
     _check_supported(clip, name)
     clip.eval().requires_grad_(False)
     return Backbone(clip, open_clip.get_tokenizer(name), name, pretrained, weights)

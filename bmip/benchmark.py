@@ -6,7 +6,6 @@ text features computed once beforehand, as `bmip evaluate` does.
 """
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from typing import Any
@@ -15,29 +14,8 @@ import torch
 from tqdm import tqdm
 
 from bmip.backbone import load_backbone
+from bmip.engine.provenance import hardware
 from bmip.methods import build_model, method_names
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """What the numbers were measured on."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": str(device),
-    }
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def _sync(device: torch.device) -> None:
@@ -119,7 +97,7 @@ def benchmark(
             "eval_batch_size": eval_batch_size, "steps": steps, "warmup": warmup,
             "autocast": "bf16" if dev.type == "cuda" else "off (fp32)",
         },
-        "machine": machine_info(dev),
+        "machine": hardware(dev),
         "methods": results,
         "ratios": ratios,
     }

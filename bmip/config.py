@@ -1,0 +1,153 @@
+"""Experiment configs: YAML in, validated against the schema, resolved into one dict per run.
+
+A *run* is (training protocol, method, dataset, seed). Its resolved config is everything that
+determines its numbers — recipe, method options, backbone, shots, seeds, selection — and is
+what provenance records and hashes. Two protocols train models; the other two reuse them
+(`TRAINED_BY`).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from bmip.methods import method_names
+
+PACKAGE = Path(__file__).parent
+SCHEMA_FILE = PACKAGE / "schemas" / "config.schema.yaml"
+RECIPES_FILE = PACKAGE / "recipes.yaml"
+
+# Which trained model each evaluation protocol uses, and which classes that model trains on.
+TRAINED_BY = {
+    "base2novel": "base2novel",
+    "open_world": "base2novel",
+    "cross_dataset": "cross_dataset",
+    "domain_generalization": "cross_dataset",
+}
+TRAIN_CLASSES = {"base2novel": "base", "cross_dataset": "all"}
+RECIPE_DEFAULTS = {
+    "optimizer": "sgd", "lr": 0.002, "weight_decay": 5e-4, "momentum": 0.9, "epochs": 5, "batch_size": 4,
+    "warmup_epochs": 0, "warmup_lr": 1e-5, "options": {},
+}
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong; the message names it and says what to do."""
+
+
+def _schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_FILE.read_text())
+
+
+def _apply_defaults(node: dict[str, Any], schema: dict[str, Any], defs: dict[str, Any]) -> None:
+    """Fill schema defaults into `node`, recursively (jsonschema validates but never fills)."""
+    if "$ref" in schema:
+        schema = defs[schema["$ref"].rsplit("/", 1)[1]]
+    for key, sub in schema.get("properties", {}).items():
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if isinstance(node.get(key), dict):
+            _apply_defaults(node[key], sub, defs)
+
+
+def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate against the schema (naming the offending key) and fill defaults."""
+    schema = _schema()
+    errors = sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+            lines.append(f"  {where}: {err.message}")
+        raise ConfigError(f"{source} is invalid:\n" + "\n".join(lines))
+    config = copy.deepcopy(config)
+    _apply_defaults(config, schema, schema.get("$defs", {}))
+    unknown = sorted(set(config["methods"]) - set(method_names()))
+    if unknown:
+        raise ConfigError(f"{source}: methods: unknown method(s) {unknown}; choose from {method_names()}")
+    return config
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'recipes.default.bmip.lr=0.001' -> (['recipes','default','bmip','lr'], 0.001)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    config = copy.deepcopy(config)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = config
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a mapping")
+        node[path[-1]] = value
+    return config
+
+
+def load_config(path: Path | str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read, override and validate an experiment config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings")
+    return validate(apply_overrides(config, overrides or []), str(path))
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
+    return out
+
+
+def recipe(config: dict[str, Any], training: str, method: str) -> dict[str, Any]:
+    """The method's recipe for a training protocol: built-ins, then the config's overrides."""
+    builtin = yaml.safe_load(RECIPES_FILE.read_text())
+    user = config.get("recipes", {})
+    resolved = dict(RECIPE_DEFAULTS)
+    for layer in (builtin, user):
+        resolved = _merge(resolved, layer.get("default", {}).get(method, {}))
+        if training != "base2novel":
+            resolved = _merge(resolved, layer.get(training, {}).get(method, {}))
+    return resolved
+
+
+def run_config(config: dict[str, Any], training: str, method: str, dataset: str, seed: int) -> dict[str, Any]:
+    """Everything that determines one training run's numbers."""
+    if training not in TRAIN_CLASSES:
+        raise ConfigError(f"unknown training protocol {training!r}; choose from {sorted(TRAIN_CLASSES)}")
+    if method not in method_names():
+        raise ConfigError(f"unknown method {method!r}; choose from {method_names()}")
+    return {
+        "experiment": config["experiment"],
+        "training": training,
+        "classes": TRAIN_CLASSES[training],
+        "method": method,
+        "dataset": dataset,
+        "seed": seed,
+        "torch_seed": seed if config["torch_seed"] is None else config["torch_seed"],
+        "shots": config["shots"],
+        "recipe": recipe(config, training, method),
+        "selection": config["selection"],
+        "backbone": {key: config["backbone"][key] for key in ("model", "pretrained", "quick_gelu")},
+    }
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON form of a (resolved) config."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Training and evaluation of one run, with a provenance record beside every result."""

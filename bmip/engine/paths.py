@@ -1,0 +1,42 @@
+"""Where every run writes: the file tree is the index of an experiment.
+
+results/<experiment>/train/<training protocol>/<method>/<dataset>/seed<N>/   a trained model
+results/<experiment>/<protocol>/<method>/<dataset>/seed<N>/                  an evaluation
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bmip.config import TRAINED_BY
+
+PROMPTS = "prompts.safetensors"
+METRICS = "metrics.json"
+PROVENANCE = "provenance.json"
+TRAIN_LOG = "train_log.csv"
+STATE = "state.pt"
+
+
+def experiment_dir(config: dict[str, Any]) -> Path:
+    return Path(config["results_dir"]) / config["experiment"]
+
+
+def train_dir(config: dict[str, Any], training: str, method: str, dataset: str, seed: int) -> Path:
+    return experiment_dir(config) / "train" / training / method / dataset / f"seed{seed}"
+
+
+def eval_dir(config: dict[str, Any], protocol: str, method: str, dataset: str, seed: int) -> Path:
+    return experiment_dir(config) / protocol / method / dataset / f"seed{seed}"
+
+
+def training_dataset(config: dict[str, Any], protocol: str, dataset: str) -> str:
+    """The dataset the model evaluated under `protocol` on `dataset` was trained on."""
+    if TRAINED_BY[protocol] == "base2novel":
+        return dataset
+    return config["protocols"][protocol]["source"]
+
+
+def checkpoint_for(config: dict[str, Any], protocol: str, method: str, dataset: str, seed: int) -> Path:
+    """The trained model an evaluation reads."""
+    source = training_dataset(config, protocol, dataset)
+    return train_dir(config, TRAINED_BY[protocol], method, source, seed) / PROMPTS

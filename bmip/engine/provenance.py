@@ -1,0 +1,113 @@
+"""The provenance record written beside every result: enough to audit where a number came from."""
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import resource
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import bmip
+from bmip.config import config_hash
+
+PACKAGES = ("torch", "torchvision", "open_clip_torch", "numpy", "pillow", "safetensors", "pandas", "pyyaml")
+
+
+def code_version() -> dict[str, Any]:
+    """Package version, and the git commit and dirtiness of the checkout it runs from, if any."""
+    root = Path(bmip.__file__).resolve().parent.parent
+    record: dict[str, Any] = {"package": bmip.__version__, "git_commit": None, "git_dirty": None}
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            status = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True, text=True, timeout=10,
+            )
+            record["git_commit"] = commit.stdout.strip()
+            record["git_dirty"] = bool(status.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return record
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def hardware(device: torch.device) -> dict[str, Any]:
+    """What a run or benchmark was measured on."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info["cpu_model"] = next((l.split(":", 1)[1].strip() for l in fh if l.startswith("model name")), None)
+    except OSError:
+        info["cpu_model"] = None
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+class RunClock:
+    """Start/end time, wall time and peak memory of a run."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.start = dt.datetime.now(dt.timezone.utc)
+        self._t0 = time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def record(self) -> dict[str, Any]:
+        peak_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        out = {
+            "start": self.start.isoformat(),
+            "end": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "wall_seconds": round(time.perf_counter() - self._t0, 3),
+            "peak_rss_mib": round(peak_rss_kib / 1024, 1),
+        }
+        if self.device.type == "cuda":
+            out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+        return out
+
+
+def provenance(
+    kind: str,
+    run: dict[str, Any],
+    *,
+    clock: RunClock,
+    inputs: dict[str, Any],
+    backbone: dict[str, Any],
+) -> dict[str, Any]:
+    """The full record: code, config (+ hash), data hashes, backbone, environment, timing, command."""
+    return {
+        "kind": kind,
+        "code": code_version(),
+        "config": run,
+        "config_sha256": config_hash(run),
+        "seed": run["seed"],
+        "shots": run["shots"],
+        "inputs": inputs,
+        "backbone": backbone,
+        "packages": package_versions(),
+        "hardware": hardware(clock.device),
+        "time": clock.record(),
+        "command": sys.argv,
+    }

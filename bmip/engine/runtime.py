@@ -1,0 +1,127 @@
+"""What training and evaluation share: device and precision, backbone, data, batched prediction."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from bmip.backbone import Backbone, load_backbone, weights_sha256
+from bmip.data import Dataset, ImageDataset, Item, fewshot_split, items_hash, load_dataset, test_transform
+from bmip.io import file_sha256
+from bmip.prompting import PromptedCLIP
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but no CUDA GPU is visible; use device: auto or cpu")
+    return device
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The frozen backbone runs in bf16 on a GPU by default; always fp32 on CPU.
+
+    Learnable tensors stay fp32 whatever the compute precision (the released fp16 + Adam setup
+    overflows after one step).
+    """
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def backbone_from(config: dict[str, Any], device: torch.device) -> Backbone:
+    spec = config["backbone"]
+    return load_backbone(
+        spec["model"], spec["pretrained"], quick_gelu=spec.get("quick_gelu"), cache_dir=spec.get("cache_dir"), device=device
+    )
+
+
+def backbone_record(backbone: Backbone) -> dict[str, Any]:
+    return {
+        "model": backbone.name,
+        "pretrained": backbone.pretrained,
+        "weights_file": str(backbone.weights_path) if backbone.weights_path else None,
+        "weights_sha256": weights_sha256(backbone),
+    }
+
+
+def fewshot_data(config: dict[str, Any], name: str, seed: int) -> tuple[Dataset, list[Item], list[Item]]:
+    """A dataset and its CoOp few-shot (train, val) lists for `seed`, over all classes."""
+    dataset = load_dataset(name, config["data_root"])
+    train, val = fewshot_split(dataset, config["shots"], seed)
+    return dataset, train, val
+
+
+def dataset_inputs(dataset: Dataset, items: Sequence[Item]) -> dict[str, Any]:
+    """Provenance of the data a run used: the split file's hash and the exact image list's hash."""
+    return {
+        "dataset": dataset.name,
+        "split_file": str(dataset.split_file) if dataset.split_file else None,
+        "split_file_sha256": file_sha256(dataset.split_file) if dataset.split_file else None,
+        "images_sha256": items_hash(items),
+        "n_images": len(items),
+    }
+
+
+def loader(items: Sequence[Item], root: Path, size: int, batch: int, workers: int, **kwargs: Any) -> DataLoader:
+    return DataLoader(ImageDataset(items, root, kwargs.pop("transform", test_transform(size))), batch_size=batch,
+                      num_workers=workers, **kwargs)
+
+
+@torch.no_grad()
+def predict(
+    model: PromptedCLIP,
+    items: Sequence[Item],
+    root: Path,
+    *,
+    batch: int,
+    workers: int,
+    device: torch.device,
+    precision: str,
+    desc: str = "evaluate",
+) -> torch.Tensor:
+    """Predicted labels for `items` in the model's current label space; text features once."""
+    model.eval()
+    size = model.backbone.image_size
+    preds = []
+    with autocast(device, precision):
+        text = model.text_features()
+        for images, _ in tqdm(loader(items, root, size, batch, workers), desc=desc, unit="batch", leave=False):
+            preds.append(model(images.to(device), text).argmax(dim=-1).cpu())
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+def accuracy_report(labels: torch.Tensor, preds: torch.Tensor, classnames: Sequence[str]) -> dict[str, Any]:
+    """Top-1 accuracy (%), counts and per-class accuracy in a label space of `classnames`."""
+    n = len(classnames)
+    correct = (preds == labels)
+    totals = torch.bincount(labels, minlength=n)
+    hits = torch.bincount(labels[correct], minlength=n)
+    per_class = [
+        {"label": y, "classname": name, "total": t, "correct": c, "accuracy": 100.0 * c / t if t else None}
+        for y, (name, t, c) in enumerate(zip(classnames, totals.tolist(), hits.tolist()))
+    ]
+    total = int(labels.numel())
+    return {
+        "accuracy": 100.0 * int(correct.sum()) / total if total else None,
+        "correct": int(correct.sum()),
+        "total": total,
+        "per_class": per_class,
+        "label_space": list(classnames),
+    }
+
+
+def harmonic_mean(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or a + b == 0:
+        return None
+    return 2 * a * b / (a + b)

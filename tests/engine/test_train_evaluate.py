@@ -1,0 +1,50 @@
+"""Training and evaluation end to end on the toy dataset: determinism, outputs, protocols."""
+import json
+
+import pytest
+
+from bmip.engine import paths
+from bmip.engine.evaluate import evaluate
+from bmip.engine.train import train
+
+
+def _run(config, out_root, method="bmip"):
+    train_out = train(config, "base2novel", method, "toy", 1, out_root / "train")
+    ev = evaluate(config, "base2novel", method, "toy", 1, train_out / paths.PROMPTS, out_root / "eval")
+    return train_out, ev
+
+
+def test_same_config_and_seed_give_identical_metrics(toy_setup, tmp_path):
+    config, _ = toy_setup
+    t1, e1 = _run(config, tmp_path / "a")
+    t2, e2 = _run(config, tmp_path / "b")
+    assert (e1 / paths.METRICS).read_bytes() == (e2 / paths.METRICS).read_bytes()
+    assert (t1 / paths.PROMPTS).read_bytes() == (t2 / paths.PROMPTS).read_bytes()
+    metrics = json.loads((e1 / paths.METRICS).read_text())
+    assert set(metrics["summary"]) == {"base", "novel", "hm"}
+    assert metrics["results"]["base"]["label_space"] == ["red colour", "green colour", "blue colour"]
+    assert metrics["results"]["novel"]["label_space"] == ["yellow colour", "purple colour"]
+    assert metrics["results"]["base"]["total"] == 12 and metrics["results"]["novel"]["total"] == 8
+    log = (t1 / paths.TRAIN_LOG).read_text().splitlines()
+    assert log[0] == "epoch,lr,loss,train_accuracy,val_accuracy,seconds" and len(log) == 4
+    assert not (t1 / paths.STATE).exists()
+
+
+def test_open_world_and_cross_dataset_metrics(toy_setup, tmp_path):
+    config, _ = toy_setup
+    out = train(config, "base2novel", "zsclip", "toy", 1)
+    assert out == paths.train_dir(config, "base2novel", "zsclip", "toy", 1)
+    ow = json.loads((evaluate(config, "open_world", "zsclip", "toy", 1) / paths.METRICS).read_text())
+    joint = ow["results"]["joint"]
+    assert joint["total"] == 20 and len(joint["label_space"]) == 5
+    assert ow["results"]["base_part"]["total"] == 12 and ow["results"]["novel_part"]["total"] == 8
+    parts = ow["results"]["base_part"]["correct"] + ow["results"]["novel_part"]["correct"]
+    assert parts == joint["correct"]
+    sweep = ow["results"]["ratio"]
+    assert set(sweep) == {"100", "50", "0"}
+    assert all(len(r["label_space"]) == 3 for r in sweep.values())  # always m = ceil(5/2) classes
+    assert sweep["100"]["label_space"] != sweep["0"]["label_space"]
+    train(config, "cross_dataset", "zsclip", "toy", 1)
+    xd = json.loads((evaluate(config, "cross_dataset", "zsclip", "toy", 1) / paths.METRICS).read_text())
+    assert xd["trained_on"] == "toy" and xd["results"]["all"]["total"] == 20
+    assert xd["summary"]["accuracy"] == pytest.approx(100 * xd["results"]["all"]["correct"] / 20)
