@@ -64,10 +64,10 @@ def _check_zip(zf: zipfile.ZipFile, archive: Path) -> list[zipfile.ZipInfo]:
     infos = zf.infolist()
     for info in infos:
         _clean_name(info.filename, archive)
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
+        kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip stores no Unix file type
+        if kind == stat.S_IFLNK:
             raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is a symlink; zip links are not supported")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise UnsafeArchiveError(f"{archive}: entry {info.filename!r} is a special file; refusing the whole archive")
     return infos
 

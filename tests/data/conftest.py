@@ -1,11 +1,15 @@
 """Fixtures for the data-layer tests: a Range-capable HTTP server on 127.0.0.1 and a network guard."""
 from __future__ import annotations
 
+import os
 import random
 import re
+import shutil
 import socket
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -17,9 +21,34 @@ from .helpers import REAL_SPLITS, install_real_split
 
 
 @pytest.fixture(scope="session")
-def coop_root(shared_dir, tmp_path_factory):
+def fast_tmp_factory(tmp_path_factory):
+    """Folders for many placeholder files: in RAM (/dev/shm) when available, since creating ~75k files
+    on a busy shared disk can take a minute; removed at the end of the session."""
+    shm = Path("/dev/shm")
+    made: list[Path] = []
+
+    def make(name: str) -> Path:
+        if not (shm.is_dir() and os.access(shm, os.W_OK)):
+            return tmp_path_factory.mktemp(name)
+        made.append(Path(tempfile.mkdtemp(prefix=f"bmip-test-{name}-", dir=shm)))
+        return made[-1]
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def fast_tmp(fast_tmp_factory):
+    path = fast_tmp_factory("case")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def coop_root(shared_dir, fast_tmp_factory):
     """A data root with the 7 real CoOp split files and empty placeholder images (built once: ~75k files)."""
-    root = tmp_path_factory.mktemp("coop_root")
+    root = fast_tmp_factory("coop_root")
     for name in REAL_SPLITS:
         install_real_split(shared_dir, root, name)
     return root

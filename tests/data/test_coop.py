@@ -78,14 +78,14 @@ def test_missing_split_file_names_the_download_command(tmp_path):
         load_dataset("eurosat", tmp_path)
 
 
-def test_missing_images_lists_first_paths_and_count(shared_dir, tmp_path):
-    install_real_split(shared_dir, tmp_path, "dtd")
-    doc = json.loads((tmp_path / "dtd" / "split_zhou_DescribableTextures.json").read_text())
+def test_missing_images_lists_first_paths_and_count(shared_dir, fast_tmp):
+    install_real_split(shared_dir, fast_tmp, "dtd")
+    doc = json.loads((fast_tmp / "dtd" / "split_zhou_DescribableTextures.json").read_text())
     gone = [row[0] for row in doc["test"][:7]]
     for rel in gone:
-        (tmp_path / "dtd" / "images" / rel).unlink()
+        (fast_tmp / "dtd" / "images" / rel).unlink()
     with pytest.raises(MissingImagesError) as e:
-        load_dataset("dtd", tmp_path)
+        load_dataset("dtd", fast_tmp)
     msg = str(e.value)
     assert "7 of 5640 images" in msg and "split_zhou_DescribableTextures.json" in msg
     assert all(rel in msg for rel in gone[:5]) and gone[6] not in msg
@@ -145,11 +145,11 @@ def _imagenet_names(tmp_path, n=1000):
     return wnids
 
 
-def test_imagenet_folders_train_and_val(tmp_path):
-    wnids = _imagenet_names(tmp_path)
-    img = tmp_path / "imagenet" / "images"
+def test_imagenet_folders_train_and_val(fast_tmp):
+    wnids = _imagenet_names(fast_tmp)
+    img = fast_tmp / "imagenet" / "images"
     touch_all(img, [f"train/{w}/{w}_{j}.JPEG" for w in wnids for j in (2, 1)] + [f"val/{w}/v_{w}.JPEG" for w in wnids])
-    ds = load_dataset("imagenet", tmp_path)
+    ds = load_dataset("imagenet", fast_tmp)
     assert ds.num_classes == 1000 and ds.classnames[3] == "class 3"
     assert ds.train[0].path == f"train/{wnids[0]}/{wnids[0]}_1.JPEG"  # files sorted inside a class
     assert ds.val == ds.test and len(ds.test) == 1000 and not ds.sample_val
@@ -162,24 +162,24 @@ def test_imagenet_without_images_explains_the_manual_step(tmp_path):
 
 @pytest.mark.parametrize("name, folder, sub", [("imagenet_a", "imagenet-adversarial", "imagenet-a"),
                                                ("imagenet_r", "imagenet-rendition", "imagenet-r")])
-def test_imagenet_a_r_use_the_200_class_subset_in_folder_order(tmp_path, name, folder, sub):
-    wnids = _imagenet_names(tmp_path)
+def test_imagenet_a_r_use_the_200_class_subset_in_folder_order(fast_tmp, name, folder, sub):
+    wnids = _imagenet_names(fast_tmp)
     chosen = sorted(wnids[::5], reverse=True)[:200]
-    root = tmp_path / folder / sub
+    root = fast_tmp / folder / sub
     touch_all(root, [f"{w}/x.jpg" for w in chosen])
     (root / "README.txt").write_text("not a class")
-    ds = load_dataset(name, tmp_path)  # falls back to imagenet/classnames.txt
+    ds = load_dataset(name, fast_tmp)  # falls back to imagenet/classnames.txt
     by_wnid = {w: f"class {i}" for i, w in enumerate(wnids)}
     assert ds.classnames == [by_wnid[w] for w in sorted(chosen)]
     assert [it.label for it in ds.test] == list(range(200)) and ds.test_only and not ds.train
 
 
-def test_imagenet_v2_numbered_folders(tmp_path):
-    _imagenet_names(tmp_path)
-    base = tmp_path / "imagenetv2" / "imagenetv2-matched-frequency-format-val"
+def test_imagenet_v2_numbered_folders(fast_tmp):
+    _imagenet_names(fast_tmp)
+    base = fast_tmp / "imagenetv2" / "imagenetv2-matched-frequency-format-val"
     touch_all(base, [f"{i}/a.jpeg" for i in range(1000)])
-    shutil.copyfile(tmp_path / "imagenet" / "classnames.txt", tmp_path / "imagenetv2" / "classnames.txt")
-    ds = load_dataset("imagenetv2", tmp_path)
+    shutil.copyfile(fast_tmp / "imagenet" / "classnames.txt", fast_tmp / "imagenetv2" / "classnames.txt")
+    ds = load_dataset("imagenetv2", fast_tmp)
     assert ds.test[10].path == "10/a.jpeg" and ds.test[10].label == 10 and ds.classnames[10] == "class 10"
 
 
