@@ -50,16 +50,15 @@ def evaluate(
     run = run_config(config, training, method, source, seed)
     checkpoint = Path(checkpoint) if checkpoint else paths.checkpoint_for(config, protocol, method, dataset, seed)
     out = Path(out_dir) if out_dir else paths.eval_dir(config, protocol, method, dataset, seed)
-    _, meta = read_checkpoint(checkpoint)
-    if meta.get("config_sha256") != config_hash(run):
-        raise CheckpointError(
-            f"{checkpoint} was trained with another configuration than {training}/{method}/{source}/seed{seed} "
-            "resolves to now (method, recipe or backbone differ); retrain it"
-        )
     device, precision = resolve_device(config["device"]), config["precision"]
     clock = RunClock(device)
     backbone = backbone_from(config, device)
-    model = load_model(checkpoint, backbone, expect_method=method)
+    model = load_model(checkpoint, backbone, expect_method=method)  # refuses another method or backbone
+    if read_checkpoint(checkpoint)[1].get("config_sha256") != config_hash(run):
+        raise CheckpointError(
+            f"{checkpoint} was trained with another configuration than {training}/{method}/{source}/seed{seed} "
+            "resolves to now (recipe, options, shots or seeds differ); retrain it"
+        )
 
     def score(items: Sequence[Item], classnames: list[str], template: str, root: Path, desc: str) -> dict[str, Any]:
         model.set_classnames(classnames, template)
