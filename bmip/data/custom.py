@@ -175,6 +175,7 @@ def load_coop_dataset(
         source=split_path,
         split_file=split_path,
         template=template or meta.get("template") or DEFAULT_TEMPLATE,
+        test_only=not train and not val,
         check=check_images,
     )
 

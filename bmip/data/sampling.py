@@ -84,6 +84,8 @@ def write_fewshot_split(dataset: Dataset, shots: int, seed: int, out_dir: Path) 
     Unlike Dassl's pickle cache, an existing file is never trusted blindly: if it differs from what
     the current split lists give, it is refused (the split file or the code changed).
     """
+    if seed < 0:
+        raise ValueError("a split drawn without a seed (seed < 0) cannot be reproduced; store splits of seeds >= 0")
     path = fewshot_split_path(out_dir, dataset.name, shots, seed)
     record = fewshot_record(dataset, shots, seed)
     if path.exists():

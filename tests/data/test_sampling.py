@@ -172,6 +172,11 @@ def test_edited_split_json_is_refused(splits_root, tmp_path):
         write_fewshot_split(ds, 1, 1, tmp_path)
 
 
+def test_unseeded_splits_are_not_stored(tmp_path):
+    with pytest.raises(ValueError, match="seed < 0"):
+        write_fewshot_split(_toy("0 0 1 1"), 1, -1, tmp_path)
+
+
 def test_split_json_of_another_dataset_is_refused(splits_root, tmp_path):
     dtd = load_dataset("dtd", splits_root, check_images=False)
     eurosat = load_dataset("eurosat", splits_root, check_images=False)
