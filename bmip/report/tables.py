@@ -1,0 +1,183 @@
+"""The paper's tables from per-run `metrics.json` files (pandas).
+
+Seeds are averaged first; the spread is the population standard deviation over seeds (as the
+official `parse_test_res.py`, np.std with ddof 0). HM is the harmonic mean of seed-averaged base
+and novel accuracy, and the "Average over N datasets" row averages the per-dataset means, its
+HM again from the averaged base and novel (as in the published tables).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from bmip.io import atomic_write
+
+PUBLISHED = Path(__file__).parent / "published"
+METHOD_NAMES = {
+    "zsclip": "CLIP", "coop": "CoOp", "cocoop": "CoCoOp", "vpt": "VPT-deep", "lang": "LP-deep", "ivlp": "IVLP",
+    "maple": "MaPLe", "bmip": "BMIP", "bmip+promptsrc": "BMIP+PromptSRC", "maple+promptsrc": "MaPLe+PromptSRC",
+    "ivlp+promptsrc": "IVLP+PromptSRC",
+}
+TABLES = ("base2novel", "cross_dataset", "domain_generalization", "open_world", "open_world_ratio")
+
+
+def display_dataset(name: str) -> str:
+    from bmip.data import DATASETS
+
+    spec = DATASETS.get(name)
+    return spec.display_name if spec is not None else name
+
+
+def load_metrics(files: Iterable[Path]) -> pd.DataFrame:
+    """Long table: one row per (protocol, method, dataset, seed, metric) with its value and source file."""
+    rows = []
+    for path in files:
+        record = json.loads(Path(path).read_text())
+        for metric, value in record["summary"].items():
+            rows.append({"protocol": record["protocol"], "method": record["method"], "dataset": record["dataset"],
+                         "seed": record["seed"], "metric": metric, "value": value, "source": str(path)})
+    return pd.DataFrame(rows, columns=["protocol", "method", "dataset", "seed", "metric", "value", "source"])
+
+
+def _seed_stats(long: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """Mean, population std and seed count per (method, dataset, metric)."""
+    part = long[long["protocol"] == protocol]
+    grouped = part.groupby(["method", "dataset", "metric"], sort=False)["value"]
+    stats = grouped.agg(mean="mean", std=lambda v: v.std(ddof=0), seeds="count").reset_index()
+    wide = stats.pivot(index=["method", "dataset"], columns="metric", values=["mean", "std", "seeds"])
+    wide.columns = [m if s == "mean" else f"{m}_{s}" for s, m in wide.columns]
+    return wide.reset_index()
+
+
+def _hm(base: pd.Series, novel: pd.Series) -> pd.Series:
+    return 2 * base * novel / (base + novel)
+
+
+def _with_average(table: pd.DataFrame, values: list[str], hm: bool = False) -> pd.DataFrame:
+    """Append one 'Average over N datasets' row per method."""
+    rows = []
+    for method, part in table.groupby("method", sort=False):
+        row = {"method": method, "dataset": f"Average over {len(part)} datasets"}
+        row.update({col: part[col].mean() for col in values})
+        rows.append(row)
+    average = pd.DataFrame(rows)
+    if hm and not average.empty:
+        average["hm"] = _hm(average["base"], average["novel"])
+    return pd.concat([table, average], ignore_index=True)
+
+
+def _order(table: pd.DataFrame) -> pd.DataFrame:
+    order = {m: i for i, m in enumerate(METHOD_NAMES)}
+    table = table.assign(_o=table["method"].map(lambda m: order.get(m, len(order))))
+    return table.sort_values(["_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def base2novel_table(long: pd.DataFrame) -> pd.DataFrame:
+    stats = _seed_stats(long, "base2novel")
+    if stats.empty:
+        return stats
+    stats["hm"] = _hm(stats["base"], stats["novel"])
+    table = stats[["method", "dataset", "base", "base_std", "novel", "novel_std", "hm", "base_seeds"]]
+    table = table.rename(columns={"base_seeds": "seeds"})
+    return _order(_with_average(table, ["base", "novel"], hm=True))
+
+
+def transfer_table(long: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """Cross-dataset or domain-generalisation accuracy per target, and their average."""
+    stats = _seed_stats(long, protocol)
+    if stats.empty:
+        return stats
+    table = stats[["method", "dataset", "accuracy", "accuracy_std", "accuracy_seeds"]].rename(columns={"accuracy_seeds": "seeds"})
+    return _order(_with_average(table, ["accuracy"]))
+
+
+def open_world_table(long: pd.DataFrame) -> pd.DataFrame:
+    stats = _seed_stats(long[~long["metric"].str.startswith("ratio_")], "open_world")
+    if stats.empty:
+        return stats
+    stats["hm"] = _hm(stats["base"], stats["novel"])
+    table = stats[["method", "dataset", "accuracy", "accuracy_std", "base", "novel", "hm", "accuracy_seeds"]]
+    table = table.rename(columns={"accuracy_seeds": "seeds"})
+    return _order(_with_average(table, ["accuracy", "base", "novel"], hm=True))
+
+
+def ratio_table(long: pd.DataFrame) -> pd.DataFrame:
+    """Open-world ratio sweep: accuracy against the share r of base classes, per dataset and averaged."""
+    part = long[(long["protocol"] == "open_world") & long["metric"].str.startswith("ratio_")].copy()
+    if part.empty:
+        return pd.DataFrame(columns=["method", "dataset", "ratio", "accuracy", "accuracy_std", "seeds"])
+    part["ratio"] = part["metric"].str.removeprefix("ratio_").astype(int)
+    stats = part.groupby(["method", "dataset", "ratio"], sort=False)["value"].agg(
+        accuracy="mean", accuracy_std=lambda v: v.std(ddof=0), seeds="count").reset_index()
+    average = stats.groupby(["method", "ratio"], sort=False)["accuracy"].mean().reset_index()
+    average["dataset"] = f"Average over {stats['dataset'].nunique()} datasets"
+    table = pd.concat([stats, average], ignore_index=True)
+    return _order(table.sort_values(["method", "dataset", "ratio"], ascending=[True, True, False], kind="stable"))
+
+
+def published(table_name: str) -> pd.DataFrame | None:
+    """Published numbers for a table, keyed by display names (None if there are none)."""
+    files = {"base2novel": "base2novel.csv", "cross_dataset": "cross_dataset.csv",
+             "domain_generalization": "domain_generalization.csv"}
+    if table_name not in files:
+        return None
+    return pd.read_csv(PUBLISHED / files[table_name])
+
+
+def build_tables(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {
+        "base2novel": base2novel_table(long),
+        "cross_dataset": transfer_table(long, "cross_dataset"),
+        "domain_generalization": transfer_table(long, "domain_generalization"),
+        "open_world": open_world_table(long),
+        "open_world_ratio": ratio_table(long),
+    }
+
+
+def _published_columns(name: str, table: pd.DataFrame) -> pd.DataFrame:
+    """Display names, plus the published numbers where a method/dataset pair has them."""
+    from bmip.data import DATASETS
+
+    shown = table.copy()
+    paper_datasets = all(d in DATASETS or d.startswith("Average over") for d in shown["dataset"])
+    shown.insert(0, "Method", shown.pop("method").map(lambda m: METHOD_NAMES.get(m, m)))
+    shown.insert(1, "Dataset", shown.pop("dataset").map(display_dataset))
+    ref = published(name)
+    if ref is None or not paper_datasets:  # published numbers only beside the paper's own datasets
+        return shown
+    key = "dataset" if "dataset" in ref.columns else "target"
+    ref = ref.rename(columns={"method": "Method", key: "Dataset"})
+    ref["Dataset"] = ref["Dataset"].where(~ref["Dataset"].eq("Average"), None)
+    cols = [c for c in ("base", "novel", "hm", "accuracy") if c in ref.columns]
+    ref = ref.dropna(subset=["Dataset"])[["Method", "Dataset", *cols]].rename(columns={c: f"published {c}" for c in cols})
+    merged = shown.merge(ref, on=["Method", "Dataset"], how="left")
+    averages = published(name)
+    averages = averages[averages[key] == "Average"].set_index("method")
+    for col in cols:
+        is_avg = merged["Dataset"].str.startswith("Average over")
+        merged.loc[is_avg, f"published {col}"] = merged.loc[is_avg, "Method"].map(averages[col])
+    return merged
+
+
+def markdown(name: str, table: pd.DataFrame) -> str:
+    """A Markdown rendering: two decimals, display names, published numbers where known."""
+    if table.empty:
+        return f"## {name}\n\n(no results)\n"
+    shown = _published_columns(name, table)
+    return f"## {name}\n\n" + shown.to_markdown(index=False, floatfmt=".2f") + "\n"
+
+
+def write_tables(metric_files: Iterable[Path], out_dir: Path) -> dict[str, Path]:
+    """Write `<table>.csv` and `<table>.md` for every protocol that has results; returns the CSV paths."""
+    long = load_metrics(metric_files)
+    out_dir = Path(out_dir)
+    written = {}
+    for name, table in build_tables(long).items():
+        csv_path = out_dir / f"{name}.csv"
+        atomic_write(csv_path, lambda tmp, t=table: t.to_csv(tmp, index=False, float_format="%.4f"))
+        atomic_write(out_dir / f"{name}.md", lambda tmp, n=name, t=table: tmp.write_text(markdown(n, t)))
+        written[name] = csv_path
+    return written
