@@ -33,7 +33,7 @@ from .sources import DOWNLOADS_DIR, Source
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-USER_AGENT = "bmip-data/0.1 (+https://github.com/; dataset downloader)"
+USER_AGENT = "bmip-data/0.1 (dataset downloader; Python urllib)"
 
 
 class _Retry(Exception):
@@ -66,6 +66,8 @@ def _fetch(url: str, part: Path, label: str, progress: bool, timeout: float) -> 
     except (socket.timeout, TimeoutError, ConnectionError) as e:
         raise _Retry(str(e)) from e
     except URLError as e:
+        if isinstance(e.reason, (socket.timeout, TimeoutError, ConnectionError)):
+            raise _Retry(f"connection failed ({e.reason})") from e
         raise _NextMirror(f"cannot connect ({e.reason})") from e
     with resp:
         ctype = resp.headers.get("Content-Type", "")

@@ -84,3 +84,12 @@ def test_items_hash_is_canonical_and_order_sensitive():
 def test_zero_shot_prompts():
     assert zero_shot_prompts("{} texture.", ["banded", "Apply_Eye_Makeup"]) == ["banded texture.",
                                                                                 "Apply Eye Makeup texture."]
+
+
+def test_readme_lists_every_dataset():
+    from pathlib import Path
+
+    import bmip.data
+
+    readme = (Path(bmip.data.__file__).parent / "README.md").read_text()
+    assert all(f"| `{key}` | {spec.display_name} |" in readme for key, spec in DATASETS.items())
