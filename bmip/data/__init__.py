@@ -41,7 +41,7 @@ from .sources import Source
 _LAZY_IMAGES = frozenset({"CLIP_MEAN", "CLIP_STD", "ImageDataset", "test_transform", "train_transform"})
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     """Import torch/torchvision only when image loading is used, so `bmip download` starts fast."""
     if name in _LAZY_IMAGES:
         from . import images

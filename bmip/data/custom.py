@@ -213,5 +213,7 @@ def load_custom(spec: Mapping[str, Any] | Path, data_root: Path | None = None, c
             options.setdefault("split_file", root.name)
             root = root.parent
         elif not (root / SPLIT_JSON).is_file() and "split_file" not in options:
-            options["split_file"] = next(root.glob("split_*.json")).name
+            candidates = sorted(root.glob("split_*.json"))
+            if len(candidates) == 1:
+                options["split_file"] = candidates[0].name
     return LOADERS[fmt](root, check_images=check_images, **options)

@@ -27,14 +27,17 @@ class Manifest:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.path = self.root / DOWNLOADS_DIR / MANIFEST
-        self.files: dict[str, dict] = {}
-        self.extracted: dict[str, dict] = {}
-        if self.path.is_file():
-            try:
-                doc = json.loads(self.path.read_text(encoding="utf-8"))
-                self.files, self.extracted = doc.get("files", {}), doc.get("extracted", {})
-            except (json.JSONDecodeError, AttributeError):
-                logger.warning("%s is unreadable; starting a new manifest (files will be re-verified)", self.path)
+        self.files, self.extracted = self._read()
+
+    def _read(self) -> tuple[dict[str, dict], dict[str, dict]]:
+        if not self.path.is_file():
+            return {}, {}
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            return dict(doc.get("files", {})), dict(doc.get("extracted", {}))
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+            logger.warning("%s is unreadable; starting a new manifest (files will be re-verified)", self.path)
+            return {}, {}
 
     def is_current(self, rel: str) -> bool:
         """Whether `rel` exists and is unchanged since it was verified."""
@@ -62,4 +65,7 @@ class Manifest:
         self.extracted[archive_rel] = {"dest": dest_rel, "sha256": sha256}
 
     def save(self) -> None:
+        """Write atomically, merged with what is on disk now (another `bmip download` may share the root)."""
+        files, extracted = self._read()
+        self.files, self.extracted = {**files, **self.files}, {**extracted, **self.extracted}
         atomic_write_json(self.path, {"version": VERSION, "files": self.files, "extracted": self.extracted})

@@ -205,3 +205,18 @@ def test_dead_source_says_how_to_supply_the_file(shared_dir, tmp_path):
     assert str(tmp_path / "stanford_cars" / "cars_train") in msg
     manifest = json.loads((tmp_path / "_downloads" / "manifest.json").read_text())
     assert manifest["files"]["stanford_cars/split_zhou_StanfordCars.json"]["origin"] == "found in place"
+
+
+def test_manifest_merges_concurrent_writers(tmp_path):
+    from bmip.data.manifest import Manifest
+
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    first, second = Manifest(tmp_path), Manifest(tmp_path)
+    first.record_file("a.txt", "1" * 64, "x")
+    first.save()
+    second.record_file("b.txt", "2" * 64, "y")
+    second.save()
+    assert set(Manifest(tmp_path).files) == {"a.txt", "b.txt"} and Manifest(tmp_path).is_current("a.txt")
+    (tmp_path / "_downloads" / "manifest.json").write_text("{broken")
+    assert Manifest(tmp_path).files == {}  # unreadable: everything is simply verified again
