@@ -26,6 +26,7 @@ from .hashing import file_sha256
 from .items import Dataset, Item, items_hash
 from .loader import load_dataset
 from .protocols import (
+    RATIO_SWEEP,
     OpenWorldSplit,
     base_novel_labels,
     open_world_split,
@@ -58,7 +59,7 @@ def zero_shot_prompts(template: str, classnames: list[str]) -> list[str]:
 __all__ = [
     "CLIP_MEAN", "CLIP_STD", "DATASETS", "ChecksumError", "DataError", "Dataset", "DatasetNotFoundError",
     "DatasetSpec", "DeadSourceError", "DownloadError", "ImageDataset", "Item", "ManualDownloadRequired",
-    "MissingImagesError", "OpenWorldSplit", "Source", "SplitFileError", "UnsafeArchiveError",
+    "MissingImagesError", "OpenWorldSplit", "RATIO_SWEEP", "Source", "SplitFileError", "UnsafeArchiveError",
     "base_novel_labels", "download", "download_file", "fewshot", "fewshot_split", "fewshot_split_path",
     "file_sha256", "get_spec", "items_hash", "load_coop_dataset", "load_csv_dataset", "load_custom",
     "load_dataset", "load_folder_dataset", "open_world_split", "ratio_counts", "ratio_selection",

@@ -14,6 +14,7 @@ from .items import Item
 
 Subsample = Literal["all", "base", "new"]
 SUBSAMPLES = ("all", "base", "new")
+RATIO_SWEEP = tuple(range(100, -1, -10))  # r = 100, 90, ..., 0 as in the authors' *_ratio.sh scripts
 
 
 def base_novel_labels(train: Sequence[Item]) -> tuple[list[int], list[int]]:

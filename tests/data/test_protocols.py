@@ -7,6 +7,7 @@ import random
 import pytest
 
 from bmip.data import (
+    RATIO_SWEEP,
     Item,
     base_novel_labels,
     fewshot_split,
@@ -86,7 +87,7 @@ def reference_ratio(train, r, seed):
 def test_ratio_always_m_classes(n):
     m = math.ceil(n / 2)
     tr = items(" ".join(str(y) for y in range(n)))
-    for r in range(0, 101, 10):
+    for r in RATIO_SWEEP:
         b, k = ratio_counts(n, r)
         assert b + k == m and 0 <= b <= m and 0 <= k <= n - m
         out = subsample_classes_ratio(tr, [], tr, "new", r, seed=1)
