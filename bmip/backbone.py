@@ -40,6 +40,7 @@ class Backbone:
     name: str
     pretrained: str
     weights_path: Path | None
+    weights_digest: str | None = None
 
     @property
     def text_width(self) -> int:
@@ -78,8 +79,12 @@ class Backbone:
 
 
 def weights_sha256(backbone: Backbone) -> str | None:
-    """SHA-256 of the weight file the backbone was loaded from (None for random init)."""
-    return file_sha256(backbone.weights_path) if backbone.weights_path else None
+    """SHA-256 of the weight file the backbone was loaded from (None for random init), hashed once."""
+    if backbone.weights_path is None:
+        return None
+    if backbone.weights_digest is None:
+        backbone.weights_digest = file_sha256(backbone.weights_path)
+    return backbone.weights_digest
 
 
 def is_torchscript(path: Path) -> bool:

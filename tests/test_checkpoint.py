@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 from bmip.backbone import load_backbone
 from bmip.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
 from bmip.methods import build_model
-from conftest import CLASSNAMES
+from tests.shared import CLASSNAMES
 
 
 def _trained(backbone, name):

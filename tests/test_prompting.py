@@ -2,7 +2,7 @@
 import torch
 
 from bmip.methods import build_model
-from conftest import CLASSNAMES
+from tests.shared import CLASSNAMES
 
 
 def test_zsclip_features_equal_open_clip(tiny_backbone):

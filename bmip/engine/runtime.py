@@ -39,11 +39,19 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast("cuda", dtype=dtype)
 
 
+_BACKBONES: dict[tuple, Backbone] = {}
+
+
 def backbone_from(config: dict[str, Any], device: torch.device) -> Backbone:
+    """The config's frozen backbone, loaded once per process (a job may run several seeds)."""
     spec = config["backbone"]
-    return load_backbone(
-        spec["model"], spec["pretrained"], quick_gelu=spec.get("quick_gelu"), cache_dir=spec.get("cache_dir"), device=device
-    )
+    key = (spec["model"], spec["pretrained"], spec.get("quick_gelu"), spec.get("cache_dir"), str(device))
+    if key not in _BACKBONES:
+        _BACKBONES[key] = load_backbone(
+            spec["model"], spec["pretrained"], quick_gelu=spec.get("quick_gelu"), cache_dir=spec.get("cache_dir"),
+            device=device,
+        )
+    return _BACKBONES[key]
 
 
 def backbone_record(backbone: Backbone) -> dict[str, Any]:

@@ -1,58 +1,12 @@
-"""A toy dataset in the generic CoOp layout (images/ + split.json) and a tiny experiment config."""
+"""Fixtures for the engine tests: the toy dataset and config from `toy.py`."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30),
-           "purple": (150, 40, 170)}
-SPLIT_SIZES = {"train": 6, "val": 3, "test": 4}
-
-
-def make_toy_dataset(root: Path, name: str = "toy") -> Path:
-    """5 colour classes of 32x32 noisy images; labels follow the sorted class order."""
-    rng = np.random.default_rng(0)
-    folder = root / name
-    split: dict[str, list] = {key: [] for key in SPLIT_SIZES}
-    for label, (colour, rgb) in enumerate(COLOURS.items()):
-        (folder / "images" / colour).mkdir(parents=True, exist_ok=True)
-        for key, count in SPLIT_SIZES.items():
-            for i in range(count):
-                pixels = np.clip(np.array(rgb) + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
-                rel = f"{colour}/{key}_{i}.png"
-                Image.fromarray(pixels).save(folder / "images" / rel)
-                split[key].append([rel, label, f"{colour} colour"])
-    (folder / "split.json").write_text(json.dumps(split))
-    return folder
-
-
-def toy_config(tmp: Path, **changes) -> dict:
-    config = {
-        "experiment": "toy",
-        "results_dir": str(tmp / "results"),
-        "data_root": str(tmp / "data"),
-        "backbone": {"model": "test-vit-tiny", "pretrained": "none"},
-        "seeds": [1],
-        "shots": 4,
-        "eval_batch_size": 8,
-        "methods": ["bmip", "maple", "zsclip"],
-        "protocols": {
-            "base2novel": {"datasets": ["toy"]},
-            "open_world": {"datasets": ["toy"], "ratios": [100, 50, 0]},
-            "cross_dataset": {"source": "toy", "targets": ["toy"]},
-        },
-        "recipes": {"default": {
-            "bmip": {"epochs": 3, "batch_size": 4, "options": {"depth": 3}},
-            "maple": {"epochs": 2, "batch_size": 4, "options": {"depth": 3}},
-        }},
-    }
-    config.update(changes)
-    return config
+from tests.engine.toy import make_toy_dataset, toy_config
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from bmip.config import config_hash
 from bmip.engine import paths
 from bmip.engine.evaluate import evaluate
 from bmip.engine.train import train
-from conftest import make_toy_dataset, toy_config
+from tests.engine.toy import make_toy_dataset, toy_config
 
 FIELDS = {"kind", "code", "config", "config_sha256", "seed", "shots", "inputs", "backbone", "packages", "hardware",
           "time", "command"}

@@ -4,7 +4,7 @@ import torch
 from bmip.methods import build_model
 from bmip.methods.base import Slots
 from bmip.methods.bmip import slot_attention
-from conftest import CLASSNAMES
+from tests.shared import CLASSNAMES
 
 
 def _model(backbone, **options):

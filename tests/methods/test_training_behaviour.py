@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from bmip.methods import build_model, method_names
-from conftest import CLASSNAMES
+from tests.shared import CLASSNAMES
 
 LEARNING = [m for m in method_names() if m != "zsclip"]
 

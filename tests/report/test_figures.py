@@ -1,7 +1,7 @@
 """Figures are drawn from tables and logs, including for protocols without results."""
 from bmip.report.figures import FIGURES, write_figures
 from bmip.report.tables import write_tables
-from test_tables import files  # noqa: F401  (fixture)
+from tests.report.test_tables import files  # noqa: F401  (fixture)
 
 
 def test_every_figure_as_png_and_pdf(files, tmp_path):  # noqa: F811
