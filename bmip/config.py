@@ -8,6 +8,7 @@ what provenance records and hashes. Two protocols train models; the other two re
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -115,9 +116,14 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _builtin_recipes() -> dict[str, Any]:
+    return yaml.safe_load(RECIPES_FILE.read_text())
+
+
 def recipe(config: dict[str, Any], training: str, method: str) -> dict[str, Any]:
     """The method's recipe for a training protocol: built-ins, then the config's overrides."""
-    builtin = yaml.safe_load(RECIPES_FILE.read_text())
+    builtin = _builtin_recipes()
     user = config.get("recipes", {})
     resolved = dict(RECIPE_DEFAULTS)
     for layer in (builtin, user):

@@ -9,6 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from .atomic import atomic_write_json
 from .downloads import download
 from .errors import DataError, DeadSourceError, ManualDownloadRequired
 from .sampling import write_fewshot_split
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-archives", action="store_true", help="keep archives in <root>/_downloads after extraction")
     p.add_argument("--retries", type=int, default=3, help="retries per mirror after an interrupted transfer")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--stamp", type=Path, help="after success, write a JSON record of the ready dataset(s) here")
     p.set_defaults(func=run_download)
 
     s = subparsers.add_parser(
@@ -58,16 +60,19 @@ def run_download(args: argparse.Namespace) -> int:
         logger.error("unknown dataset(s) %s; known: %s", ", ".join(unknown), ", ".join(DATASETS))
         return EXIT_FAILED
     code = EXIT_OK
+    ready = {}
     for name in names:
         try:
-            download(name, args.root, keep_archives=args.keep_archives, retries=args.retries,
-                     progress=not args.no_progress)
+            ready[name] = str(download(name, args.root, keep_archives=args.keep_archives, retries=args.retries,
+                                       progress=not args.no_progress))
         except (ManualDownloadRequired, DeadSourceError) as e:
             logger.error("%s", e)
             code = max(code, EXIT_MANUAL)
         except DataError as e:
             logger.error("%s", e)
             code = EXIT_MANUAL if code == EXIT_MANUAL else EXIT_FAILED
+    if code == EXIT_OK and args.stamp:
+        atomic_write_json(args.stamp, {"datasets": ready, "root": str(args.root)})
     return code
 
 

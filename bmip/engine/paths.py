@@ -42,20 +42,6 @@ def checkpoint_for(config: dict[str, Any], protocol: str, method: str, dataset: 
     return train_dir(config, TRAINED_BY[protocol], method, source, seed) / PROMPTS
 
 
-def evaluations_of(config: dict[str, Any], training: str, dataset: str) -> list[tuple[str, str]]:
-    """Every (protocol, evaluation dataset) the config asks of the model trained on `dataset`."""
-    protocols = config["protocols"]
-    out = []
-    for protocol, spec in protocols.items():
-        if TRAINED_BY[protocol] != training:
-            continue
-        if training == "base2novel" and dataset in spec["datasets"]:
-            out.append((protocol, dataset))
-        elif training == "cross_dataset" and spec["source"] == dataset:
-            out.extend((protocol, target) for target in spec["targets"])
-    return out
-
-
 def trainings(config: dict[str, Any]) -> list[tuple[str, str]]:
     """Every (training protocol, dataset) the config needs a trained model for."""
     out: list[tuple[str, str]] = []

@@ -1,0 +1,36 @@
+# Aggregation into the paper's tables (pandas) and figures (seaborn), flagged for the report.
+
+
+rule tables:
+    input:
+        metrics_files(),
+    output:
+        csv=[
+            report(f"{EXP}/tables/{t}.csv", caption=f"../report/{t}.rst", category="Tables", labels={"table": t})
+            for t in TABLES
+        ],
+        md=expand(f"{EXP}/tables/{{table}}.md", table=TABLES),
+    log:
+        f"{EXP}/logs/tables.log",
+    resources:
+        **RES["light"],
+    shell:
+        "bmip aggregate {input} --out {EXP}/tables > {log} 2>&1"
+
+
+rule figures:
+    input:
+        tables=expand(f"{EXP}/tables/{{table}}.csv", table=TABLES),
+        train_logs=train_log_files(),
+    output:
+        png=[
+            report(f"{EXP}/figures/{f}.png", caption=f"../report/{f}.rst", category="Figures", labels={"figure": f})
+            for f in FIGURES
+        ],
+        pdf=expand(f"{EXP}/figures/{{figure}}.pdf", figure=FIGURES),
+    log:
+        f"{EXP}/logs/figures.log",
+    resources:
+        **RES["light"],
+    shell:
+        "bmip figures --tables {EXP}/tables --train-logs {input.train_logs} --out {EXP}/figures > {log} 2>&1"
