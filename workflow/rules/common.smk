@@ -4,6 +4,7 @@ import json
 from snakemake.exceptions import WorkflowError
 
 from bmip.config import TRAINED_BY, ConfigError, run_config, validate
+from bmip.data import resolve_name
 from bmip.engine import paths as P
 from bmip.report.figures import FIGURES
 from bmip.report.tables import TABLES
@@ -98,8 +99,13 @@ def figure_files():
 
 
 def dataset_ready(dataset):
-    """The file that says a dataset is in place: the generated world, or a download stamp."""
-    return f"{DATA}/world.json" if MINIWORLD else f"{DATA}/_downloads/ready/{dataset}.json"
+    """What says a dataset is in place: the generated world, a download stamp for the paper's
+    datasets, or (bring your own) the dataset's own folder under data_root."""
+    if MINIWORLD:
+        return f"{DATA}/world.json"
+    if resolve_name(dataset) is not None:
+        return f"{DATA}/_downloads/ready/{dataset}.json"
+    return f"{DATA}/{dataset}"
 
 
 def backbone_files():
