@@ -167,7 +167,10 @@ def markdown(name: str, table: pd.DataFrame) -> str:
     if table.empty:
         return f"## {name}\n\n(no results)\n"
     shown = _published_columns(name, table)
-    return f"## {name}\n\n" + shown.to_markdown(index=False, floatfmt=".2f") + "\n"
+    if "seeds" in shown:
+        shown["seeds"] = shown["seeds"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    shown = shown.map(lambda v: "" if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else v)
+    return f"## {name}\n\n" + shown.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
 def write_tables(metric_files: Iterable[Path], out_dir: Path) -> dict[str, Path]:
