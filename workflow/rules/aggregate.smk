@@ -15,7 +15,7 @@ rule tables:
     resources:
         **RES["light"],
     shell:
-        "bmip aggregate {input} --out {EXP}/tables > {log} 2>&1"
+        "{BMIP} aggregate {input} --out {EXP}/tables > {log} 2>&1"
 
 
 rule figures:
@@ -33,4 +33,4 @@ rule figures:
     resources:
         **RES["light"],
     shell:
-        "bmip figures --tables {EXP}/tables --train-logs {input.train_logs} --out {EXP}/figures > {log} 2>&1"
+        "{BMIP} figures --tables {EXP}/tables --train-logs {input.train_logs} --out {EXP}/figures > {log} 2>&1"

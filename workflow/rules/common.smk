@@ -1,5 +1,6 @@
 # Config validation, the job grid, and paths: everything the rules share.
 import json
+import sys
 
 from snakemake.exceptions import WorkflowError
 
@@ -24,6 +25,8 @@ PROTOCOLS = config["protocols"]
 BATCH_SEEDS = config["workflow"]["batch_seeds"]
 RES = config["workflow"]["resources"]
 MINIWORLD = "miniworld" in config
+# The package's command line under the interpreter running Snakemake: no PATH set-up needed.
+BMIP = f"{sys.executable} -m bmip.cli"
 
 
 wildcard_constraints:

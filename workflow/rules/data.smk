@@ -32,7 +32,7 @@ if MINIWORLD:
         resources:
             **RES["light"],
         shell:
-            "bmip miniworld-generate --root {DATA} --seed {params.seed} --size {params.size} > {log} 2>&1"
+            "{BMIP} miniworld-generate --root {DATA} --seed {params.seed} --size {params.size} > {log} 2>&1"
 
     rule miniworld_pretrain:
         input:
@@ -50,7 +50,7 @@ if MINIWORLD:
         resources:
             **RES["train"],
         shell:
-            "bmip miniworld-pretrain --out {output} --seed {params.seed} {params.steps} "
+            "{BMIP} miniworld-pretrain --out {output} --seed {params.seed} {params.steps} "
             "--threads {threads} > {log} 2>&1"
 
     rule miniworld_figure:
@@ -63,7 +63,7 @@ if MINIWORLD:
         resources:
             **RES["light"],
         shell:
-            "bmip miniworld-figure --root {DATA} --out {output} > {log} 2>&1"
+            "{BMIP} miniworld-figure --root {DATA} --out {output} > {log} 2>&1"
 
 else:
 
@@ -76,7 +76,7 @@ else:
         resources:
             **RES["light"],
         shell:
-            "bmip download {wildcards.dataset} --root {DATA} --no-progress --stamp {output} > {log} 2>&1"
+            "{BMIP} download {wildcards.dataset} --root {DATA} --no-progress --stamp {output} > {log} 2>&1"
 
 
 rule fewshot_splits:
@@ -91,5 +91,5 @@ rule fewshot_splits:
     resources:
         **RES["light"],
     shell:
-        "bmip splits {wildcards.dataset} --root {DATA} --shots {config[shots]} --seed {params.seeds} "
+        "{BMIP} splits {wildcards.dataset} --root {DATA} --shots {config[shots]} --seed {params.seeds} "
         "--out {EXP}/splits > {log} 2>&1"

@@ -60,5 +60,5 @@ for _protocol in PROTOCOLS:
             runtime=RES["evaluate"]["runtime"],
             gpu=RES["evaluate"]["gpu"],
         shell:
-            "bmip evaluate {input.config} --protocol {params.protocol} --method {wildcards.method} "
+            "{BMIP} evaluate {input.config} --protocol {params.protocol} --method {wildcards.method} "
             "--dataset {params.datasets} --seed {params.seeds} > {log} 2>&1"

@@ -28,5 +28,5 @@ rule train:
         runtime=RES["train"]["runtime"],
         gpu=RES["train"]["gpu"],
     shell:
-        "bmip train {input.config} --protocol {wildcards.training} --method {wildcards.method} "
+        "{BMIP} train {input.config} --protocol {wildcards.training} --method {wildcards.method} "
         "--dataset {wildcards.dataset} --seed {params.seeds} > {log} 2>&1"
