@@ -6,16 +6,26 @@ rule tables:
         metrics_files(),
     output:
         csv=[
-            report(f"{EXP}/tables/{t}.csv", caption=f"../report/{t}.rst", category="Tables", labels={"table": t})
+            report(
+                f"{EXP}/tables/{t}.csv",
+                caption=f"../report/{t}.rst",
+                category="Tables",
+                labels={"table": t},
+            )
             for t in TABLES
         ],
         md=expand(f"{EXP}/tables/{{table}}.md", table=TABLES),
     log:
         f"{EXP}/logs/tables.log",
+    conda:
+        ENV
     resources:
         **RES["light"],
+    params:
+        bmip=BMIP,
+        out=lambda wildcards, output: os.path.dirname(output.csv[0]),
     shell:
-        "{BMIP} aggregate {input} --out {EXP}/tables > {log} 2>&1"
+        "{params.bmip} aggregate {input} --out {params.out} > {log} 2>&1"
 
 
 rule figures:
@@ -24,13 +34,24 @@ rule figures:
         train_logs=train_log_files(),
     output:
         png=[
-            report(f"{EXP}/figures/{f}.png", caption=f"../report/{f}.rst", category="Figures", labels={"figure": f})
+            report(
+                f"{EXP}/figures/{f}.png",
+                caption=f"../report/{f}.rst",
+                category="Figures",
+                labels={"figure": f},
+            )
             for f in FIGURES
         ],
         pdf=expand(f"{EXP}/figures/{{figure}}.pdf", figure=FIGURES),
     log:
         f"{EXP}/logs/figures.log",
+    conda:
+        ENV
     resources:
         **RES["light"],
+    params:
+        bmip=BMIP,
+        tables=lambda wildcards, input: os.path.dirname(input.tables[0]),
+        out=lambda wildcards, output: os.path.dirname(output.png[0]),
     shell:
-        "{BMIP} figures --tables {EXP}/tables --train-logs {input.train_logs} --out {EXP}/figures > {log} 2>&1"
+        "{params.bmip} figures --tables {params.tables} --train-logs {input.train_logs} --out {params.out} > {log} 2>&1"

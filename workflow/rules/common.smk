@@ -1,5 +1,6 @@
 # Config validation, the job grid, and paths: everything the rules share.
 import json
+import os
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -27,6 +28,7 @@ RES = config["workflow"]["resources"]
 MINIWORLD = "miniworld" in config
 # The package's command line under the interpreter running Snakemake: no PATH set-up needed.
 BMIP = f"{sys.executable} -m bmip.cli"
+ENV = "../envs/bmip.yaml"
 
 
 wildcard_constraints:
@@ -51,7 +53,8 @@ def seeds_arg(wildcards):
 
 
 def job_log(stage, *parts):
-    return f"{EXP}/logs/{stage}/" + "/".join(parts) + ("" if BATCH_SEEDS else "/seed{seed}") + ".log"
+    parts = [EXP, "logs", stage, *parts] + ([] if BATCH_SEEDS else ["seed{seed}"])
+    return os.path.join(*parts) + ".log"
 
 
 def run_params(training_of, dataset_of):
@@ -59,14 +62,19 @@ def run_params(training_of, dataset_of):
 
     def params(wildcards):
         training, dataset = training_of(wildcards), dataset_of(wildcards)
-        runs = [run_config(config, training, wildcards.method, dataset, s) for s in seeds_of(wildcards)]
+        runs = [
+            run_config(config, training, wildcards.method, dataset, s)
+            for s in seeds_of(wildcards)
+        ]
         return json.dumps(runs, sort_keys=True)
 
     return params
 
 
 def train_prompts(training, method, dataset):
-    return per_seed(f"{EXP}/train/{training}/{method}/{dataset}/seed{{seed}}/prompts.safetensors")
+    return per_seed(
+        f"{EXP}/train/{training}/{method}/{dataset}/seed{{seed}}/prompts.safetensors"
+    )
 
 
 def eval_datasets(protocol):
@@ -98,7 +106,9 @@ def table_files():
 
 
 def figure_files():
-    return expand(f"{EXP}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("png", "pdf"))
+    return expand(
+        f"{EXP}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("png", "pdf")
+    )
 
 
 def dataset_ready(dataset):
@@ -114,3 +124,38 @@ def dataset_ready(dataset):
 def backbone_files():
     """A local backbone weight file the workflow itself produces (the miniworld CLIP)."""
     return [config["backbone"]["pretrained"]] if MINIWORLD else []
+
+
+def split_files(wildcards):
+    return [
+        f"{EXP}/splits/{wildcards.dataset}/shot_{config['shots']}-seed_{s}.json"
+        for s in seeds_of(wildcards)
+    ]
+
+
+def eval_inputs(protocol, per_dataset):
+    def inputs(wildcards):
+        source = wildcards.dataset if per_dataset else PROTOCOLS[protocol]["source"]
+        datasets = [wildcards.dataset] if per_dataset else eval_datasets(protocol)
+        return {
+            "config": ancient(f"{EXP}/config.yaml"),
+            "prompts": [
+                f"{EXP}/train/{TRAINED_BY[protocol]}/{wildcards.method}/{source}/seed{s}/{P.PROMPTS}"
+                for s in seeds_of(wildcards)
+            ],
+            "data": sorted({dataset_ready(d) for d in datasets}),
+        }
+
+    return inputs
+
+
+def eval_outputs(protocol, name, per_dataset):
+    if per_dataset:
+        return per_seed(f"{EXP}/{protocol}/{{method}}/{{dataset}}/seed{{seed}}/{name}")
+    return [
+        path
+        for target in eval_datasets(protocol)
+        for path in per_seed(
+            f"{EXP}/{protocol}/{{method}}/{target}/seed{{seed}}/{name}"
+        )
+    ]

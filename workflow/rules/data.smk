@@ -6,16 +6,20 @@ rule write_config:
     # reruns a job is a change of its own resolved run config (its params), not of this file.
     output:
         f"{EXP}/config.yaml",
-    params:
-        config=lambda wildcards: json.dumps(config, sort_keys=True),
+    log:
+        f"{EXP}/logs/write_config.log",
+    conda:
+        ENV
     resources:
         **RES["light"],
+    params:
+        config=json.dumps(config, sort_keys=True),
     run:
         import yaml
-
         from bmip.io import atomic_write
 
-        atomic_write(output[0], lambda tmp: tmp.write_text(yaml.safe_dump(json.loads(params.config), sort_keys=False)))
+        resolved = yaml.safe_dump(json.loads(params.config), sort_keys=False)
+        atomic_write(output[0], lambda tmp: tmp.write_text(resolved))
 
 
 if MINIWORLD:
@@ -23,47 +27,65 @@ if MINIWORLD:
     rule miniworld_generate:
         output:
             f"{DATA}/world.json",
-        params:
-            seed=config["miniworld"]["seed"],
-            size=config["miniworld"]["size"],
         log:
             f"{EXP}/logs/miniworld_generate.log",
-        threads: 1
+        conda:
+            ENV
         resources:
             **RES["light"],
+        params:
+            bmip=BMIP,
+            root=lambda wildcards, output: os.path.dirname(output[0]),
+            seed=config["miniworld"]["seed"],
+            size=config["miniworld"]["size"],
         shell:
-            "{BMIP} miniworld-generate --root {DATA} --seed {params.seed} --size {params.size} > {log} 2>&1"
+            "{params.bmip} miniworld-generate --root {params.root} --seed {params.seed} --size {params.size} > {log} 2>&1"
 
     rule miniworld_pretrain:
         input:
             f"{DATA}/world.json",
         output:
             config["backbone"]["pretrained"],
-        params:
-            seed=config["miniworld"]["seed"],
-            steps=lambda wildcards: (
-                f"--steps {config['miniworld']['pretrain_steps']}" if config["miniworld"]["pretrain_steps"] else ""
-            ),
         log:
             f"{EXP}/logs/miniworld_pretrain.log",
+        conda:
+            ENV
         threads: config["miniworld"]["threads"]
         resources:
-            **RES["train"],
+            mem_mb=RES["train"]["mem_mb"],
+            runtime=RES["train"]["runtime"],
+        params:
+            bmip=BMIP,
+            seed=config["miniworld"]["seed"],
+            steps=(
+                f"--steps {config['miniworld']['pretrain_steps']}"
+                if config["miniworld"]["pretrain_steps"]
+                else ""
+            ),
         shell:
-            "{BMIP} miniworld-pretrain --out {output} --seed {params.seed} {params.steps} "
+            "{params.bmip} miniworld-pretrain --out {output} --seed {params.seed} {params.steps} "
             "--threads {threads} > {log} 2>&1"
 
     rule miniworld_figure:
         input:
             f"{DATA}/world.json",
         output:
-            report(f"{EXP}/figures/miniworld_samples.png", caption="../report/miniworld.rst", category="Data"),
+            report(
+                f"{EXP}/figures/miniworld_samples.png",
+                caption="../report/miniworld.rst",
+                category="Data",
+            ),
         log:
             f"{EXP}/logs/miniworld_figure.log",
+        conda:
+            ENV
         resources:
             **RES["light"],
+        params:
+            bmip=BMIP,
+            root=lambda wildcards, input: os.path.dirname(input[0]),
         shell:
-            "{BMIP} miniworld-figure --root {DATA} --out {output} > {log} 2>&1"
+            "{params.bmip} miniworld-figure --root {params.root} --out {output} > {log} 2>&1"
 
 else:
 
@@ -73,23 +95,37 @@ else:
         log:
             f"{EXP}/logs/download/{{dataset}}.log",
         retries: 2
+        conda:
+            ENV
         resources:
             **RES["light"],
+        params:
+            bmip=BMIP,
+            root=DATA,
         shell:
-            "{BMIP} download {wildcards.dataset} --root {DATA} --no-progress --stamp {output} > {log} 2>&1"
+            "{params.bmip} download {wildcards.dataset} --root {params.root} --no-progress --stamp {output} > {log} 2>&1"
 
 
 rule fewshot_splits:
     input:
         lambda wildcards: dataset_ready(wildcards.dataset),
     output:
-        expand(f"{EXP}/splits/{{{{dataset}}}}/shot_{config['shots']}-seed_{{seed}}.json", seed=SEEDS),
-    params:
-        seeds=" ".join(str(s) for s in SEEDS),
+        expand(
+            f"{EXP}/splits/{{{{dataset}}}}/shot_{config['shots']}-seed_{{seed}}.json",
+            seed=SEEDS,
+        ),
     log:
         f"{EXP}/logs/splits/{{dataset}}.log",
+    conda:
+        ENV
     resources:
         **RES["light"],
+    params:
+        bmip=BMIP,
+        root=DATA,
+        shots=config["shots"],
+        seeds=" ".join(str(s) for s in SEEDS),
+        out=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
     shell:
-        "{BMIP} splits {wildcards.dataset} --root {DATA} --shots {config[shots]} --seed {params.seeds} "
-        "--out {EXP}/splits > {log} 2>&1"
+        "{params.bmip} splits {wildcards.dataset} --root {params.root} --shots {params.shots} --seed {params.seeds} "
+        "--out {params.out} > {log} 2>&1"

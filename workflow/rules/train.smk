@@ -4,29 +4,34 @@
 # (its model also serves domain_generalization).
 
 
-def split_files(wildcards):
-    return [f"{EXP}/splits/{wildcards.dataset}/shot_{config['shots']}-seed_{s}.json" for s in seeds_of(wildcards)]
-
-
 rule train:
     input:
         config=ancient(f"{EXP}/config.yaml"),
         splits=split_files,
         backbone=backbone_files(),
     output:
-        prompts=per_seed(f"{EXP}/train/{{training}}/{{method}}/{{dataset}}/seed{{seed}}/{P.PROMPTS}"),
-        log=per_seed(f"{EXP}/train/{{training}}/{{method}}/{{dataset}}/seed{{seed}}/{P.TRAIN_LOG}"),
-        provenance=per_seed(f"{EXP}/train/{{training}}/{{method}}/{{dataset}}/seed{{seed}}/{P.PROVENANCE}"),
-    params:
-        runs=run_params(lambda w: w.training, lambda w: w.dataset),
-        seeds=seeds_arg,
+        prompts=per_seed(
+            f"{EXP}/train/{{training}}/{{method}}/{{dataset}}/seed{{seed}}/{P.PROMPTS}"
+        ),
+        log=per_seed(
+            f"{EXP}/train/{{training}}/{{method}}/{{dataset}}/seed{{seed}}/{P.TRAIN_LOG}"
+        ),
+        provenance=per_seed(
+            f"{EXP}/train/{{training}}/{{method}}/{{dataset}}/seed{{seed}}/{P.PROVENANCE}"
+        ),
     log:
         job_log("train", "{training}", "{method}", "{dataset}"),
+    conda:
+        ENV
     threads: RES["train"]["threads"]
     resources:
         mem_mb=RES["train"]["mem_mb"],
         runtime=RES["train"]["runtime"],
         gpu=RES["train"]["gpu"],
+    params:
+        bmip=BMIP,
+        runs=run_params(lambda w: w.training, lambda w: w.dataset),
+        seeds=seeds_arg,
     shell:
-        "{BMIP} train {input.config} --protocol {wildcards.training} --method {wildcards.method} "
+        "OMP_NUM_THREADS={threads} {params.bmip} train {input.config} --protocol {wildcards.training} --method {wildcards.method} "
         "--dataset {wildcards.dataset} --seed {params.seeds} > {log} 2>&1"
