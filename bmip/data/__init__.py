@@ -22,7 +22,7 @@ from .errors import (
 )
 from .extract import safe_extract
 from .sampling import fewshot, fewshot_split, fewshot_split_path, read_fewshot_split, write_fewshot_split
-from .hashing import file_sha256
+from bmip.io import file_sha256
 from .items import Dataset, Item, items_hash
 from .loader import load_dataset
 from .protocols import (

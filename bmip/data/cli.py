@@ -9,7 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .atomic import atomic_write_json
+from bmip.io import write_json
 from .downloads import download
 from .errors import DataError, DeadSourceError, ManualDownloadRequired
 from .sampling import write_fewshot_split
@@ -72,7 +72,7 @@ def run_download(args: argparse.Namespace) -> int:
             logger.error("%s", e)
             code = EXIT_MANUAL if code == EXIT_MANUAL else EXIT_FAILED
     if code == EXIT_OK and args.stamp:
-        atomic_write_json(args.stamp, {"datasets": ready, "root": str(args.root)})
+        write_json(args.stamp, {"datasets": ready, "root": str(args.root)}, sort_keys=False)
     return code
 
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .errors import ChecksumError, DataError, DeadSourceError, DownloadError, ManualDownloadRequired
 from .extract import safe_extract
-from .hashing import file_digest
+from bmip.io import file_digest
 from .manifest import Manifest
 from .registry import DatasetSpec, get_spec
 from .sources import DOWNLOADS_DIR, Source

@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from .atomic import atomic_write_json
+from bmip.io import write_json
 from .sources import DOWNLOADS_DIR
 
 logger = logging.getLogger(__name__)
@@ -68,4 +68,4 @@ class Manifest:
         """Write atomically, merged with what is on disk now (another `bmip download` may share the root)."""
         files, extracted = self._read()
         self.files, self.extracted = {**files, **self.files}, {**extracted, **self.extracted}
-        atomic_write_json(self.path, {"version": VERSION, "files": self.files, "extracted": self.extracted})
+        write_json(self.path, {"version": VERSION, "files": self.files, "extracted": self.extracted}, sort_keys=False)

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from .atomic import atomic_write_json
+from bmip.io import write_json
 from .errors import SplitFileError
 from .items import Dataset, Item, canonical_items, items_from_lists, items_hash
 
@@ -97,7 +97,7 @@ def write_fewshot_split(dataset: Dataset, shots: int, seed: int, out_dir: Path) 
             )
         logger.info("few-shot split %s already up to date", path)
         return path
-    atomic_write_json(path, record)
+    write_json(path, record, sort_keys=False)
     logger.info("wrote %s (%d train, %d val)", path, len(record["train"]), len(record["val"]))
     return path
 
