@@ -11,6 +11,7 @@ import copy
 import functools
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -96,17 +97,21 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 
 def load_config(path: Path | str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read, override and validate an experiment config file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    """Read, override and validate an experiment config file ("-": YAML/JSON on standard input)."""
+    if str(path) == "-":
+        source, text = "the config on standard input", sys.stdin.read()
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        source, text = str(path), path.read_text()
     try:
-        config = yaml.safe_load(path.read_text())
+        config = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        raise ConfigError(f"{source} is not valid YAML: {err}") from err
     if not isinstance(config, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings")
-    return validate(apply_overrides(config, overrides or []), str(path))
+        raise ConfigError(f"{source} must hold a mapping of settings")
+    return validate(apply_overrides(config, overrides or []), source)
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

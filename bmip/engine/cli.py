@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def _common(parser: argparse.ArgumentParser, datasets: str) -> None:
-    parser.add_argument("config", help="experiment config (YAML), e.g. config/config.yaml")
+    parser.add_argument("config", help="experiment config (YAML), e.g. config/config.yaml; '-' reads it from stdin")
     parser.add_argument("--method", required=True)
     parser.add_argument("--dataset", required=True, nargs="+" if datasets == "many" else None)
     parser.add_argument("--seed", type=int, nargs="+", required=True, help="one or more seeds, run one after the other")

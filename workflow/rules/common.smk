@@ -39,6 +39,14 @@ wildcard_constraints:
     seed="[0-9]+",
 
 
+def experiment_config(wildcards, input):
+    """The resolved experiment config, handed to a job on stdin. It takes `input` so that
+    Snakemake counts it as derived and leaves it out of its params-change trigger: what reruns
+    a job is a change of its own resolved runs (the `runs` param), never of an unrelated key.
+    """
+    return json.dumps(config, sort_keys=True)
+
+
 def per_seed(pattern):
     """A job's outputs: one `{seed}` wildcard, or every configured seed when seeds are batched."""
     return expand(pattern, seed=SEEDS, allow_missing=True) if BATCH_SEEDS else [pattern]
@@ -138,7 +146,6 @@ def eval_inputs(protocol, per_dataset):
         source = wildcards.dataset if per_dataset else PROTOCOLS[protocol]["source"]
         datasets = [wildcards.dataset] if per_dataset else eval_datasets(protocol)
         return {
-            "config": ancient(f"{EXP}/config.yaml"),
             "prompts": [
                 f"{EXP}/train/{TRAINED_BY[protocol]}/{wildcards.method}/{source}/seed{s}/{P.PROMPTS}"
                 for s in seeds_of(wildcards)

@@ -2,8 +2,8 @@
 
 
 rule write_config:
-    # The resolved experiment config every job reads. Jobs depend on it with ancient(): what
-    # reruns a job is a change of its own resolved run config (its params), not of this file.
+    # The resolved experiment config, for the record. Jobs get it on stdin rather than from this
+    # file: an upstream job that reruns would mask the params-change check of everything below it.
     output:
         f"{EXP}/config.yaml",
     log:

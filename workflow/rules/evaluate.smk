@@ -29,6 +29,7 @@ for _protocol in PROTOCOLS:
             gpu=RES["evaluate"]["gpu"],
         params:
             bmip=BMIP,
+            config=experiment_config,
             # What shapes the numbers: the trained runs' configs and this protocol's settings.
             runs=run_params(
                 lambda w, p=_protocol: TRAINED_BY[p],
@@ -47,5 +48,5 @@ for _protocol in PROTOCOLS:
             ),
             protocol=_protocol,
         shell:
-            "OMP_NUM_THREADS={threads} {params.bmip} evaluate {input.config} --protocol {params.protocol} --method {wildcards.method} "
+            "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} evaluate - --protocol {params.protocol} --method {wildcards.method} "
             "--dataset {params.datasets} --seed {params.seeds} > {log} 2>&1"

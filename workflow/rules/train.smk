@@ -6,7 +6,6 @@
 
 rule train:
     input:
-        config=ancient(f"{EXP}/config.yaml"),
         splits=split_files,
         backbone=backbone_files(),
     output:
@@ -30,8 +29,9 @@ rule train:
         gpu=RES["train"]["gpu"],
     params:
         bmip=BMIP,
+        config=experiment_config,
         runs=run_params(lambda w: w.training, lambda w: w.dataset),
         seeds=seeds_arg,
     shell:
-        "OMP_NUM_THREADS={threads} {params.bmip} train {input.config} --protocol {wildcards.training} --method {wildcards.method} "
+        "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} train - --protocol {wildcards.training} --method {wildcards.method} "
         "--dataset {wildcards.dataset} --seed {params.seeds} > {log} 2>&1"
