@@ -114,9 +114,10 @@ def table_files():
 
 
 def figure_files():
-    return expand(
+    figures = expand(
         f"{EXP}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("png", "pdf")
     )
+    return figures + ([f"{EXP}/figures/miniworld_samples.png"] if MINIWORLD else [])
 
 
 def dataset_ready(dataset):
