@@ -11,7 +11,7 @@ from pathlib import Path
 from bmip.io import write_json
 
 # Modules that add their own subcommands through `register(subparsers)`.
-SUBCOMMAND_MODULES = ("bmip.engine.cli", "bmip.report.cli", "bmip.data.cli", "bmip.miniworld.cli")
+SUBCOMMAND_MODULES = ("bmip.engine.cli", "bmip.report.cli", "bmip.data.cli", "bmip.miniworld.cli", "bmip.audit.cli")
 
 
 def _benchmark(args: argparse.Namespace) -> int:

@@ -1,0 +1,84 @@
+"""`bmip audit`, `bmip manifest`, `bmip provenance` and `bmip cost`: the workflow's last rules, also usable alone."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bmip.audit.layout import COST_CSV, COST_MD, PROVENANCE_DIR
+
+log = logging.getLogger(__name__)
+
+EXIT_PASSED, EXIT_FAILED, EXIT_NOT_AN_EXPERIMENT = 0, 1, 2
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from bmip.audit.check import NotAnExperiment, audit
+    from bmip.io import atomic_write, write_json
+
+    try:
+        report = audit(args.experiment, strict=args.strict)
+    except NotAnExperiment as err:
+        log.error("%s", err)
+        return EXIT_NOT_AN_EXPERIMENT
+    text = report.text()
+    sys.stdout.write(text)
+    if args.out:
+        atomic_write(args.out, lambda tmp: tmp.write_text(text))
+    if args.json:
+        write_json(args.json, report.to_dict())
+    return EXIT_PASSED if report.passed else EXIT_FAILED
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    from bmip.audit.layout import Experiment
+    from bmip.audit.manifest import write_manifest
+
+    log.info("manifest in %s", write_manifest(Experiment.open(args.experiment)))
+    return 0
+
+
+def run_provenance(args: argparse.Namespace) -> int:
+    from bmip.audit.provenance import write_provenance_tables
+
+    out = args.out or args.experiment / PROVENANCE_DIR
+    log.info("provenance tables in %s", sorted(write_provenance_tables(args.experiment, out).values()))
+    return 0
+
+
+def run_cost(args: argparse.Namespace) -> int:
+    from bmip.audit.cost import write_cost
+
+    write_cost(args.experiment, args.csv or args.experiment / COST_CSV, args.md or args.experiment / COST_MD)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    audit = subparsers.add_parser(
+        "audit", help="trace every table number to its runs and check nothing changed since (exit 1 on a problem)",
+        description="Verify the output files against manifest.json, check every run's provenance against the files "
+                    "it names, recompute every table from the metrics files, and state the code, packages and "
+                    "hardware the runs record. Exit 0: passed; 1: problems found; 2: not an experiment folder.",
+    )
+    audit.add_argument("experiment", type=Path, help="the experiment folder, results/<experiment>")
+    audit.add_argument("--strict", action="store_true",
+                       help="warnings (uncommitted code, mixed commits, stale configs, unlisted files) fail the audit")
+    audit.add_argument("--out", type=Path, help="also write the report to this file")
+    audit.add_argument("--json", type=Path, help="also write the findings as JSON to this file")
+    audit.set_defaults(func=run_audit)
+
+    manifest = subparsers.add_parser("manifest", help="write results/<experiment>/manifest.json (every output's sha256)")
+    manifest.add_argument("experiment", type=Path, help="the experiment folder, results/<experiment>")
+    manifest.set_defaults(func=run_manifest)
+
+    provenance = subparsers.add_parser("provenance", help="per-table CSVs of the runs behind each table")
+    provenance.add_argument("experiment", type=Path, help="the experiment folder, results/<experiment>")
+    provenance.add_argument("--out", type=Path, help=f"folder for <table>.csv (default <experiment>/{PROVENANCE_DIR})")
+    provenance.set_defaults(func=run_provenance)
+
+    cost = subparsers.add_parser("cost", help="wall time per rule and in total, and the hardware used")
+    cost.add_argument("experiment", type=Path, help="the experiment folder, results/<experiment>")
+    cost.add_argument("--csv", type=Path, help=f"default <experiment>/{COST_CSV}")
+    cost.add_argument("--md", type=Path, help=f"default <experiment>/{COST_MD}")
+    cost.set_defaults(func=run_cost)

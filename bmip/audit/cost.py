@@ -1,0 +1,173 @@
+"""What a full reproduction costs: wall time per rule and in total, and the hardware it ran on.
+
+Two sources. The runs' own provenance (`time.wall_seconds`, peak memory, hardware) covers training
+and evaluation, is part of the results and survives copying them. Snakemake's job records
+(`.snakemake/metadata` in the folder the workflow ran in: rule, start and end of the job that wrote
+each output) add every rule, process start-up included; they are read when present and skipped,
+with a note, when the results were copied without them. The summary is written before the
+manifest and audit rules run, so their own (seconds-long) jobs are not in it.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bmip.audit.layout import Experiment
+from bmip.audit.records import RunRecord, all_records, hardware_label
+from bmip.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("rule", "jobs", "job_seconds", "runs", "run_seconds", "mean_run_seconds", "max_run_seconds",
+           "peak_rss_mib", "hardware")
+PIPELINE_ORDER = ("write_config", "miniworld_generate", "miniworld_pretrain", "download", "fewshot_splits", "train",
+                  "evaluate_base2novel", "evaluate_open_world", "evaluate_cross_dataset",
+                  "evaluate_domain_generalization", "tables", "figures", "miniworld_figure", "provenance")
+
+
+def snakemake_jobs(exp: Experiment) -> list[dict[str, Any]]:
+    """Snakemake's record of each job that wrote a file of this experiment (or its data), if kept.
+
+    Records are keyed by output file (URL-safe base64 of its path, split into folder levels when
+    long); jobs with several outputs are counted once.
+    """
+    metadata = exp.root / ".snakemake" / "metadata"
+    if not metadata.is_dir():
+        return []
+    scope = [exp.path]
+    if exp.config and exp.config.get("data_root"):
+        scope.append((exp.root / str(exp.config["data_root"])).resolve())
+    jobs: dict[tuple, dict[str, Any]] = {}
+    for record_file in metadata.rglob("*"):
+        if not record_file.is_file():
+            continue
+        try:
+            output = base64.urlsafe_b64decode("".join(record_file.relative_to(metadata).parts)).decode()
+            record = json.loads(record_file.read_text())
+            start, end, rule = float(record["starttime"]), float(record["endtime"]), str(record["rule"])
+        except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError, OSError):
+            continue
+        path = (exp.root / output).resolve()
+        if not path.is_file() or not any(path == s or s in path.parents for s in scope):
+            continue
+        # One job writes several outputs: same end, start stamped per output a few ms apart.
+        job = jobs.setdefault((rule, record.get("job_hash"), end), {"rule": rule, "start": start, "end": end})
+        job["start"] = min(job["start"], start)
+    for job in jobs.values():
+        job["seconds"] = max(job["end"] - job["start"], 0.0)
+    return sorted(jobs.values(), key=lambda j: j["start"])
+
+
+def _order(rule: str) -> tuple[int, str]:
+    return (PIPELINE_ORDER.index(rule) if rule in PIPELINE_ORDER else len(PIPELINE_ORDER), rule)
+
+
+def cost_table(records: list[RunRecord], jobs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per rule and a `total` row: Snakemake job time and the runs' own wall time."""
+    runs: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        if record.get("time", "wall_seconds") is not None:
+            runs[record.run.rule].append(record)
+    by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for job in jobs:
+        by_rule[job["rule"]].append(job)
+    rows = []
+    for rule in sorted(set(runs) | set(by_rule), key=_order):
+        seconds = [float(r.get("time", "wall_seconds")) for r in runs[rule]]
+        peaks = [float(r.get("time", "peak_rss_mib")) for r in runs[rule] if r.get("time", "peak_rss_mib") is not None]
+        rows.append({
+            "rule": rule,
+            "jobs": len(by_rule[rule]) if by_rule[rule] else None,
+            "job_seconds": round(sum(j["seconds"] for j in by_rule[rule]), 3) if by_rule[rule] else None,
+            "runs": len(seconds),
+            "run_seconds": round(sum(seconds), 3) if seconds else None,
+            "mean_run_seconds": round(sum(seconds) / len(seconds), 3) if seconds else None,
+            "max_run_seconds": round(max(seconds), 3) if seconds else None,
+            "peak_rss_mib": max(peaks) if peaks else None,
+            "hardware": "; ".join(sorted({hardware_label(r) for r in runs[rule]})) or None,
+        })
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    total = {
+        "rule": "total",
+        "jobs": table["jobs"].sum(min_count=1),
+        "job_seconds": table["job_seconds"].sum(min_count=1),
+        "runs": table["runs"].sum(),
+        "run_seconds": table["run_seconds"].sum(min_count=1),
+        "mean_run_seconds": None,
+        "max_run_seconds": table["max_run_seconds"].max(),
+        "peak_rss_mib": table["peak_rss_mib"].max(),
+        "hardware": "; ".join(sorted({hardware_label(r) for rs in runs.values() for r in rs})) or None,
+    }
+    table = pd.concat([table, pd.DataFrame([total], columns=list(COLUMNS))], ignore_index=True)
+    return table.astype({"jobs": "Int64", "runs": "Int64"})
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or pd.isna(seconds):
+        return "unknown"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _elapsed(records: list[RunRecord], jobs: list[dict[str, Any]]) -> float | None:
+    """First start to last end: the reproduction's elapsed time (parallel jobs overlap)."""
+    if jobs:
+        return max(j["end"] for j in jobs) - min(j["start"] for j in jobs)
+    spans = [(dt.datetime.fromisoformat(r.get("time", "start")), dt.datetime.fromisoformat(r.get("time", "end")))
+             for r in records if r.get("time", "start") and r.get("time", "end")]
+    if not spans:
+        return None
+    return (max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds()
+
+
+def cost_markdown(name: str, table: pd.DataFrame, records: list[RunRecord], jobs: list[dict[str, Any]]) -> str:
+    """The summary a reader of the report needs: totals in words, the per-rule table, the hardware."""
+    total = table[table["rule"] == "total"].iloc[0]
+    lines = [f"# Cost of experiment {name}", ""]
+    if jobs:
+        lines.append(f"Compute summed over Snakemake jobs: **{_duration(total['job_seconds'])}** "
+                     f"({int(total['jobs'])} jobs, process start-up and every rule included).")
+    else:
+        lines.append("Snakemake's job records (`.snakemake/metadata` where the workflow ran) were not found beside "
+                     "these results: only the runs' own timings are shown.")
+    lines += [
+        f"Measured inside the training and evaluation runs: **{_duration(total['run_seconds'])}** "
+        f"over {int(total['runs'])} runs; peak memory of one process {total['peak_rss_mib']} MiB.",
+        f"Elapsed, first start to last end: **{_duration(_elapsed(records, jobs))}** (parallel jobs overlap).",
+        "",
+        table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".1f", missingval=""),
+        "",
+        "## Hardware",
+        "",
+    ]
+    per_hw: dict[str, list[float]] = defaultdict(list)
+    for record in records:
+        if record.get("time", "wall_seconds") is not None:
+            per_hw[hardware_label(record)].append(float(record.get("time", "wall_seconds")))
+    hardware = pd.DataFrame([{"hardware": hw, "runs": len(s), "run_seconds": sum(s)} for hw, s in sorted(per_hw.items())],
+                            columns=["hardware", "runs", "run_seconds"])
+    lines += [hardware.to_markdown(index=False, floatfmt=".1f"), ""]
+    return "\n".join(lines)
+
+
+def write_cost(experiment_dir: Path, csv_path: Path, md_path: Path) -> pd.DataFrame:
+    """Write the cost summary as CSV and Markdown (atomically); returns the table."""
+    exp = Experiment.open(experiment_dir)
+    records = [r for r in all_records(exp) if r.provenance is not None]
+    jobs = snakemake_jobs(exp)
+    if not jobs:
+        log.info("no Snakemake job records under %s: cost from the runs' provenance only", exp.root)
+    table = cost_table(records, jobs)
+    atomic_write(Path(csv_path), lambda tmp: table.to_csv(tmp, index=False, float_format="%.3f"))
+    text = cost_markdown(exp.name, table, records, jobs)
+    atomic_write(Path(md_path), lambda tmp: tmp.write_text(text))
+    return table

@@ -1,0 +1,194 @@
+"""What an experiment folder's tree says: its runs, and which workflow rule made each file.
+
+The results layout (bmip/engine/paths.py) is the index of an experiment, so the audit, the
+manifest and the cost summary read runs and rules from paths rather than from Snakemake's
+internal state, and work on a folder copied away from the machine that produced it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from bmip.config import TRAINED_BY, TRAIN_CLASSES
+from bmip.engine import paths as P
+from bmip.io import file_sha256
+
+CONFIG = "config.yaml"
+MANIFEST = "manifest.json"
+AUDIT_REPORT = "audit.txt"
+LOGS = "logs"
+SPLITS = "splits"
+TABLES_DIR = "tables"
+PROVENANCE_DIR = "provenance"
+COST_CSV = "cost.csv"
+COST_MD = "cost.md"
+
+# The protocol whose evaluations each table aggregates (bmip/report/tables.py: build_tables).
+TABLE_PROTOCOL = {
+    "base2novel": "base2novel",
+    "cross_dataset": "cross_dataset",
+    "domain_generalization": "domain_generalization",
+    "open_world": "open_world",
+    "open_world_ratio": "open_world",
+}
+
+_NAME = r"[^/]+"
+_PROTOCOLS = "|".join(sorted(TRAINED_BY))
+_TRAININGS = "|".join(sorted(TRAIN_CLASSES))
+# Path (relative to the experiment folder) -> the rule that writes it; first match wins.
+# `{name}` in a rule is filled from the pattern's groups, as Snakemake fills wildcards.
+RULES: tuple[tuple[str, str], ...] = (
+    (r"config\.yaml", "write_config"),
+    (rf"splits/(?P<dataset>{_NAME})/{_NAME}", "fewshot_splits"),
+    (rf"train/(?P<training>{_TRAININGS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", "train"),
+    (rf"(?P<protocol>{_PROTOCOLS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}",
+     "evaluate_{protocol}"),
+    (rf"tables/{_NAME}", "tables"),
+    (r"figures/miniworld_samples\.png", "miniworld_figure"),
+    (rf"figures/{_NAME}", "figures"),
+    (rf"provenance/{_NAME}", "provenance"),
+    (r"cost\.(csv|md)", "cost"),
+    (r"manifest\.json", "manifest"),
+    (r"audit\.txt", "audit"),
+    (r"logs/splits/.+", "fewshot_splits"),
+    (rf"logs/(?P<stage>train|download|evaluate_(?:{_PROTOCOLS}))/.+", "{stage}"),
+    (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
+)
+_COMPILED = tuple((re.compile(pattern), rule) for pattern, rule in RULES)
+_NOT_WILDCARDS = {"stage", "rule"}
+
+
+def rule_of(relpath: str) -> tuple[str | None, dict[str, str]]:
+    """(rule, wildcards) of the workflow job that wrote `relpath`; (None, {}) for a stray file."""
+    for pattern, rule in _COMPILED:
+        match = pattern.fullmatch(relpath)
+        if match:
+            groups = match.groupdict()
+            return rule.format(**groups), {k: v for k, v in groups.items() if k not in _NOT_WILDCARDS}
+    return None, {}
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One training (kind "train", protocol = training protocol) or one evaluation, by its folder."""
+
+    kind: str
+    protocol: str
+    method: str
+    dataset: str
+    seed: int
+
+    @property
+    def relpath(self) -> str:
+        """The run's folder relative to the experiment folder."""
+        prefix = "train/" if self.kind == "train" else ""
+        return f"{prefix}{self.protocol}/{self.method}/{self.dataset}/seed{self.seed}"
+
+    @property
+    def rule(self) -> str:
+        return "train" if self.kind == "train" else f"evaluate_{self.protocol}"
+
+
+@dataclass
+class Experiment:
+    """An experiment folder `results/<exp>`, its resolved config (if written) and the workflow root."""
+
+    path: Path
+    config: dict[str, Any] | None
+    root: Path
+    _hashes: dict[Path, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, path: Path) -> "Experiment":
+        """Read `config.yaml` (written by the workflow) and infer the folder relative paths start from."""
+        path = Path(path).resolve()
+        config_file = path / CONFIG
+        config = None
+        if config_file.is_file():
+            loaded = yaml.safe_load(config_file.read_text())
+            config = loaded if isinstance(loaded, dict) else None
+        return cls(path=path, config=config, root=_workflow_root(path, config))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def rel(self, path: Path) -> str:
+        """`path` relative to the experiment folder when inside it, else as given (for messages)."""
+        try:
+            return Path(path).resolve().relative_to(self.path).as_posix()
+        except ValueError:
+            return str(path)
+
+    def run_dir(self, run: Run) -> Path:
+        return self.path / run.relpath
+
+    def resolve_recorded(self, recorded: str | None) -> Path | None:
+        """A path as a provenance record wrote it (relative to the workflow's working folder), if present."""
+        if not recorded:
+            return None
+        path = Path(recorded)
+        candidates = [path] if path.is_absolute() else [self.root / path, Path.cwd() / path]
+        return next((c for c in candidates if c.is_file()), None)
+
+    def sha256(self, path: Path) -> str:
+        """File hash, computed once per audit (checkpoints are read by several checks)."""
+        path = Path(path).resolve()
+        if path not in self._hashes:
+            self._hashes[path] = file_sha256(path)
+        return self._hashes[path]
+
+    def expected_evaluations(self) -> list[Run]:
+        """Every evaluation the config's grid asks for (the runs the tables rule reads)."""
+        config = self.config or {}
+        runs = []
+        for protocol, spec in config.get("protocols", {}).items():
+            datasets = spec["datasets"] if "datasets" in spec else spec.get("targets", [])
+            runs += [Run("evaluate", protocol, m, d, int(s))
+                     for m in config["methods"] for d in datasets for s in config["seeds"]]
+        return runs
+
+    def expected_trainings(self) -> list[Run]:
+        """Every trained model the config's grid asks for."""
+        if self.config is None:
+            return []
+        return [Run("train", training, m, d, int(s))
+                for training, d in P.trainings(self.config) for m in self.config["methods"] for s in self.config["seeds"]]
+
+    def found_evaluations(self) -> list[Run]:
+        """Evaluations on disk (a run folder with a metrics file)."""
+        return sorted(r for r in self._found(f"*/*/*/seed*/{P.METRICS}", "evaluate") if r.protocol in TRAINED_BY)
+
+    def found_trainings(self) -> list[Run]:
+        """Trained models on disk (a run folder with a provenance record or a checkpoint)."""
+        found = set(self._found(f"train/*/*/*/seed*/{P.PROVENANCE}", "train"))
+        found |= set(self._found(f"train/*/*/*/seed*/{P.PROMPTS}", "train"))
+        return sorted(r for r in found if r.protocol in TRAIN_CLASSES)
+
+    def _found(self, pattern: str, kind: str) -> Iterator[Run]:
+        for file in self.path.glob(pattern):
+            parts = file.relative_to(self.path).parts[-5:-1]
+            protocol, method, dataset, seed = parts
+            if re.fullmatch(r"seed\d+", seed):
+                yield Run(kind, protocol, method, dataset, int(seed[4:]))
+
+    def training_of(self, run: Run) -> Run:
+        """The trained model an evaluation reads, by the results layout and the experiment config."""
+        if self.config is not None and run.protocol in self.config.get("protocols", {}):
+            source = P.training_dataset(self.config, run.protocol, run.dataset)
+        else:
+            source = run.dataset
+        return Run("train", TRAINED_BY[run.protocol], run.method, source, run.seed)
+
+
+def _workflow_root(path: Path, config: dict[str, Any] | None) -> Path:
+    """The folder the workflow ran in: `results_dir/experiment` above the experiment folder."""
+    if config and not Path(str(config.get("results_dir", ""))).is_absolute():
+        depth = len(Path(str(config["results_dir"])).parts) + len(Path(str(config["experiment"])).parts)
+        if 0 < depth <= len(path.parts) - 1:
+            return path.parents[depth - 1]
+    return path.parent.parent

@@ -1,0 +1,171 @@
+"""Each run's provenance checked against the files it names and against the other runs.
+
+A training must match its checkpoint (metadata `config_sha256`), its few-shot split file (the
+image hashes it recorded) and its training log; an evaluation must match the checkpoint it read
+(sha256) and the training that wrote it (same resolved config). Every record's config must hash
+to its recorded `config_sha256`, and recorded data files still on disk must hash as recorded.
+"""
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+from bmip.audit.findings import Findings
+from bmip.audit.layout import SPLITS, Experiment, Run
+from bmip.audit.records import RunRecord, read_record
+from bmip.config import TRAIN_CLASSES, ConfigError, config_hash, run_config
+from bmip.engine import paths as P
+
+
+def _differences(a: Any, b: Any, where: str = "") -> list[str]:
+    """Dotted keys where two configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b), key=str):
+            out += _differences(a.get(key), b.get(key), f"{where}.{key}" if where else str(key))
+        return out
+    return [] if a == b else [where or "(whole config)"]
+
+
+def _check_common(exp: Experiment, record: RunRecord, kind: str, findings: Findings) -> bool:
+    """Kind, config hash, identity with the folder, and the experiment's current config."""
+    run, name = record.run, exp.rel(exp.run_dir(record.run) / P.PROVENANCE)
+    if record.provenance is None:
+        findings.problem(name, f"provenance record {record.error}")
+        return False
+    if record.get("kind") != kind:
+        findings.problem(name, f"kind is {record.get('kind')!r}, expected {kind!r}")
+    config = record.get("config")
+    if not isinstance(config, dict):
+        findings.problem(name, "no recorded config")
+        return False
+    if config_hash(config) != record.get("config_sha256"):
+        findings.problem(name, f"config_sha256 {str(record.get('config_sha256'))[:12]}… is not the hash of the "
+                               f"recorded config ({config_hash(config)[:12]}…): the record was edited")
+    training = exp.training_of(run) if kind == "evaluate" else run
+    identity = {"training": training.protocol, "method": training.method, "dataset": training.dataset,
+                "seed": training.seed}
+    wrong = {k: config.get(k) for k, v in identity.items() if config.get(k) != v}
+    if wrong:
+        findings.problem(name, f"records a run of {wrong}, but its folder is {run.relpath} (expects {identity})")
+    if exp.config is not None:
+        try:
+            current = run_config(exp.config, training.protocol, training.method, training.dataset, training.seed)
+        except (ConfigError, KeyError) as err:
+            findings.warning(name, f"config.yaml no longer resolves this run ({err})")
+        else:
+            if config_hash(current) != record.get("config_sha256"):
+                diff = ", ".join(_differences(config, current)) or "key order"
+                findings.warning(name, f"made with another configuration than config.yaml resolves to now "
+                                       f"(differs in {diff}); rerunning the workflow would redo it")
+    findings.count("runs")
+    return True
+
+
+def _check_data_file(exp: Experiment, record: RunRecord, inputs: dict[str, Any] | None, findings: Findings) -> None:
+    """The dataset's split file (CoOp JSON/CSV), if still at the recorded path, hashes as recorded."""
+    if not isinstance(inputs, dict) or not inputs.get("split_file"):
+        return
+    path = exp.resolve_recorded(inputs["split_file"])
+    if path is None:
+        findings.skip("dataset split files not at their recorded path")
+        return
+    findings.count("dataset split files")
+    if exp.sha256(path) != inputs.get("split_file_sha256"):
+        findings.problem(str(path), f"split file changed since {record.run.relpath} used it (sha256 "
+                                    f"{exp.sha256(path)[:12]}…, recorded {str(inputs.get('split_file_sha256'))[:12]}…)")
+
+
+def _check_backbone(exp: Experiment, record: RunRecord, findings: Findings) -> None:
+    weights = exp.resolve_recorded(record.get("backbone", "weights_file"))
+    if weights is None:
+        return
+    if exp.sha256(weights) != record.get("backbone", "weights_sha256"):
+        findings.problem(str(weights), f"backbone weights changed since {record.run.relpath} used them")
+
+
+def _check_split_json(exp: Experiment, record: RunRecord, findings: Findings) -> None:
+    """The workflow's few-shot split file holds exactly the images the training recorded."""
+    from bmip.data import items_hash, read_fewshot_split, subsample_classes
+    from bmip.data.errors import SplitFileError
+
+    run, shots = record.run, record.get("shots")
+    path = exp.path / SPLITS / run.dataset / f"shot_{shots}-seed_{run.seed}.json"
+    if not path.is_file():
+        findings.skip("few-shot split files missing")
+        return
+    name = exp.rel(path)
+    try:
+        train, val = read_fewshot_split(path)
+    except SplitFileError as err:
+        findings.problem(name, str(err))
+        return
+    classes = TRAIN_CLASSES.get(run.protocol, "all")
+    train, val, _, _ = subsample_classes(train, val, [], classes)
+    recorded = {"train": record.get("inputs", "train", "images_sha256"), "val": record.get("inputs", "val_images_sha256")}
+    for key, items in (("train", train), ("val", val)):
+        if recorded[key] is not None and items_hash(items) != recorded[key]:
+            findings.problem(name, f"its {key} images ({classes} classes) are not the ones {run.relpath} trained with "
+                                   f"(images_sha256 {items_hash(items)[:12]}…, recorded {recorded[key][:12]}…)")
+    findings.count("few-shot split files")
+
+
+def check_training(exp: Experiment, run: Run, findings: Findings) -> RunRecord:
+    """Provenance, checkpoint metadata, few-shot split and training log of one trained model."""
+    from bmip.checkpoint import CheckpointError, read_checkpoint
+
+    record = read_record(exp, run)
+    if not _check_common(exp, record, "train", findings):
+        return record
+    folder = exp.run_dir(run)
+    checkpoint = folder / P.PROMPTS
+    if not checkpoint.is_file():
+        findings.problem(exp.rel(checkpoint), "missing")
+    else:
+        try:
+            _, meta = read_checkpoint(checkpoint)
+        except CheckpointError as err:
+            findings.problem(exp.rel(checkpoint), f"unreadable ({err})")
+        else:
+            if meta.get("config_sha256") != record.get("config_sha256"):
+                findings.problem(exp.rel(checkpoint), f"metadata config_sha256 {str(meta.get('config_sha256'))[:12]}… "
+                                                      f"is not its training's ({str(record.get('config_sha256'))[:12]}…)")
+            if meta.get("method") != run.method:
+                findings.problem(exp.rel(checkpoint), f"holds method {meta.get('method')!r}, not {run.method!r}")
+    log = folder / P.TRAIN_LOG
+    epochs = record.get("inputs", "epochs_run")
+    if log.is_file() and epochs is not None:
+        with open(log, newline="") as fh:
+            rows = sum(1 for _ in csv.DictReader(fh))
+        if rows != epochs:
+            findings.problem(exp.rel(log), f"{rows} epochs logged, but provenance says {epochs} were run")
+    _check_split_json(exp, record, findings)
+    _check_data_file(exp, record, record.get("inputs", "train"), findings)
+    _check_backbone(exp, record, findings)
+    return record
+
+
+def check_evaluation(exp: Experiment, run: Run, trained: dict[Run, RunRecord], findings: Findings) -> RunRecord:
+    """Provenance of one evaluation against the checkpoint it read and the training that wrote it."""
+    record = read_record(exp, run)
+    if not _check_common(exp, record, "evaluate", findings):
+        return record
+    name = exp.rel(exp.run_dir(run) / P.PROVENANCE)
+    training = exp.training_of(run)
+    checkpoint = exp.run_dir(training) / P.PROMPTS
+    recorded = str(record.get("inputs", "checkpoint") or "")
+    if not recorded.replace("\\", "/").endswith(f"{training.relpath}/{P.PROMPTS}"):
+        findings.problem(name, f"evaluated checkpoint {recorded!r}, not {exp.rel(checkpoint)} of its results layout")
+    if checkpoint.is_file():
+        if exp.sha256(checkpoint) != record.get("inputs", "checkpoint_sha256"):
+            findings.problem(exp.rel(checkpoint), f"changed since {run.relpath} evaluated it (sha256 "
+                                                  f"{exp.sha256(checkpoint)[:12]}…, recorded "
+                                                  f"{str(record.get('inputs', 'checkpoint_sha256'))[:12]}…)")
+    source = trained.get(training)
+    if source is not None and source.provenance is not None:
+        if source.get("config_sha256") != record.get("config_sha256"):
+            findings.problem(name, f"config_sha256 differs from its training {training.relpath}: evaluated a model "
+                                   "trained with another configuration")
+    _check_data_file(exp, record, record.get("inputs", "test"), findings)
+    _check_backbone(exp, record, findings)
+    return record

@@ -1,0 +1,35 @@
+"""The results layout read back: which rule wrote a file, and where a workflow ran from."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from bmip.audit.layout import Experiment, Run, rule_of
+
+
+@pytest.mark.parametrize("path, rule, wildcards", [
+    ("train/base2novel/bmip/eurosat/seed3/prompts.safetensors", "train",
+     {"training": "base2novel", "method": "bmip", "dataset": "eurosat", "seed": "3"}),
+    ("open_world/bmip+promptsrc/dtd/seed1/metrics.json", "evaluate_open_world",
+     {"protocol": "open_world", "method": "bmip+promptsrc", "dataset": "dtd", "seed": "1"}),
+    ("splits/dtd/shot_16-seed_1.json", "fewshot_splits", {"dataset": "dtd"}),
+    ("figures/miniworld_samples.png", "miniworld_figure", {}),
+    ("figures/hm_per_dataset.pdf", "figures", {}),
+    ("logs/evaluate_cross_dataset/coop.log", "evaluate_cross_dataset", {}),
+    ("logs/miniworld_pretrain.log", "miniworld_pretrain", {}),
+    ("notes/readme.txt", None, {}),
+])
+def test_rule_of_a_path(path, rule, wildcards):
+    assert rule_of(path) == (rule, wildcards)
+
+
+def test_run_folders():
+    assert Run("train", "cross_dataset", "coop", "imagenet", 2).relpath == "train/cross_dataset/coop/imagenet/seed2"
+    assert Run("evaluate", "base2novel", "coop", "dtd", 1).rule == "evaluate_base2novel"
+
+
+def test_workflow_root_from_results_dir(tmp_path):
+    exp = tmp_path / "out" / "runs" / "exp1"
+    exp.mkdir(parents=True)
+    (exp / "config.yaml").write_text(yaml.safe_dump({"results_dir": "out/runs", "experiment": "exp1"}))
+    assert Experiment.open(exp).root == tmp_path.resolve()
