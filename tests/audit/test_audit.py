@@ -1,0 +1,154 @@
+"""`bmip audit`: a fresh experiment passes; any edit after the run fails it, naming the file and number."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bmip.audit.check import audit
+from bmip.audit.layout import Experiment
+from bmip.audit.manifest import write_manifest
+from bmip.cli import main
+
+B2N_METRICS = "base2novel/coop/toy/seed1/metrics.json"
+CHECKPOINT = "train/base2novel/coop/toy/seed1/prompts.safetensors"
+
+
+def _problems(exp: Path) -> list[str]:
+    report = audit(exp)
+    assert not report.passed
+    return [f.line() for f in report.findings.problems]
+
+
+def _mentions(lines: list[str], *parts: str) -> bool:
+    return any(all(p in line for p in parts) for line in lines)
+
+
+def _edit_json(path: Path, edit) -> None:
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def test_fresh_experiment_passes(experiment, capsys):
+    workflow_report = (experiment / "audit.txt").read_text()
+    assert "PASSED: 0 problem(s)" in workflow_report
+
+    assert main(["audit", str(experiment)]) == 0
+    out = capsys.readouterr().out
+    assert "PASSED" in out and "PROBLEM" not in out
+    assert "(clean)" in out or "(dirty)" in out  # the code version the runs record is stated
+    report = audit(experiment)
+    # 2 methods x (toy, toy_b base-to-novel + toy cross-dataset) x 2 seeds trainings; 2 x 5 x 2 evaluations.
+    assert report.findings.counts["runs"] == 12 + 20
+    assert report.findings.counts["table numbers"] > 50
+    assert report.findings.counts["few-shot split files"] == 12
+
+
+def test_edited_accuracy_in_metrics_is_named(experiment_copy):
+    _edit_json(experiment_copy / B2N_METRICS, lambda d: d["summary"].update(base=d["summary"]["base"] + 10))
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, B2N_METRICS, "changed since manifest.json was written")
+    assert _mentions(problems, B2N_METRICS, "summary.base")
+    assert _mentions(problems, "tables/base2novel.csv", "coop / toy, base:", B2N_METRICS)
+
+
+def test_edited_metrics_fails_even_with_a_rewritten_manifest(experiment_copy):
+    """The manifest is a record, not a seal: the table recomputation still catches the edit."""
+    def edit(doc):  # a consistent edit of the file: one more correct base image
+        block = doc["results"]["base"]
+        block["correct"] += 1
+        block["per_class"][0]["correct"] += 1
+        block["accuracy"] = 100.0 * block["correct"] / block["total"]
+        doc["summary"]["base"] = block["accuracy"]
+        base, novel = doc["summary"]["base"], doc["summary"]["novel"]
+        doc["summary"]["hm"] = 2 * base * novel / (base + novel)
+
+    _edit_json(experiment_copy / B2N_METRICS, edit)
+    write_manifest(Experiment.open(experiment_copy))
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, "tables/base2novel.csv", "coop / toy, base:", "the table says", B2N_METRICS)
+
+
+def test_edited_table_cell_is_named(experiment_copy):
+    table = experiment_copy / "tables" / "cross_dataset.csv"
+    lines = table.read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[1].split(",")
+    original = row[header.index("accuracy")]
+    row[header.index("accuracy")] = f"{float(original) + 0.0001:.4f}"  # one unit in the last printed digit
+    lines[1] = ",".join(row)
+    table.write_text("\n".join(lines) + "\n")
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, "tables/cross_dataset.csv", f"{row[0]} / {row[1]}, accuracy",
+                     f"the table says {row[header.index('accuracy')]}", f"its runs give {original}")
+
+
+def test_flipped_checkpoint_byte_is_named(experiment_copy):
+    path = experiment_copy / CHECKPOINT
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # a bit of the last tensor value: the file still loads
+    path.write_bytes(bytes(data))
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, CHECKPOINT, "changed since manifest.json was written")
+    assert _mentions(problems, CHECKPOINT, "changed since base2novel/coop/toy/seed1 evaluated it")
+    assert _mentions(problems, CHECKPOINT, "changed since open_world/coop/toy/seed1 evaluated it")
+
+
+def test_table_number_without_a_run_fails(experiment_copy):
+    for seed in (1, 2):
+        shutil.rmtree(experiment_copy / "base2novel" / "coop" / "toy_b" / f"seed{seed}")
+    write_manifest(Experiment.open(experiment_copy))  # even once the manifest agrees with the deletion
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, "tables/base2novel.csv", "row coop / toy_b", "has no run behind it")
+    assert _mentions(problems, "base2novel/coop/toy_b/seed1/metrics.json", "missing")
+
+
+@pytest.mark.parametrize("target, edit, named", [
+    ("train/base2novel/coop/toy/seed2/provenance.json",
+     lambda d: d["config"]["recipe"].update(lr=0.5), "is not the hash of the recorded config"),
+    ("cross_dataset/coop/toy_b/seed2/provenance.json",
+     lambda d: d["inputs"].update(checkpoint_sha256="0" * 64), "changed since cross_dataset/coop/toy_b/seed2"),
+    ("train/cross_dataset/coop/toy/seed1/provenance.json",
+     lambda d: d["inputs"]["train"].update(images_sha256="0" * 64), "are not the ones"),
+])
+def test_edited_provenance_is_named(experiment_copy, target, edit, named):
+    _edit_json(experiment_copy / target, edit)
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, target, "changed since manifest.json was written")
+    assert any(named in line for line in problems), problems
+
+
+def test_edited_split_file_is_named(experiment_copy):
+    split = experiment_copy / "splits" / "toy" / "shot_2-seed_1.json"
+    _edit_json(split, lambda d: d["train"].reverse())
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, "splits/toy/shot_2-seed_1.json", "content hash")
+
+
+def test_dataset_split_file_changed_after_the_run(experiment_copy):
+    split_file = experiment_copy.parents[1] / "data" / "toy" / "split.json"
+    split_file.write_text(split_file.read_text() + "\n")
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, str(split_file), "split file changed since")
+
+
+def test_cli_exit_codes_strict_mode_and_json(experiment_copy, tmp_path, capsys):
+    (experiment_copy / "notes.txt").write_text("added after the run\n")
+    out_json = tmp_path / "audit.json"
+    assert main(["audit", str(experiment_copy), "--json", str(out_json)]) == 0  # a warning only
+    assert "WARNING notes.txt: not listed in manifest.json" in capsys.readouterr().out
+    assert json.loads(out_json.read_text())["passed"] is True
+    assert main(["audit", str(experiment_copy), "--strict"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+    (experiment_copy / "tables" / "open_world.csv").write_text("method,dataset\n")
+    assert main(["audit", str(experiment_copy), "--json", str(out_json)]) == 1
+    record = json.loads(out_json.read_text())
+    assert not record["passed"] and any(f["file"] == "tables/open_world.csv" for f in record["findings"])
+
+    empty = tmp_path / "not_an_experiment"
+    empty.mkdir()
+    assert main(["audit", str(empty)]) == 2
