@@ -27,7 +27,8 @@ def code_version() -> dict[str, Any]:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if commit.returncode == 0:
             status = subprocess.run(
-                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                # Untracked files count too: a run may import code that was never committed.
+                ["git", "-C", str(root), "status", "--porcelain", "--", "bmip", "workflow", "config"],
                 capture_output=True, text=True, timeout=10,
             )
             record["git_commit"] = commit.stdout.strip()
