@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from bmip.miniworld.datasets import SIZES, generate_world
-from bmip.miniworld.files import atomic_write_json
+from bmip.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _check(args: argparse.Namespace) -> int:
         model, tokenizer = load_pretrained(checkpoint)
         datasets = [n for n, v in report["zero_shot"].items() if v["role"] == "downstream"]
         report["coop"] = {name: coop_base_accuracy(model, tokenizer, args.root, name, CoOpSettings()) for name in datasets}
-    atomic_write_json(args.out, report)
+    write_json(args.out, report, sort_keys=False)
     log.info("wrote %s", args.out)
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import shutil
 import time
 import zlib
@@ -26,9 +27,17 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from bmip.miniworld.files import atomic_write_json, replace_dir
+from bmip.io import write_json
 from bmip.miniworld.render import IMAGE_SIZE, render
-from bmip.miniworld.world import COLOURS, GENERATOR_VERSION, PATTERNS, SHAPES, Concept, all_concepts
+from bmip.miniworld.world import (
+    COLOURS,
+    GENERATOR_VERSION,
+    PATTERNS,
+    SHAPES,
+    Concept,
+    all_concepts,
+    generator_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +78,13 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
         DatasetSpec("stickers", "cartoon", "downstream", 16, description="flat cartoon stickers with black outlines"),
         DatasetSpec(
-            "aerial", "aerial", "downstream", 10, patterns=("plain",), description="top-down, four small copies (EuroSAT-like)"
+            "aerial", "aerial", "downstream", 16, patterns=("plain",), description="top-down, four small copies (EuroSAT-like)"
         ),
         DatasetSpec(
             "fabrics", "closeup", "downstream", 24, shapes=("square",), description="close-ups where pattern dominates (DTD-like)"
         ),
         DatasetSpec("nightcam", "night", "downstream", 20, description="dark, noisy, blue-tinted photos"),
-        DatasetSpec("pixelart", "pixel", "downstream", 16, description="blocky pixel art with a small palette"),
+        DatasetSpec("pixelart", "pixel", "downstream", 20, description="blocky pixel art with a small palette"),
         DatasetSpec("objects", "photo", "source", 48, description="the main photo style (ImageNet's role)"),
         DatasetSpec(
             "objects_v2", "photo_v2", "shift", 48, source="objects", description="resampled, slightly harder (ImageNet-V2)"
@@ -166,6 +175,7 @@ def world_spec(seed: int, size: str | SizePreset = "default", datasets: list[str
         }
     return {
         "generator_version": GENERATOR_VERSION,
+        "generator_sha256": generator_fingerprint(),
         "seed": seed,
         "size": size_name,
         "sizes": asdict(preset),
@@ -185,6 +195,18 @@ def is_up_to_date(root: Path, seed: int, size: str | SizePreset = "default", dat
         return False
     want = world_spec(seed, size, datasets)
     return recorded == want and all((Path(root) / e["dir"] / SPLIT_FILE).is_file() for e in want["datasets"].values())
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move a fully written ``staging`` folder to ``target``, replacing any old version."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -222,8 +244,8 @@ def write_dataset(root: Path, spec: DatasetSpec, seed: int, size: SizePreset, pr
                 progress.update(len(chunk))
         split[name] = entries
         start += per_class
-    atomic_write_json(staging / SPLIT_FILE, split)
-    replace_dir(staging, target)
+    write_json(staging / SPLIT_FILE, split, sort_keys=False)
+    _replace_dir(staging, target)
     return {name: len(entries) for name, entries in split.items()}
 
 
@@ -259,6 +281,6 @@ def generate_world(
         "spec": spec,
         "generation": {"seconds": round(seconds, 2), "images": total, "numpy_version": np.__version__},
     }
-    atomic_write_json(root / WORLD_FILE, record)
+    write_json(root / WORLD_FILE, record, sort_keys=False)
     log.info("generated %d images in %.1f s under %s", total, seconds, root)
     return record

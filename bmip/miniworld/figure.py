@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bmip.miniworld.datasets import SPLIT_FILE, WORLD_FILE  # noqa: E402
-from bmip.miniworld.files import atomic_write_bytes  # noqa: E402
+from bmip.io import atomic_write_bytes  # noqa: E402
 
 
 def _samples(root: Path, dataset: str, per_row: int) -> list[tuple[np.ndarray, str]]:

@@ -29,7 +29,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from tqdm import tqdm
 
 import bmip
-from bmip.miniworld.files import atomic_write_bytes, atomic_write_json, sha256_file
+from bmip.io import atomic_write_bytes, file_sha256, write_json
 from bmip.miniworld.render import IMAGE_SIZE, render
 from bmip.miniworld.world import (
     COLOURS,
@@ -39,6 +39,7 @@ from bmip.miniworld.world import (
     Concept,
     caption,
     caption_vocabulary,
+    generator_fingerprint,
     size_word,
     where_words,
 )
@@ -262,7 +263,7 @@ def pretrain(out: Path, cfg: PretrainConfig = PretrainConfig(), threads: int | N
     record = {
         "model": cfg.model,
         "checkpoint": out.name,
-        "sha256": sha256_file(out),
+        "sha256": file_sha256(out),
         "config": asdict(cfg),
         "final_loss": float(np.mean(losses[-10:])) if losses else None,
         "loss_curve": [round(v, 4) for v in losses[:: max(1, len(losses) // 50)]],
@@ -272,9 +273,10 @@ def pretrain(out: Path, cfg: PretrainConfig = PretrainConfig(), threads: int | N
         "open_clip_version": open_clip.__version__,
         "numpy_version": np.__version__,
         "generator_version": GENERATOR_VERSION,
+        "generator_sha256": generator_fingerprint(),
         "cpu_count": os.cpu_count(),
     }
-    atomic_write_json(sidecar_path(out), record)
+    write_json(sidecar_path(out), record, sort_keys=False)
     log.info("saved %s (loss %.4f, %.0f s)", out, record["final_loss"], seconds)
     return record
 

@@ -355,7 +355,7 @@ def cartoon(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SI
     canvas = np.broadcast_to(bg[:, None, None, :], (n, s, s, 3)).copy()
     place = Placement.sample(n, rng, (0.55, 0.8), 0.4)
     mask, pattern, _ = draw_object(concepts, place, rng, s)
-    colour = object_colours(concepts[:, 0], rng, (0.9, 1.0), (0.9, 1.0), hue_shift=-22.0)
+    colour = object_colours(concepts[:, 0], rng, (0.9, 1.0), (0.9, 1.0), hue_shift=-32.0)
     canvas = paint(canvas, mask, pattern, colour, np.ones_like(colour))
     np.copyto(canvas, np.float32(0.05), where=edges(mask, 3)[..., None])
     return _finish(canvas, rng, (0.0, 0.005)), Layout(place.cx, place.cy, place.scale)
@@ -367,7 +367,7 @@ def night(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE
     canvas = gradient_background(n, s, rng, (0.2, 0.6), (0.03, 0.18))
     place = Placement.sample(n, rng, (0.45, 0.75), 0.6)
     mask, pattern, xy = draw_object(concepts, place, rng, s)
-    colour = object_colours(concepts[:, 0], rng, (0.6, 1.0), (0.35, 0.55), hue_shift=40.0)
+    colour = object_colours(concepts[:, 0], rng, (0.6, 1.0), (0.45, 0.65), hue_shift=40.0)
     second = _lerp(colour, np.full_like(colour, 0.6), 0.6)
     paint(canvas, mask, pattern, colour, second)
     canvas *= np.where(mask[..., None], _shading(xy, rng, 0.5), np.float32(1.0))
@@ -397,7 +397,7 @@ def aerial(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZ
     terrain = upsample_noise(n, s, rng, 6, 3)
     base = hsv_to_rgb(rng.uniform(60, 140, n), rng.uniform(0.2, 0.5, n), rng.uniform(0.3, 0.6, n))
     canvas = base[:, None, None, :] * (0.7 + 0.6 * terrain)
-    colour = object_colours(concepts[:, 0], rng, (0.7, 1.0), (0.75, 1.0), hue_shift=-25.0)
+    colour = object_colours(concepts[:, 0], rng, (0.7, 1.0), (0.75, 1.0), hue_shift=-32.0)
     second = _lerp(colour, np.ones_like(colour), 0.75)
     first = None
     for gx, gy in ((-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5)):

@@ -7,12 +7,16 @@ style and the nuisances, and sometimes leave attributes out, like web alt-text d
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-GENERATOR_VERSION = "1"
+# A human label for the generator; ``generator_fingerprint`` catches every code change anyway.
+GENERATOR_VERSION = "2"
+GENERATOR_MODULES = ("world.py", "render.py", "datasets.py")
 
 COLOURS: tuple[str, ...] = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink")
 # Hue centres in degrees, one per entry of COLOURS.
@@ -49,6 +53,14 @@ STYLE_PHRASES: dict[str, tuple[str, ...]] = {
 }
 STYLE_PHRASES["photo_v2"] = STYLE_PHRASES["photo"]
 STYLE_PHRASES["rendition"] = STYLE_PHRASES["painting"] + STYLE_PHRASES["cartoon"] + STYLE_PHRASES["pixel"]
+
+
+def generator_fingerprint() -> str:
+    """SHA-256 of the modules that determine generated images, so a stale world root is detected."""
+    digest = hashlib.sha256()
+    for name in GENERATOR_MODULES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True, order=True)

@@ -7,7 +7,7 @@ import open_clip
 import pytest
 import torch
 
-from bmip.miniworld.files import sha256_file
+from bmip.io import file_sha256
 from bmip.miniworld.pretrain import (
     MODEL_NAME,
     CompactText,
@@ -47,7 +47,7 @@ def test_checkpoint_loads_through_open_clip(checkpoint: Path) -> None:
 
 def test_sidecar_records_the_run(checkpoint: Path) -> None:
     record = read_sidecar(checkpoint)
-    assert record["sha256"] == sha256_file(checkpoint)
+    assert record["sha256"] == file_sha256(checkpoint)
     assert record["config"]["seed"] == 4 and record["config"]["steps"] == 2
     assert np.isfinite(record["final_loss"])
     for key in ("wall_seconds", "torch_version", "open_clip_version", "generator_version", "threads"):
@@ -57,10 +57,10 @@ def test_sidecar_records_the_run(checkpoint: Path) -> None:
 def test_same_seed_gives_identical_weights(checkpoint: Path, tmp_path: Path) -> None:
     again = tmp_path / "again.pt"
     pretrain(again, PretrainConfig(seed=4, **TINY), threads=1)
-    assert sha256_file(again) == sha256_file(checkpoint)
+    assert file_sha256(again) == file_sha256(checkpoint)
     other = tmp_path / "other.pt"
     pretrain(other, PretrainConfig(seed=5, **TINY), threads=1)
-    assert sha256_file(other) != sha256_file(checkpoint)
+    assert file_sha256(other) != file_sha256(checkpoint)
 
 
 def test_load_pretrained_is_in_eval_mode(checkpoint: Path) -> None:
