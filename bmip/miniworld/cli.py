@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def _generate(args: argparse.Namespace) -> int:
-    generate_world(args.root, seed=args.seed, size=args.size, force=args.force)
+    generate_world(args.root, seed=args.seed, size=args.size, force=args.force, workers=args.workers)
     return 0
 
 
@@ -64,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", choices=sorted(SIZES), default="default", help="images per class preset")
     p.add_argument("--force", action="store_true", help="regenerate even if world.json says it is up to date")
+    p.add_argument("--workers", type=int, default=None, help="processes writing datasets (default: up to 2)")
     p.set_defaults(func=_generate)
 
     p = subparsers.add_parser("miniworld-pretrain", help="contrastively pretrain the tiny CLIP (mini-vit)")

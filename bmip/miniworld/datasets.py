@@ -15,10 +15,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import time
 import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -255,10 +257,12 @@ def generate_world(
     size: str | SizePreset = "default",
     datasets: list[str] | None = None,
     force: bool = False,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Write every mini-dataset under ``root`` and then ``world.json``; skip if already up to date.
 
-    Returns the world record (as stored in world.json).
+    Datasets are independent random streams, so ``workers`` processes (default: up to 2 CPUs)
+    write them in parallel with byte-identical results. Returns the record stored in world.json.
     """
     root = Path(root)
     if not force and is_up_to_date(root, seed, size, datasets):
@@ -268,19 +272,32 @@ def generate_world(
     root.mkdir(parents=True, exist_ok=True)
     (root / WORLD_FILE).unlink(missing_ok=True)
     _, preset = resolve_size(size)
-    total = sum(
-        len(e["classnames"]) * sum(e["counts_per_class"].values()) for e in spec["datasets"].values()
-    )
+    counts = {
+        name: len(e["classnames"]) * sum(e["counts_per_class"].values()) for name, e in spec["datasets"].items()
+    }
+    workers = workers or min(2, os.cpu_count() or 1)
     started = time.perf_counter()
-    with tqdm(total=total, desc="miniworld images", unit="img", disable=None) as progress:
-        for name in spec["datasets"]:
-            written = write_dataset(root, DATASETS[name], seed, preset, progress)
-            log.info("wrote %s: %s", name, written)
+    with tqdm(total=sum(counts.values()), desc="miniworld images", unit="img", disable=None) as progress:
+        if workers == 1:
+            for name in counts:
+                log.info("wrote %s: %s", name, write_dataset(root, DATASETS[name], seed, preset, progress))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                jobs = {pool.submit(write_dataset, root, DATASETS[name], seed, preset): name for name in counts}
+                for job in as_completed(jobs):
+                    log.info("wrote %s: %s", jobs[job], job.result())
+                    progress.update(counts[jobs[job]])
     seconds = time.perf_counter() - started
     record = {
         "spec": spec,
-        "generation": {"seconds": round(seconds, 2), "images": total, "numpy_version": np.__version__},
+        "generation": {
+            "seconds": round(seconds, 2),
+            "images": sum(counts.values()),
+            "workers": workers,
+            "numpy_version": np.__version__,
+        },
     }
     write_json(root / WORLD_FILE, record, sort_keys=False)
-    log.info("generated %d images in %.1f s under %s", total, seconds, root)
+    log.info("generated %d images in %.1f s under %s", sum(counts.values()), seconds, root)
     return record

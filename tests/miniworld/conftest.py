@@ -18,5 +18,5 @@ def world_seed() -> int:
 @pytest.fixture(scope="session")
 def world_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("miniworld")
-    generate_world(root, seed=SEED, size="test")
+    generate_world(root, seed=SEED, size="test", workers=2)
     return root

@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bmip.miniworld.datasets import DATASETS, SIZES, dataset_classes, generate_world, is_up_to_date, world_spec
+from bmip.miniworld.datasets import (
+    DATASETS,
+    SIZES,
+    WORLD_FILE,
+    dataset_classes,
+    generate_world,
+    is_up_to_date,
+    world_spec,
+)
 from bmip.miniworld.render import IMAGE_SIZE
 from bmip.miniworld.world import concept_from_name
 
@@ -86,9 +94,13 @@ def test_world_json_detects_stale_roots(world_root: Path, world_seed: int) -> No
 
 
 def test_generation_is_deterministic_and_seeded(tmp_path: Path, world_root: Path, world_seed: int) -> None:
+    # world_root was written by worker processes; this copy is written serially: same bytes.
     names = ["aerial", "objects_a"]
-    generate_world(tmp_path / "again", seed=world_seed, size="test", datasets=names)
+    record = generate_world(tmp_path / "again", seed=world_seed, size="test", datasets=names, workers=1)
+    assert record["generation"]["workers"] == 1
+    assert json.loads((world_root / WORLD_FILE).read_text())["generation"]["workers"] == 2
     for name in names:
+        assert _split(world_root, name) == _split(tmp_path / "again", name)
         for rel, _, _ in _split(world_root, name)["test"]:
             a = (world_root / name / "images" / rel).read_bytes()
             b = (tmp_path / "again" / name / "images" / rel).read_bytes()
