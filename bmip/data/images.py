@@ -46,11 +46,15 @@ class ImageDataset(TorchDataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        item = self.items[index]
+    def load(self, item: Item) -> torch.Tensor:
+        """One item's image, read as RGB and transformed."""
         with Image.open(self.image_root / item.path) as img:
             image = img.convert("RGB")
-        return self.transform(image), item.label
+        return self.transform(image)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        item = self.items[index]
+        return self.load(item), item.label
 
 
 test_transform.__test__ = False  # a library function, not a pytest test, whatever imports it

@@ -1,7 +1,8 @@
 """`bmip train` and `bmip evaluate`: what each Snakemake job calls, also usable alone.
 
-Both accept several seeds (and `evaluate` several datasets) so that one process, which pays the
-torch/open_clip start-up and loads the backbone once, can do a job's whole share of the grid.
+Both accept several seeds, and several datasets (`evaluate --dataset a b`, `train --all`), so
+that one process, which pays the torch/open_clip start-up and loads the backbone once, can do a
+job's whole share of the grid.
 """
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ log = logging.getLogger(__name__)
 def _common(parser: argparse.ArgumentParser, datasets: str) -> None:
     parser.add_argument("config", help="experiment config (YAML), e.g. config/config.yaml; '-' reads it from stdin")
     parser.add_argument("--method", required=True)
-    parser.add_argument("--dataset", required=True, nargs="+" if datasets == "many" else None)
+    if datasets == "many":
+        parser.add_argument("--dataset", required=True, nargs="+")
+    else:
+        target = parser.add_mutually_exclusive_group(required=True)
+        target.add_argument("--dataset")
+        target.add_argument("--all", action="store_true",
+                            help="every (protocol, dataset) the config trains a model for, instead of --protocol/--dataset")
     parser.add_argument("--seed", type=int, nargs="+", required=True, help="one or more seeds, run one after the other")
     parser.add_argument("--out", type=Path, help="output folder of a single run (default: the config's results layout)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -30,12 +37,15 @@ def _check_single(args: argparse.Namespace, runs: int) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from bmip.engine.paths import trainings
     from bmip.engine.train import train
 
     config = load_config(args.config, args.overrides)
-    _check_single(args, len(args.seed))
-    for seed in args.seed:
-        log.info("trained model in %s", train(config, args.protocol, args.method, args.dataset, seed, args.out))
+    targets = trainings(config) if args.all else [(args.protocol, args.dataset)]
+    _check_single(args, len(args.seed) * len(targets))
+    for protocol, dataset in targets:
+        for seed in args.seed:
+            log.info("trained model in %s", train(config, protocol, args.method, dataset, seed, args.out))
     return 0
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -81,6 +83,44 @@ def dataset_inputs(dataset: Dataset, items: Sequence[Item]) -> dict[str, Any]:
     }
 
 
+class EvalImageCache:
+    """Test-transformed images kept in this process, so that evaluating one dataset for several
+    seeds, label spaces (base, novel, open-world, each ratio) or protocols decodes each image once.
+    The transform is deterministic, so a cached tensor is the one a fresh decode gives. Bounded:
+    past `max_bytes` the least recently used images are dropped."""
+
+    def __init__(self, max_bytes: int = 2 * 2**30) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._images: OrderedDict[tuple[str, str, int], torch.Tensor] = OrderedDict()
+
+    def batches(self, items: Sequence[Item], root: Path, size: int, batch: int) -> Iterator[torch.Tensor]:
+        transform = test_transform(size)
+        dataset = ImageDataset([], root, transform)
+        for start in range(0, len(items), batch):
+            images = []
+            for item in items[start:start + batch]:
+                key = (str(root), item.path, size)
+                image = self._images.get(key)
+                if image is None:
+                    self.misses += 1
+                    image = dataset.load(item)
+                    self._images[key] = image
+                    self.bytes += image.nbytes
+                    while self.bytes > self.max_bytes and self._images:
+                        self.bytes -= self._images.popitem(last=False)[1].nbytes
+                else:
+                    self.hits += 1
+                    self._images.move_to_end(key)
+                images.append(image)
+            yield torch.stack(images)
+
+
+EVAL_IMAGES = EvalImageCache()
+
+
 def loader(items: Sequence[Item], root: Path, size: int, batch: int, workers: int, **kwargs: Any) -> DataLoader:
     return DataLoader(ImageDataset(items, root, kwargs.pop("transform", test_transform(size))), batch_size=batch,
                       num_workers=workers, **kwargs)
@@ -98,13 +138,19 @@ def predict(
     precision: str,
     desc: str = "evaluate",
 ) -> torch.Tensor:
-    """Predicted labels for `items` in the model's current label space; text features once."""
+    """Predicted labels for `items` in the model's current label space; text features once.
+    With workers=0 the images come from this process's EvalImageCache; with workers, from a
+    DataLoader decoding them in parallel (large datasets on a GPU machine)."""
     model.eval()
     size = model.backbone.image_size
+    if workers == 0:
+        batches = EVAL_IMAGES.batches(items, root, size, batch)
+    else:
+        batches = (images for images, _ in loader(items, root, size, batch, workers))
     preds = []
     with autocast(device, precision):
         text = model.text_features()
-        for images, _ in tqdm(loader(items, root, size, batch, workers), desc=desc, unit="batch", leave=False):
+        for images in tqdm(batches, total=-(-len(items) // batch), desc=desc, unit="batch", leave=False):
             preds.append(model(images.to(device), text).argmax(dim=-1).cpu())
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
 

@@ -74,7 +74,7 @@ class PretrainConfig:
     """Hyper-parameters of the pretraining run (all recorded in the sidecar JSON)."""
 
     seed: int = 0
-    steps: int = 400
+    steps: int = 300
     batch_size: int = 256
     lr: float = 2e-3
     warmup_steps: int = 40

@@ -24,6 +24,7 @@ SEEDS = config["seeds"]
 METHODS = config["methods"]
 PROTOCOLS = config["protocols"]
 BATCH_SEEDS = config["workflow"]["batch_seeds"]
+BATCH_DATASETS = config["workflow"]["batch_datasets"]
 RES = config["workflow"]["resources"]
 MINIWORLD = "miniworld" in config
 # The package's command line under the interpreter running Snakemake: no PATH set-up needed.
@@ -65,24 +66,38 @@ def job_log(stage, *parts):
     return os.path.join(*parts) + ".log"
 
 
-def run_params(training_of, dataset_of):
-    """Each job's resolved run configs: changing one method's recipe reruns only its jobs."""
-
-    def params(wildcards):
-        training, dataset = training_of(wildcards), dataset_of(wildcards)
-        runs = [
-            run_config(config, training, wildcards.method, dataset, s)
-            for s in seeds_of(wildcards)
-        ]
-        return json.dumps(runs, sort_keys=True)
-
-    return params
+def trainings_of(wildcards):
+    """The (training protocol, dataset) pairs one train job covers: its own, or every pair the
+    config needs when datasets are batched."""
+    if BATCH_DATASETS:
+        return P.trainings(config)
+    return [(wildcards.training, wildcards.dataset)]
 
 
-def train_prompts(training, method, dataset):
-    return per_seed(
-        f"{EXP}/train/{training}/{method}/{dataset}/seed{{seed}}/prompts.safetensors"
-    )
+def train_outputs(name):
+    pairs = P.trainings(config) if BATCH_DATASETS else [("{training}", "{dataset}")]
+    return [
+        path
+        for training, dataset in pairs
+        for path in per_seed(f"{EXP}/train/{training}/{{method}}/{dataset}/seed{{seed}}/{name}")
+    ]
+
+
+def train_runs(wildcards):
+    """A train job's resolved run configs: changing one method's recipe reruns only its jobs."""
+    runs = [
+        run_config(config, training, wildcards.method, dataset, seed)
+        for training, dataset in trainings_of(wildcards)
+        for seed in seeds_of(wildcards)
+    ]
+    return json.dumps(runs, sort_keys=True)
+
+
+def train_what(wildcards):
+    """`bmip train` arguments naming what one job trains."""
+    if BATCH_DATASETS:
+        return "--all"
+    return f"--protocol {wildcards.training} --dataset {wildcards.dataset}"
 
 
 def eval_datasets(protocol):
@@ -136,34 +151,63 @@ def backbone_files():
 
 
 def split_files(wildcards):
+    datasets = dict.fromkeys(dataset for _, dataset in trainings_of(wildcards))
     return [
-        f"{EXP}/splits/{wildcards.dataset}/shot_{config['shots']}-seed_{s}.json"
+        f"{EXP}/splits/{dataset}/shot_{config['shots']}-seed_{s}.json"
+        for dataset in datasets
         for s in seeds_of(wildcards)
     ]
 
 
-def eval_inputs(protocol, per_dataset):
+def eval_per_dataset(protocol):
+    """base2novel and open_world: one job per dataset unless datasets are batched.
+    cross_dataset and domain_generalization: one job covers every target."""
+    return TRAINED_BY[protocol] == "base2novel" and not BATCH_DATASETS
+
+
+def eval_datasets_of(protocol, wildcards):
+    return [wildcards.dataset] if eval_per_dataset(protocol) else eval_datasets(protocol)
+
+
+def eval_sources(protocol, wildcards):
+    """The datasets the evaluated models were trained on."""
+    datasets = eval_datasets_of(protocol, wildcards)
+    return list(dict.fromkeys(P.training_dataset(config, protocol, d) for d in datasets))
+
+
+def eval_inputs(protocol):
     def inputs(wildcards):
-        source = wildcards.dataset if per_dataset else PROTOCOLS[protocol]["source"]
-        datasets = [wildcards.dataset] if per_dataset else eval_datasets(protocol)
         return {
             "prompts": [
                 f"{EXP}/train/{TRAINED_BY[protocol]}/{wildcards.method}/{source}/seed{s}/{P.PROMPTS}"
+                for source in eval_sources(protocol, wildcards)
                 for s in seeds_of(wildcards)
             ],
-            "data": sorted({dataset_ready(d) for d in datasets}),
+            "data": sorted({dataset_ready(d) for d in eval_datasets_of(protocol, wildcards)}),
         }
 
     return inputs
 
 
-def eval_outputs(protocol, name, per_dataset):
-    if per_dataset:
-        return per_seed(f"{EXP}/{protocol}/{{method}}/{{dataset}}/seed{{seed}}/{name}")
+def eval_runs(protocol):
+    """What shapes an evaluation job's numbers: the trained runs' configs (its protocol's
+    settings are a separate param)."""
+
+    def params(wildcards):
+        runs = [
+            run_config(config, TRAINED_BY[protocol], wildcards.method, source, seed)
+            for source in eval_sources(protocol, wildcards)
+            for seed in seeds_of(wildcards)
+        ]
+        return json.dumps(runs, sort_keys=True)
+
+    return params
+
+
+def eval_outputs(protocol, name):
+    targets = ["{dataset}"] if eval_per_dataset(protocol) else eval_datasets(protocol)
     return [
         path
-        for target in eval_datasets(protocol)
-        for path in per_seed(
-            f"{EXP}/{protocol}/{{method}}/{target}/seed{{seed}}/{name}"
-        )
+        for target in targets
+        for path in per_seed(f"{EXP}/{protocol}/{{method}}/{target}/seed{{seed}}/{name}")
     ]

@@ -1,7 +1,8 @@
-# One training job per (training protocol, method, dataset, seed) — or per (protocol, method,
-# dataset) for every seed when workflow.batch_seeds is set. base2novel trains on the base
-# classes (its model also serves open_world); cross_dataset trains on all classes of the source
-# (its model also serves domain_generalization).
+# One training job per (training protocol, method, dataset, seed). workflow.batch_seeds makes it
+# one job per (protocol, method, dataset) for every seed; workflow.batch_datasets one job per
+# method (and seed) for every dataset. base2novel trains on the base classes (its model also
+# serves open_world); cross_dataset trains on all classes of the source (its model also serves
+# domain_generalization).
 
 
 rule train:
@@ -9,17 +10,13 @@ rule train:
         splits=split_files,
         backbone=backbone_files(),
     output:
-        prompts=per_seed(
-            f"{EXP}/train/{{training}}/{{method}}/{{dataset}}/seed{{seed}}/{P.PROMPTS}"
-        ),
-        log=per_seed(
-            f"{EXP}/train/{{training}}/{{method}}/{{dataset}}/seed{{seed}}/{P.TRAIN_LOG}"
-        ),
-        provenance=per_seed(
-            f"{EXP}/train/{{training}}/{{method}}/{{dataset}}/seed{{seed}}/{P.PROVENANCE}"
-        ),
+        prompts=train_outputs(P.PROMPTS),
+        log=train_outputs(P.TRAIN_LOG),
+        provenance=train_outputs(P.PROVENANCE),
     log:
-        job_log("train", "{training}", "{method}", "{dataset}"),
+        job_log("train", "{method}")
+        if BATCH_DATASETS
+        else job_log("train", "{training}", "{method}", "{dataset}"),
     conda:
         ENV
     threads: RES["train"]["threads"]
@@ -30,8 +27,9 @@ rule train:
     params:
         bmip=BMIP,
         config=experiment_config,
-        runs=run_params(lambda w: w.training, lambda w: w.dataset),
+        runs=train_runs,
+        what=train_what,
         seeds=seeds_arg,
     shell:
-        "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} train - --protocol {wildcards.training} --method {wildcards.method} "
-        "--dataset {wildcards.dataset} --seed {params.seeds} > {log} 2>&1"
+        "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} train - --method {wildcards.method} "
+        "{params.what} --seed {params.seeds} > {log} 2>&1"
