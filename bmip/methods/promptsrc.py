@@ -40,10 +40,21 @@ class PromptSRC(nn.Module):
     def __init__(self, config: PromptSRCConfig):
         super().__init__()
         self.config = config
+        self._fixed_text: torch.Tensor | None = None
+
+    def set_classnames(self, model: "PromptedCLIP") -> None:
+        """A new class set: its frozen targets are computed when the loss first needs them (80
+        text-encoder passes over the class names; evaluation never needs them)."""
+        self._fixed_text = None
+
+    def fixed_text(self, model: "PromptedCLIP") -> torch.Tensor:
+        if self._fixed_text is None:
+            self._fixed_text = self._template_ensemble(model)
+        return self._fixed_text
 
     @torch.no_grad()
-    def set_classnames(self, model: "PromptedCLIP") -> None:
-        """Mean over CLIP's 80 ImageNet templates of frozen (unnormalised) text features."""
+    def _template_ensemble(self, model: "PromptedCLIP") -> torch.Tensor:
+        """Mean over CLIP's 80 ImageNet templates of frozen text features, normalised."""
         clip, tokenizer = model.clip, model.backbone.tokenizer
         device = clip.logit_scale.device
         names = [c.replace("_", " ") for c in model.classnames]
@@ -51,7 +62,7 @@ class PromptSRC(nn.Module):
         for template in OPENAI_IMAGENET_TEMPLATES:
             feats = clip.encode_text(tokenizer([template(c) for c in names]).to(device)).float()
             total = feats if total is None else total + feats
-        self.register_buffer("fixed_text", F.normalize(total / len(OPENAI_IMAGENET_TEMPLATES), dim=-1), persistent=False)
+        return F.normalize(total / len(OPENAI_IMAGENET_TEMPLATES), dim=-1)
 
     def loss(
         self,
@@ -62,10 +73,11 @@ class PromptSRC(nn.Module):
         logits: torch.Tensor,
     ) -> torch.Tensor:
         cfg = self.config
+        fixed_text = self.fixed_text(model)
         with torch.no_grad():
             zs_image = model.clip.encode_image(images, normalize=True).float()
-            zs_logits = model.logit_scale() * zs_image @ self.fixed_text.t()
-        text_term = F.l1_loss(text_features.float(), self.fixed_text) * cfg.text_weight
+            zs_logits = model.logit_scale() * zs_image @ fixed_text.t()
+        text_term = F.l1_loss(text_features.float(), fixed_text) * cfg.text_weight
         image_term = F.l1_loss(image_features.float(), zs_image) * cfg.image_weight
         kl = F.kl_div(
             F.log_softmax(logits.float(), dim=1), F.log_softmax(zs_logits, dim=1), reduction="sum", log_target=True
