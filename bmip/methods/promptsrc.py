@@ -10,6 +10,7 @@ driven by the training loop.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,13 @@ class PromptSRCConfig:
     kl_weight: float = 1.0
     gpa_mean: float = 15.0
     gpa_std: float = 3.0
+
+
+# Frozen template-ensemble targets per backbone (weakly held) and class set.
+_TEMPLATE_ENSEMBLES: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, ...], torch.Tensor]]" = (
+    weakref.WeakKeyDictionary()
+)
+_CHUNK = 1024  # prompts per text-tower pass
 
 
 class PromptSRC(nn.Module):
@@ -54,15 +62,18 @@ class PromptSRC(nn.Module):
 
     @torch.no_grad()
     def _template_ensemble(self, model: "PromptedCLIP") -> torch.Tensor:
-        """Mean over CLIP's 80 ImageNet templates of frozen text features, normalised."""
+        """Mean over CLIP's 80 ImageNet templates of frozen text features, normalised. All
+        templates x classes go through the text tower in chunks, and the result is kept per
+        (frozen backbone, class set): the seeds of one process share it."""
         clip, tokenizer = model.clip, model.backbone.tokenizer
-        device = clip.logit_scale.device
-        names = [c.replace("_", " ") for c in model.classnames]
-        total = None
-        for template in OPENAI_IMAGENET_TEMPLATES:
-            feats = clip.encode_text(tokenizer([template(c) for c in names]).to(device)).float()
-            total = feats if total is None else total + feats
-        return F.normalize(total / len(OPENAI_IMAGENET_TEMPLATES), dim=-1)
+        names = tuple(c.replace("_", " ") for c in model.classnames)
+        cache = _TEMPLATE_ENSEMBLES.setdefault(clip, {})
+        if names not in cache:
+            tokens = tokenizer([template(c) for template in OPENAI_IMAGENET_TEMPLATES for c in names])
+            device = clip.logit_scale.device
+            feats = torch.cat([clip.encode_text(chunk.to(device)).float() for chunk in tokens.split(_CHUNK)])
+            cache[names] = F.normalize(feats.view(len(OPENAI_IMAGENET_TEMPLATES), len(names), -1).mean(0), dim=-1)
+        return cache[names]
 
     def loss(
         self,
