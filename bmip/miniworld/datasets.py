@@ -113,7 +113,7 @@ class SizePreset:
 
 
 SIZES: dict[str, SizePreset] = {
-    "default": SizePreset(train=50, val=20, test=30, shift_test=30),
+    "default": SizePreset(train=50, val=20, test=20, shift_test=20),
     "test": SizePreset(train=4, val=2, test=3, shift_test=3),
 }
 
