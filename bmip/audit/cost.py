@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("rule", "jobs", "job_seconds", "runs", "run_seconds", "mean_run_seconds", "max_run_seconds",
            "peak_rss_mib", "hardware")
+_SAME_JOB_SECONDS = 1.0
 PIPELINE_ORDER = ("write_config", "miniworld_generate", "miniworld_pretrain", "download", "fewshot_splits", "train",
                   "evaluate_base2novel", "evaluate_open_world", "evaluate_cross_dataset",
                   "evaluate_domain_generalization", "tables", "figures", "miniworld_figure", "provenance")
@@ -45,7 +46,7 @@ def snakemake_jobs(exp: Experiment) -> list[dict[str, Any]]:
     scope = [exp.path]
     if exp.config and exp.config.get("data_root"):
         scope.append((exp.root / str(exp.config["data_root"])).resolve())
-    jobs: dict[tuple, dict[str, Any]] = {}
+    stamps: dict[tuple[str, Any], list[tuple[float, float]]] = defaultdict(list)
     for record_file in metadata.rglob("*"):
         if not record_file.is_file():
             continue
@@ -58,12 +59,22 @@ def snakemake_jobs(exp: Experiment) -> list[dict[str, Any]]:
         path = (exp.root / output).resolve()
         if not path.is_file() or not any(path == s or s in path.parents for s in scope):
             continue
-        # One job writes several outputs: same end, start stamped per output a few ms apart.
-        job = jobs.setdefault((rule, record.get("job_hash"), end), {"rule": rule, "start": start, "end": end})
-        job["start"] = min(job["start"], start)
-    for job in jobs.values():
+        stamps[(rule, record.get("job_hash"))].append((start, end))
+    # One job writes several outputs, each with its own record, stamped microseconds apart. Records
+    # of one rule and job hash (which Snakemake may reuse across runs) ending within a second of
+    # each other are one job.
+    jobs: list[dict[str, Any]] = []
+    for (rule, _), times in stamps.items():
+        times.sort(key=lambda t: t[1])
+        current: dict[str, Any] | None = None
+        for start, end in times:
+            if current is None or end - current["end"] >= _SAME_JOB_SECONDS:
+                current = {"rule": rule, "start": start, "end": end}
+                jobs.append(current)
+            current["start"], current["end"] = min(current["start"], start), end
+    for job in jobs:
         job["seconds"] = max(job["end"] - job["start"], 0.0)
-    return sorted(jobs.values(), key=lambda j: j["start"])
+    return sorted(jobs, key=lambda j: j["start"])
 
 
 def _order(rule: str) -> tuple[int, str]:
