@@ -97,8 +97,7 @@ class EvalImageCache:
         self._images: OrderedDict[tuple[str, str, int], torch.Tensor] = OrderedDict()
 
     def batches(self, items: Sequence[Item], root: Path, size: int, batch: int) -> Iterator[torch.Tensor]:
-        transform = test_transform(size)
-        dataset = ImageDataset([], root, transform)
+        dataset = ImageDataset(items, root, test_transform(size))
         for start in range(0, len(items), batch):
             images = []
             for item in items[start:start + batch]:

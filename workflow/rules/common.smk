@@ -178,11 +178,13 @@ def eval_sources(protocol, wildcards):
 def eval_inputs(protocol):
     def inputs(wildcards):
         return {
-            "prompts": [
-                f"{EXP}/train/{TRAINED_BY[protocol]}/{wildcards.method}/{source}/seed{s}/{P.PROMPTS}"
-                for source in eval_sources(protocol, wildcards)
-                for s in seeds_of(wildcards)
-            ],
+            "prompts": list(
+                dict.fromkeys(
+                    str(P.checkpoint_for(config, protocol, wildcards.method, dataset, seed))
+                    for dataset in eval_datasets_of(protocol, wildcards)
+                    for seed in seeds_of(wildcards)
+                )
+            ),
             "data": sorted({dataset_ready(d) for d in eval_datasets_of(protocol, wildcards)}),
         }
 
