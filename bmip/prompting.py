@@ -18,6 +18,11 @@ from torch import nn
 from bmip.backbone import Backbone
 from bmip.methods.base import PromptMethod, Slots
 
+# Sequences per text-tower pass for image-conditioned prompts (CoCoOp: images × classes). 256 was
+# fastest on a 2-core CPU with mini-vit (measured over 64..4096); accelerators want larger passes.
+TEXT_PASS = {"cpu": 256}
+TEXT_PASS_ACCELERATOR = 8192
+
 DeepHook = Callable[[int, nn.Module, torch.Tensor, Slots], "torch.Tensor | None"]
 
 
@@ -87,10 +92,16 @@ class PromptedCLIP(nn.Module):
         gives B × n_classes sequences, returned as (B, n_classes, embed_dim).
         """
         clip, method = self.clip, self.method
+        batched = context is not None and context.dim() == 3
+        if batched:
+            # B × n_classes sequences in passes of about TEXT_PASS sequences: the same features,
+            # with activations that stay in cache (on this CPU 2x faster than one pass at B=256).
+            per_pass = max(1, TEXT_PASS.get(context.device.type, TEXT_PASS_ACCELERATOR) // len(self.classnames))
+            if context.shape[0] > per_pass:
+                return torch.cat([self.encode_text(part) for part in context.split(per_pass)])
         dtype = clip.transformer.get_cast_dtype()
         x, eot = self.token_embeds.to(dtype), self.eot
         n = method.text_tokens
-        batched = context is not None and context.dim() == 3
         if n:
             ctx = method.text_shallow() if context is None else context
             n_cls, length, width = x.shape

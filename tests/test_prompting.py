@@ -38,6 +38,23 @@ def test_cut_text_sequence_gives_same_features(tiny_backbone):
         assert (cut - full).abs().max() <= 1e-5, name
 
 
+def test_cocoop_text_passes_give_the_features_of_one_pass(tiny_backbone, monkeypatch):
+    """Image-conditioned prompts run the text tower in passes of about TEXT_PASS sequences."""
+    from bmip import prompting
+
+    torch.manual_seed(0)
+    model = build_model(tiny_backbone, "cocoop", CLASSNAMES).eval()
+    image = torch.nn.functional.normalize(torch.randn(7, tiny_backbone.embed_dim), dim=-1)
+    with torch.no_grad():
+        context = model.method.conditional_context(image)
+        monkeypatch.setitem(prompting.TEXT_PASS, "cpu", 10**6)
+        one_pass = model.encode_text(context)
+        monkeypatch.setitem(prompting.TEXT_PASS, "cpu", 2 * len(CLASSNAMES))  # passes of 2 images
+        passes = model.encode_text(context)
+    assert passes.shape == one_pass.shape == (7, len(CLASSNAMES), tiny_backbone.embed_dim)
+    assert (passes - one_pass).abs().max() <= 1e-6
+
+
 def test_slots_are_replaced_only_in_prompted_blocks_and_carried_after(tiny_backbone):
     """MaPLe depth 3: blocks 1-2 receive the method's prompts; later blocks carry them along."""
     torch.manual_seed(0)
