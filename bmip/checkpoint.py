@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors import SafetensorError, safe_open
 
 import bmip
-from bmip.backbone import Backbone
 from bmip.io import atomic_write
-from bmip.methods import build_model
-from bmip.prompting import PromptedCLIP
+
+if TYPE_CHECKING:  # torch and open_clip load with the model, not to read metadata (the audit)
+    import torch
+
+    from bmip.backbone import Backbone
+    from bmip.prompting import PromptedCLIP
 
 FORMAT = "bmip-prompts/1"
 
@@ -28,8 +29,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint is unreadable or belongs to another method or backbone."""
 
 
-def save_checkpoint(path: Path, model: PromptedCLIP, extra: dict[str, Any] | None = None) -> None:
+def save_checkpoint(path: Path, model: "PromptedCLIP", extra: dict[str, Any] | None = None) -> None:
     """Write the method's learnable tensors and metadata to `path` atomically."""
+    import torch
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.method.named_parameters()}
     meta = {
         "format": FORMAT,
@@ -44,30 +48,43 @@ def save_checkpoint(path: Path, model: PromptedCLIP, extra: dict[str, Any] | Non
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"bmip": json.dumps(meta)}))
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, metadata) of a checkpoint file, refusing anything that is not one of ours."""
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The metadata of a checkpoint file, refusing anything that is not one of ours."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        with safe_open(str(path), framework="pt") as fh:
+        with safe_open(str(path), framework="numpy") as fh:
             meta = json.loads((fh.metadata() or {}).get("bmip", "null"))
-        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is not a readable bmip checkpoint ({err})") from err
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a bmip checkpoint (format {FORMAT!r} expected)")
+    return meta
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+    """(tensors, metadata) of a checkpoint file, refusing anything that is not one of ours."""
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable bmip checkpoint ({err})") from err
     return tensors, meta
 
 
 def load_model(
     path: Path,
-    backbone: Backbone,
+    backbone: "Backbone",
     classnames: list[str] | None = None,
     template: str | None = None,
     expect_method: str | None = None,
-) -> PromptedCLIP:
+) -> "PromptedCLIP":
     """Rebuild a trained model from a checkpoint, for its own or a new class set."""
+    from bmip.methods import build_model
+
     tensors, meta = read_checkpoint(path)
     if expect_method is not None and meta["method"] != expect_method:
         raise CheckpointError(f"{path} holds method {meta['method']!r}, not {expect_method!r}")

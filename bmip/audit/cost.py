@@ -16,11 +16,11 @@ import json
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
-from bmip.audit.layout import Experiment
+from bmip.audit.layout import Experiment, Run
 from bmip.audit.records import RunRecord, all_records, hardware_label
 from bmip.io import atomic_write
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("rule", "jobs", "job_seconds", "runs", "run_seconds", "mean_run_seconds", "max_run_seconds",
            "peak_rss_mib", "hardware")
 _SAME_JOB_SECONDS = 1.0
-PIPELINE_ORDER = ("write_config", "miniworld_generate", "miniworld_pretrain", "download", "fewshot_splits", "train",
+PIPELINE_ORDER = ("write_config", "miniworld_generate", "miniworld_pretrain", "download", "fewshot_splits", "train", "evaluate",
                   "evaluate_base2novel", "evaluate_open_world", "evaluate_cross_dataset",
                   "evaluate_domain_generalization", "tables", "figures", "miniworld_figure", "provenance")
 
@@ -81,12 +81,12 @@ def _order(rule: str) -> tuple[int, str]:
     return (PIPELINE_ORDER.index(rule) if rule in PIPELINE_ORDER else len(PIPELINE_ORDER), rule)
 
 
-def cost_table(records: list[RunRecord], jobs: list[dict[str, Any]]) -> pd.DataFrame:
+def cost_table(records: list[RunRecord], jobs: list[dict[str, Any]], rule_for: Callable[[Run], str]) -> pd.DataFrame:
     """One row per rule and a `total` row: Snakemake job time and the runs' own wall time."""
     runs: dict[str, list[RunRecord]] = defaultdict(list)
     for record in records:
         if record.get("time", "wall_seconds") is not None:
-            runs[record.run.rule].append(record)
+            runs[rule_for(record.run)].append(record)
     by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for job in jobs:
         by_rule[job["rule"]].append(job)
@@ -177,7 +177,7 @@ def write_cost(experiment_dir: Path, csv_path: Path, md_path: Path) -> pd.DataFr
     jobs = snakemake_jobs(exp)
     if not jobs:
         log.info("no Snakemake job records under %s: cost from the runs' provenance only", exp.root)
-    table = cost_table(records, jobs)
+    table = cost_table(records, jobs, exp.rule_for)
     atomic_write(Path(csv_path), lambda tmp: table.to_csv(tmp, index=False, float_format="%.3f"))
     text = cost_markdown(exp.name, table, records, jobs)
     atomic_write(Path(md_path), lambda tmp: tmp.write_text(text))

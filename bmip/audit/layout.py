@@ -40,7 +40,8 @@ _NAME = r"[^/]+"
 _PROTOCOLS = "|".join(sorted(TRAINED_BY))
 _TRAININGS = "|".join(sorted(TRAIN_CLASSES))
 # Path (relative to the experiment folder) -> the rule that writes it; first match wins.
-# `{name}` in a rule is filled from the pattern's groups, as Snakemake fills wildcards.
+# `{name}` in a rule is filled from the pattern's groups, as Snakemake fills wildcards; an
+# evaluation's rule is `bmip.engine.paths.evaluate_rule` of the experiment's config.
 RULES: tuple[tuple[str, str], ...] = (
     (r"config\.yaml", "write_config"),
     (rf"splits/(?P<dataset>{_NAME})/{_NAME}", "fewshot_splits"),
@@ -55,20 +56,24 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"manifest\.json", "manifest"),
     (r"audit\.txt", "audit"),
     (r"logs/splits/.+", "fewshot_splits"),
-    (rf"logs/(?P<stage>train|download|evaluate_(?:{_PROTOCOLS}))/.+", "{stage}"),
+    (rf"logs/(?P<stage>train|download|evaluate|evaluate_(?:{_PROTOCOLS}))/.+", "{stage}"),
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
 )
 _COMPILED = tuple((re.compile(pattern), rule) for pattern, rule in RULES)
 _NOT_WILDCARDS = {"stage", "rule"}
 
 
-def rule_of(relpath: str) -> tuple[str | None, dict[str, str]]:
-    """(rule, wildcards) of the workflow job that wrote `relpath`; (None, {}) for a stray file."""
+def rule_of(relpath: str, config: dict[str, Any] | None = None) -> tuple[str | None, dict[str, str]]:
+    """(rule, wildcards) of the workflow job that wrote `relpath` under the experiment's `config`;
+    (None, {}) for a stray file."""
     for pattern, rule in _COMPILED:
         match = pattern.fullmatch(relpath)
         if match:
             groups = match.groupdict()
-            return rule.format(**groups), {k: v for k, v in groups.items() if k not in _NOT_WILDCARDS}
+            wildcards = {k: v for k, v in groups.items() if k not in _NOT_WILDCARDS}
+            if "protocol" in groups:
+                return P.evaluate_rule(config or {}, groups["protocol"]), wildcards
+            return rule.format(**groups), wildcards
     return None, {}
 
 
@@ -87,10 +92,6 @@ class Run:
         """The run's folder relative to the experiment folder."""
         prefix = "train/" if self.kind == "train" else ""
         return f"{prefix}{self.protocol}/{self.method}/{self.dataset}/seed{self.seed}"
-
-    @property
-    def rule(self) -> str:
-        return "train" if self.kind == "train" else f"evaluate_{self.protocol}"
 
 
 @dataclass
@@ -123,6 +124,14 @@ class Experiment:
             return Path(path).resolve().relative_to(self.path).as_posix()
         except ValueError:
             return str(path)
+
+    def rule_of(self, relpath: str) -> tuple[str | None, dict[str, str]]:
+        """(rule, wildcards) of the workflow job that wrote `relpath` in this experiment."""
+        return rule_of(relpath, self.config)
+
+    def rule_for(self, run: Run) -> str:
+        """The workflow rule that made a run."""
+        return "train" if run.kind == "train" else P.evaluate_rule(self.config or {}, run.protocol)
 
     def run_dir(self, run: Run) -> Path:
         return self.path / run.relpath

@@ -19,7 +19,7 @@ from typing import Any
 
 import bmip
 from bmip.audit.findings import Findings
-from bmip.audit.layout import AUDIT_REPORT, LOGS, MANIFEST, Experiment, rule_of
+from bmip.audit.layout import AUDIT_REPORT, LOGS, MANIFEST, Experiment
 from bmip.audit.records import read_json
 from bmip.io import write_json
 
@@ -43,7 +43,7 @@ def output_files(experiment: Experiment) -> tuple[list[str], list[str]]:
 
 def _entry(experiment: Experiment, name: str) -> dict[str, Any]:
     path = experiment.path / name
-    rule, wildcards = rule_of(name)
+    rule, wildcards = experiment.rule_of(name)
     return {"path": name, "size": path.stat().st_size, "sha256": experiment.sha256(path), "rule": rule,
             "wildcards": wildcards}
 

@@ -112,7 +112,7 @@ def _check_split_json(exp: Experiment, record: RunRecord, findings: Findings) ->
 
 def check_training(exp: Experiment, run: Run, findings: Findings) -> RunRecord:
     """Provenance, checkpoint metadata, few-shot split and training log of one trained model."""
-    from bmip.checkpoint import CheckpointError, read_checkpoint
+    from bmip.checkpoint import CheckpointError, read_metadata
 
     record = read_record(exp, run)
     if not _check_common(exp, record, "train", findings):
@@ -123,7 +123,7 @@ def check_training(exp: Experiment, run: Run, findings: Findings) -> RunRecord:
         findings.problem(exp.rel(checkpoint), "missing")
     else:
         try:
-            _, meta = read_checkpoint(checkpoint)
+            meta = read_metadata(checkpoint)
         except CheckpointError as err:
             findings.problem(exp.rel(checkpoint), f"unreadable ({err})")
         else:

@@ -15,20 +15,33 @@ from bmip.config import TRAINED_BY, TRAIN_CLASSES, load_config
 log = logging.getLogger(__name__)
 
 
-def _common(parser: argparse.ArgumentParser, datasets: str) -> None:
+def _common(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("config", help="experiment config (YAML), e.g. config/config.yaml; '-' reads it from stdin")
     parser.add_argument("--method", required=True)
-    if datasets == "many":
-        parser.add_argument("--dataset", required=True, nargs="+")
-    else:
-        target = parser.add_mutually_exclusive_group(required=True)
+    target = parser.add_mutually_exclusive_group(required=True)
+    if what == "train":
         target.add_argument("--dataset")
-        target.add_argument("--all", action="store_true",
-                            help="every (protocol, dataset) the config trains a model for, instead of --protocol/--dataset")
+    else:
+        target.add_argument("--dataset", nargs="+")
+    target.add_argument("--all", action="store_true",
+                        help=f"every (protocol, dataset) the config {what}s, instead of --protocol/--dataset")
     parser.add_argument("--seed", type=int, nargs="+", required=True, help="one or more seeds, run one after the other")
     parser.add_argument("--out", type=Path, help="output folder of a single run (default: the config's results layout)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set recipes.default.bmip.lr=0.001 (repeatable)")
+
+
+def _targets(args: argparse.Namespace, every: list[tuple[str, str]], default: str | None = None) -> list[tuple[str, str]]:
+    """The (protocol, dataset) pairs a command runs: --all's, or --protocol (else `default`) with --dataset."""
+    if args.all:
+        if args.protocol is not None:
+            raise ValueError("--all runs every protocol the config names; give --protocol only with --dataset")
+        return every
+    protocol = args.protocol or default
+    if protocol is None:
+        raise ValueError("--dataset needs --protocol (or give --all instead of both)")
+    datasets = args.dataset if isinstance(args.dataset, list) else [args.dataset]
+    return [(protocol, dataset) for dataset in datasets]
 
 
 def _check_single(args: argparse.Namespace, runs: int) -> None:
@@ -41,7 +54,7 @@ def run_train(args: argparse.Namespace) -> int:
     from bmip.engine.train import train
 
     config = load_config(args.config, args.overrides)
-    targets = trainings(config) if args.all else [(args.protocol, args.dataset)]
+    targets = _targets(args, trainings(config), default="base2novel")
     _check_single(args, len(args.seed) * len(targets))
     for protocol, dataset in targets:
         for seed in args.seed:
@@ -51,26 +64,28 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from bmip.engine.evaluate import evaluate
+    from bmip.engine.paths import evaluations
 
     config = load_config(args.config, args.overrides)
-    _check_single(args, len(args.seed) * len(args.dataset))
-    for seed in args.seed:
-        for dataset in args.dataset:
-            out = evaluate(config, args.protocol, args.method, dataset, seed, args.checkpoint, args.out)
+    targets = _targets(args, evaluations(config))
+    _check_single(args, len(args.seed) * len(targets))
+    for protocol, dataset in targets:
+        for seed in args.seed:
+            out = evaluate(config, protocol, args.method, dataset, seed, args.checkpoint, args.out)
             log.info("metrics in %s", out)
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train (protocol, method, dataset, seed) runs")
-    _common(train, "one")
-    train.add_argument("--protocol", default="base2novel", choices=sorted(TRAIN_CLASSES),
-                       help="base2novel trains on the base classes; cross_dataset on all classes of the source")
+    _common(train, "train")
+    train.add_argument("--protocol", choices=sorted(TRAIN_CLASSES),
+                       help="base2novel (the default) trains on the base classes; cross_dataset on all classes of the source")
     train.set_defaults(func=run_train)
 
-    evaluate = subparsers.add_parser("evaluate", help="evaluate trained runs under one protocol")
-    _common(evaluate, "many")
-    evaluate.add_argument("--protocol", required=True, choices=sorted(TRAINED_BY),
+    evaluate = subparsers.add_parser("evaluate", help="evaluate trained runs under a protocol")
+    _common(evaluate, "evaluate")
+    evaluate.add_argument("--protocol", choices=sorted(TRAINED_BY),
                           help="--dataset then names the evaluation dataset(s)")
     evaluate.add_argument("--checkpoint", type=Path, help="prompts.safetensors (default: from the results layout)")
     evaluate.set_defaults(func=run_evaluate)

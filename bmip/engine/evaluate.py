@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from bmip.checkpoint import CheckpointError, load_model, read_checkpoint
+from bmip.checkpoint import CheckpointError, load_model, read_metadata
 from bmip.config import TRAINED_BY, ConfigError, config_hash, run_config
 from bmip.data import Item, load_dataset, open_world_split, subsample_classes, subsample_classes_ratio
 from bmip.engine import paths
@@ -54,7 +54,7 @@ def evaluate(
     clock = RunClock(device)
     backbone = backbone_from(config, device)
     model = load_model(checkpoint, backbone, expect_method=method)  # refuses another method or backbone
-    if read_checkpoint(checkpoint)[1].get("config_sha256") != config_hash(run):
+    if read_metadata(checkpoint).get("config_sha256") != config_hash(run):
         raise CheckpointError(
             f"{checkpoint} was trained with another configuration than {training}/{method}/{source}/seed{seed} "
             "resolves to now (recipe, options, shots or seeds differ); retrain it"

@@ -42,6 +42,23 @@ def checkpoint_for(config: dict[str, Any], protocol: str, method: str, dataset: 
     return train_dir(config, TRAINED_BY[protocol], method, source, seed) / PROMPTS
 
 
+def eval_datasets(config: dict[str, Any], protocol: str) -> list[str]:
+    """The datasets evaluated under `protocol`: its datasets (base2novel, open_world) or targets."""
+    spec = config["protocols"][protocol]
+    return list(spec["datasets"] if "datasets" in spec else spec["targets"])
+
+
+def evaluations(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (protocol, dataset) the config evaluates, in config order."""
+    return [(protocol, dataset) for protocol in config["protocols"] for dataset in eval_datasets(config, protocol)]
+
+
+def evaluate_rule(config: dict[str, Any], protocol: str) -> str:
+    """The workflow rule evaluating under `protocol`: one rule per protocol, or the single
+    `evaluate` rule (one job per method) when `workflow.batch_datasets` is set."""
+    return "evaluate" if config.get("workflow", {}).get("batch_datasets") else f"evaluate_{protocol}"
+
+
 def trainings(config: dict[str, Any]) -> list[tuple[str, str]]:
     """Every (training protocol, dataset) the config needs a trained model for."""
     out: list[tuple[str, str]] = []

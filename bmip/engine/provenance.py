@@ -9,12 +9,13 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import bmip
 from bmip.config import config_hash
+
+if TYPE_CHECKING:  # the audit reads code versions without torch
+    import torch
 
 PACKAGES = ("torch", "torchvision", "open_clip_torch", "numpy", "pillow", "safetensors", "pandas", "pyyaml")
 
@@ -48,8 +49,10 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def hardware(device: torch.device) -> dict[str, Any]:
+def hardware(device: "torch.device") -> dict[str, Any]:
     """What a run or benchmark was measured on."""
+    import torch
+
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -69,7 +72,9 @@ def hardware(device: torch.device) -> dict[str, Any]:
 class RunClock:
     """Start/end time, wall time and peak memory of a run."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: "torch.device"):
+        import torch
+
         self.device = device
         self.start = dt.datetime.now(dt.timezone.utc)
         self._t0 = time.perf_counter()
@@ -85,6 +90,8 @@ class RunClock:
             "peak_rss_mib": round(peak_rss_kib / 1024, 1),
         }
         if self.device.type == "cuda":
+            import torch
+
             out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         return out
 

@@ -2,29 +2,42 @@
 
 Adding a method = one module with a `PromptMethod` subclass and one entry in `METHODS`.
 A name `<base>+promptsrc` adds PromptSRC regularisation to a base in `PROMPTSRC_BASES`.
+Names are checked without importing torch or open_clip (the config validation and the light
+commands need only them); a method's module is imported when a model is built.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from bmip.backbone import Backbone
-from bmip.methods.base import MethodConfigError, PromptMethod, parse_config
-from bmip.methods.bmip import BMIP
-from bmip.methods.cocoop import CoCoOp
-from bmip.methods.coop import CoOp
-from bmip.methods.ivlp import IVLP
-from bmip.methods.lang import Lang
-from bmip.methods.maple import MaPLe
-from bmip.methods.promptsrc import PromptSRC
-from bmip.methods.vpt import VPT
-from bmip.methods.zsclip import ZeroShotCLIP
+if TYPE_CHECKING:
+    from bmip.backbone import Backbone
+    from bmip.methods.base import PromptMethod
 
-METHODS: dict[str, type[PromptMethod]] = {
-    cls.name: cls for cls in (ZeroShotCLIP, CoOp, CoCoOp, VPT, Lang, IVLP, MaPLe, BMIP)
+# name -> "<module in bmip/methods>.<PromptMethod subclass>"
+METHODS: dict[str, str] = {
+    "zsclip": "zsclip.ZeroShotCLIP",
+    "coop": "coop.CoOp",
+    "cocoop": "cocoop.CoCoOp",
+    "vpt": "vpt.VPT",
+    "lang": "lang.Lang",
+    "ivlp": "ivlp.IVLP",
+    "maple": "maple.MaPLe",
+    "bmip": "bmip.BMIP",
 }
 PROMPTSRC_BASES = ("bmip", "maple", "ivlp")
 SUFFIX = "+promptsrc"
+
+
+class MethodConfigError(ValueError):
+    """A method was given an unknown name, an unknown key or an impossible value."""
+
+
+def method_class(base: str) -> type["PromptMethod"]:
+    """The `PromptMethod` subclass registered under a base name."""
+    module, cls = METHODS[base].rsplit(".", 1)
+    return getattr(importlib.import_module(f"bmip.methods.{module}"), cls)
 
 
 def method_names() -> list[str]:
@@ -40,7 +53,7 @@ def split_name(name: str) -> tuple[str, bool]:
     return base, regularised
 
 
-def build_method(backbone: Backbone, name: str, options: dict[str, Any] | None = None):
+def build_method(backbone: "Backbone", name: str, options: dict[str, Any] | None = None):
     """(method, regulariser or None, resolved options) for a method name and its options.
 
     Options of a `+promptsrc` combination go under the key "promptsrc"; the rest configure the base.
@@ -50,11 +63,15 @@ def build_method(backbone: Backbone, name: str, options: dict[str, Any] | None =
     src_options = options.pop("promptsrc", None)
     if src_options is not None and not regularised:
         raise MethodConfigError(f"method {name!r}: option 'promptsrc' is only valid for {name}+promptsrc")
-    cls = METHODS[base]
+    from bmip.methods.base import parse_config
+
+    cls = method_class(base)
     method = cls(backbone, parse_config(cls.Config, base, options))
     resolved = dataclasses.asdict(method.config)
     regulariser = None
     if regularised:
+        from bmip.methods.promptsrc import PromptSRC
+
         src_config = parse_config(PromptSRC.Config, "promptsrc", src_options)
         regulariser = PromptSRC(src_config)
         resolved["promptsrc"] = dataclasses.asdict(src_config)
@@ -62,7 +79,7 @@ def build_method(backbone: Backbone, name: str, options: dict[str, Any] | None =
 
 
 def build_model(
-    backbone: Backbone,
+    backbone: "Backbone",
     name: str,
     classnames: list[str],
     template: str = "a photo of a {}.",

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from bmip.backbone import Backbone
+from bmip.methods import MethodConfigError
 
 
 @dataclass
@@ -30,10 +31,6 @@ class Slots:
     length: int
     attn_mask: torch.Tensor | None = None
     eot: torch.Tensor | None = None  # text: EOT index of every sequence
-
-
-class MethodConfigError(ValueError):
-    """A method was given an unknown key or an impossible value."""
 
 
 def parse_config(cls: type, name: str, values: dict[str, Any] | None) -> Any:

@@ -16,6 +16,7 @@ from bmip.audit.layout import Experiment, Run, rule_of
     ("figures/miniworld_samples.png", "miniworld_figure", {}),
     ("figures/hm_per_dataset.pdf", "figures", {}),
     ("logs/evaluate_cross_dataset/coop.log", "evaluate_cross_dataset", {}),
+    ("logs/evaluate/coop.log", "evaluate", {}),
     ("logs/miniworld_pretrain.log", "miniworld_pretrain", {}),
     ("notes/readme.txt", None, {}),
 ])
@@ -23,9 +24,24 @@ def test_rule_of_a_path(path, rule, wildcards):
     assert rule_of(path) == (rule, wildcards)
 
 
+def test_an_evaluation_rule_follows_the_config(tmp_path):
+    """One rule per protocol, or the single `evaluate` rule when datasets are batched."""
+    metrics = "open_world/bmip/dtd/seed1/metrics.json"
+    run = Run("evaluate", "base2novel", "coop", "dtd", 1)
+    for batched, ow_rule, b2n_rule in ((False, "evaluate_open_world", "evaluate_base2novel"),
+                                       (True, "evaluate", "evaluate")):
+        exp = tmp_path / str(batched)
+        exp.mkdir()
+        config = {"results_dir": str(tmp_path), "experiment": str(batched), "workflow": {"batch_datasets": batched}}
+        (exp / "config.yaml").write_text(yaml.safe_dump(config))
+        opened = Experiment.open(exp)
+        assert opened.rule_of(metrics)[0] == ow_rule
+        assert opened.rule_for(run) == b2n_rule
+    assert Experiment.open(exp).rule_for(Run("train", "base2novel", "coop", "dtd", 1)) == "train"
+
+
 def test_run_folders():
     assert Run("train", "cross_dataset", "coop", "imagenet", 2).relpath == "train/cross_dataset/coop/imagenet/seed2"
-    assert Run("evaluate", "base2novel", "coop", "dtd", 1).rule == "evaluate_base2novel"
 
 
 def test_workflow_root_from_results_dir(tmp_path):

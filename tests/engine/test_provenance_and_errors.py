@@ -70,6 +70,9 @@ def _files(root):
         (["train", "--method", "bmip", "--dataset", "no_such_set", "--seed", "1"], "'no_such_set' is not a registered dataset"),
         (["train", "--method", "bmip", "--dataset", "toy", "--seed", "1", "--set", "methodz=[bmip]"],
          "Additional properties are not allowed ('methodz' was unexpected)"),
+        (["train", "--method", "bmip", "--all", "--protocol", "cross_dataset", "--seed", "1"],
+         "--all runs every protocol the config names"),
+        (["evaluate", "--method", "bmip", "--dataset", "toy", "--seed", "1"], "--dataset needs --protocol"),
     ],
 )
 def test_bad_input_fails_clearly_and_writes_nothing(toy_setup, args, message):

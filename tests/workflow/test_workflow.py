@@ -103,20 +103,21 @@ def test_paper_config_dry_run_lists_the_full_grid(tmp_path):
     assert jobs["download"] == 15 and jobs["fewshot_splits"] == 11
 
 
-def test_default_config_batches_datasets_into_one_job_per_method_and_stage(tmp_path):
+def test_default_config_batches_datasets_into_one_train_and_one_evaluate_job_per_method(tmp_path):
     done = _snakemake(tmp_path, REPO / "config" / "config.yaml", "-n")
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = _job_counts(done.stdout)
     methods = len(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["methods"])
-    for rule in ("train", "evaluate_base2novel", "evaluate_open_world", "evaluate_cross_dataset",
-                 "evaluate_domain_generalization"):
-        assert jobs[rule] == methods, (rule, jobs)
+    # One job per method evaluates it under every protocol; no per-protocol rule is left.
+    assert jobs["train"] == methods and jobs["evaluate"] == methods, jobs
+    assert not any(rule.startswith("evaluate_") for rule in jobs), jobs
     assert jobs["miniworld_generate"] == 1 and jobs["miniworld_pretrain"] == 1
 
 
 def test_batched_datasets_give_the_numbers_of_per_dataset_jobs(reduced_run, tmp_path):
     """workflow.batch_datasets changes how the grid is cut into jobs, not a single number."""
-    config = reduced_config(tmp_path, methods=["coop"], protocols={"base2novel": {"datasets": ["toy", "toy_b"]}})
+    config = reduced_config(tmp_path, methods=["coop"], protocols={"base2novel": {"datasets": ["toy", "toy_b"]},
+                                                                   "open_world": {"datasets": ["toy"], "ratios": [100, 50, 0]}})
     raw = yaml.safe_load(config.read_text())
     raw["workflow"]["batch_datasets"] = True
     config.write_text(yaml.safe_dump(raw))
@@ -124,13 +125,13 @@ def test_batched_datasets_give_the_numbers_of_per_dataset_jobs(reduced_run, tmp_
     assert done.returncode == 0, done.stderr[-5000:]
     assert "Job stats" in done.stdout + done.stderr
     stats = _job_counts(done.stdout + done.stderr)
-    assert stats["train"] == 1 and stats["evaluate_base2novel"] == 1, stats
-    reference = reduced_run[0] / "results" / "reduced" / "base2novel" / "coop"
-    produced = sorted((tmp_path / "results" / "reduced" / "base2novel" / "coop").rglob("metrics.json"))
-    assert len(produced) == 4  # 2 datasets x 2 seeds
+    assert stats["train"] == 1 and stats["evaluate"] == 1, stats
+    produced = sorted((tmp_path / "results" / "reduced").glob("*/coop/*/seed*/metrics.json"))
+    assert len(produced) == 6  # base2novel: 2 datasets x 2 seeds; open_world: 1 x 2
     for path in produced:
-        relative = path.relative_to(tmp_path / "results" / "reduced" / "base2novel" / "coop")
-        assert json.loads(path.read_text())["summary"] == json.loads((reference / relative).read_text())["summary"]
+        relative = path.relative_to(tmp_path / "results" / "reduced")
+        reference = reduced_run[0] / "results" / "reduced" / relative
+        assert json.loads(path.read_text())["summary"] == json.loads(reference.read_text())["summary"]
 
 
 def test_lint_is_clean():

@@ -100,17 +100,12 @@ def train_what(wildcards):
     return f"--protocol {wildcards.training} --dataset {wildcards.dataset}"
 
 
-def eval_datasets(protocol):
-    spec = PROTOCOLS[protocol]
-    return spec["datasets"] if "datasets" in spec else spec["targets"]
-
-
 def metrics_files():
     return [
         f"{EXP}/{protocol}/{method}/{dataset}/seed{seed}/{P.METRICS}"
         for protocol in PROTOCOLS
         for method in METHODS
-        for dataset in eval_datasets(protocol)
+        for dataset in P.eval_datasets(config, protocol)
         for seed in SEEDS
     ]
 
@@ -159,46 +154,56 @@ def split_files(wildcards):
     ]
 
 
-def eval_per_dataset(protocol):
-    """base2novel and open_world: one job per dataset unless datasets are batched.
-    cross_dataset and domain_generalization: one job covers every target."""
-    return TRAINED_BY[protocol] == "base2novel" and not BATCH_DATASETS
+def eval_rules():
+    """The protocols each evaluation rule covers, by rule name (bmip.engine.paths.evaluate_rule)."""
+    rules = {}
+    for protocol in PROTOCOLS:
+        rules.setdefault(P.evaluate_rule(config, protocol), []).append(protocol)
+    return rules
 
 
-def eval_datasets_of(protocol, wildcards):
-    return [wildcards.dataset] if eval_per_dataset(protocol) else eval_datasets(protocol)
+def eval_per_dataset(protocols):
+    """A base2novel-trained protocol's own rule has one job per dataset unless datasets are batched;
+    cross_dataset and domain_generalization jobs cover every target."""
+    return not BATCH_DATASETS and all(TRAINED_BY[p] == "base2novel" for p in protocols)
 
 
-def eval_sources(protocol, wildcards):
-    """The datasets the evaluated models were trained on."""
-    datasets = eval_datasets_of(protocol, wildcards)
-    return list(dict.fromkeys(P.training_dataset(config, protocol, d) for d in datasets))
+def eval_pairs(protocols, wildcards):
+    """The (protocol, dataset) pairs one evaluation job covers."""
+    if eval_per_dataset(protocols):
+        return [(p, wildcards.dataset) for p in protocols]
+    return [(p, d) for p in protocols for d in P.eval_datasets(config, p)]
 
 
-def eval_inputs(protocol):
+def eval_inputs(protocols):
     def inputs(wildcards):
+        pairs = eval_pairs(protocols, wildcards)
         return {
             "prompts": list(
                 dict.fromkeys(
                     str(P.checkpoint_for(config, protocol, wildcards.method, dataset, seed))
-                    for dataset in eval_datasets_of(protocol, wildcards)
+                    for protocol, dataset in pairs
                     for seed in seeds_of(wildcards)
                 )
             ),
-            "data": sorted({dataset_ready(d) for d in eval_datasets_of(protocol, wildcards)}),
+            "data": sorted({dataset_ready(dataset) for _, dataset in pairs}),
         }
 
     return inputs
 
 
-def eval_runs(protocol):
-    """What shapes an evaluation job's numbers: the trained runs' configs (its protocol's
+def eval_runs(protocols):
+    """What shapes an evaluation job's numbers: the trained runs' configs (its protocols'
     settings are a separate param)."""
 
     def params(wildcards):
+        trained = dict.fromkeys(
+            (TRAINED_BY[protocol], P.training_dataset(config, protocol, dataset))
+            for protocol, dataset in eval_pairs(protocols, wildcards)
+        )
         runs = [
-            run_config(config, TRAINED_BY[protocol], wildcards.method, source, seed)
-            for source in eval_sources(protocol, wildcards)
+            run_config(config, training, wildcards.method, source, seed)
+            for training, source in trained
             for seed in seeds_of(wildcards)
         ]
         return json.dumps(runs, sort_keys=True)
@@ -206,10 +211,22 @@ def eval_runs(protocol):
     return params
 
 
-def eval_outputs(protocol, name):
-    targets = ["{dataset}"] if eval_per_dataset(protocol) else eval_datasets(protocol)
+def eval_what(protocols):
+    """`bmip evaluate` arguments naming what one job evaluates."""
+
+    def what(wildcards):
+        if BATCH_DATASETS:
+            return "--all"
+        datasets = " ".join(d for _, d in eval_pairs(protocols, wildcards))
+        return f"--protocol {protocols[0]} --dataset {datasets}"
+
+    return what
+
+
+def eval_outputs(protocols, name):
     return [
         path
-        for target in targets
+        for protocol in protocols
+        for target in (["{dataset}"] if eval_per_dataset(protocols) else P.eval_datasets(config, protocol))
         for path in per_seed(f"{EXP}/{protocol}/{{method}}/{target}/seed{{seed}}/{name}")
     ]

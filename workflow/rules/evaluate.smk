@@ -1,23 +1,25 @@
-# Evaluation, one rule per configured protocol. base2novel and open_world: one job per
-# (method, dataset[, seed]) on the base-trained model of that dataset (per (method[, seed]) for
-# every dataset when workflow.batch_datasets is set). cross_dataset and domain_generalization:
-# one job per (method[, seed]) running the source-trained model on every target.
+# Evaluation. Without workflow.batch_datasets, one rule per configured protocol: base2novel and
+# open_world have one job per (method, dataset[, seed]) on the base-trained model of that
+# dataset; cross_dataset and domain_generalization one job per (method[, seed]) running the
+# source-trained model on every target. With it, the single rule `evaluate` has one job per
+# (method[, seed]) covering every protocol and dataset.
 
 
-for _protocol in PROTOCOLS:
-    _per_dataset = eval_per_dataset(_protocol)
-    _log = job_log(
-        f"evaluate_{_protocol}", "{method}", *(["{dataset}"] if _per_dataset else [])
+for _name, _protocols in eval_rules().items():
+    _log = (
+        job_log(_name, "{method}", "{dataset}")
+        if eval_per_dataset(_protocols)
+        else job_log(_name, "{method}")
     )
 
     rule:
         name:
-            f"evaluate_{_protocol}"
+            _name
         input:
-            unpack(eval_inputs(_protocol)),
+            unpack(eval_inputs(_protocols)),
         output:
-            metrics=eval_outputs(_protocol, P.METRICS),
-            provenance=eval_outputs(_protocol, P.PROVENANCE),
+            metrics=eval_outputs(_protocols, P.METRICS),
+            provenance=eval_outputs(_protocols, P.PROVENANCE),
         log:
             _log,
         conda:
@@ -30,12 +32,11 @@ for _protocol in PROTOCOLS:
         params:
             bmip=BMIP,
             config=experiment_config,
-            # What shapes the numbers: the trained runs' configs and this protocol's settings.
-            runs=eval_runs(_protocol),
-            settings=json.dumps(PROTOCOLS[_protocol], sort_keys=True),
+            # What shapes the numbers: the trained runs' configs and these protocols' settings.
+            runs=eval_runs(_protocols),
+            settings=json.dumps({p: PROTOCOLS[p] for p in _protocols}, sort_keys=True),
+            what=eval_what(_protocols),
             seeds=seeds_arg,
-            datasets=lambda w, p=_protocol: " ".join(eval_datasets_of(p, w)),
-            protocol=_protocol,
         shell:
-            "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} evaluate - --protocol {params.protocol} --method {wildcards.method} "
-            "--dataset {params.datasets} --seed {params.seeds} > {log} 2>&1"
+            "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} evaluate - --method {wildcards.method} "
+            "{params.what} --seed {params.seeds} > {log} 2>&1"
