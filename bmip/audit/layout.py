@@ -40,14 +40,13 @@ _NAME = r"[^/]+"
 _PROTOCOLS = "|".join(sorted(TRAINED_BY))
 _TRAININGS = "|".join(sorted(TRAIN_CLASSES))
 # Path (relative to the experiment folder) -> the rule that writes it; first match wins.
-# `{name}` in a rule is filled from the pattern's groups, as Snakemake fills wildcards; an
-# evaluation's rule is `bmip.engine.paths.evaluate_rule` of the experiment's config.
+# `{name}` in a rule is filled from the pattern's groups, as Snakemake fills wildcards.
+EVALUATION = "<bmip.engine.paths.evaluate_rule of the experiment's config>"
 RULES: tuple[tuple[str, str], ...] = (
     (r"config\.yaml", "write_config"),
     (rf"splits/(?P<dataset>{_NAME})/{_NAME}", "fewshot_splits"),
     (rf"train/(?P<training>{_TRAININGS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", "train"),
-    (rf"(?P<protocol>{_PROTOCOLS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}",
-     "evaluate_{protocol}"),
+    (rf"(?P<protocol>{_PROTOCOLS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", EVALUATION),
     (rf"tables/{_NAME}", "tables"),
     (r"figures/miniworld_samples\.png", "miniworld_figure"),
     (rf"figures/{_NAME}", "figures"),
@@ -71,7 +70,7 @@ def rule_of(relpath: str, config: dict[str, Any] | None = None) -> tuple[str | N
         if match:
             groups = match.groupdict()
             wildcards = {k: v for k, v in groups.items() if k not in _NOT_WILDCARDS}
-            if "protocol" in groups:
+            if rule == EVALUATION:
                 return P.evaluate_rule(config or {}, groups["protocol"]), wildcards
             return rule.format(**groups), wildcards
     return None, {}
