@@ -76,7 +76,32 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_check_config(args: argparse.Namespace) -> int:
+    from bmip.engine.check import check_recipes
+
+    config = load_config(args.config, args.overrides)
+    built = check_recipes(config)
+    log.info("the config is valid and its %d (training protocol, method) recipes build on %s", built,
+             config["backbone"]["model"])
+    if args.write:
+        import yaml
+
+        from bmip.io import atomic_write
+
+        text = yaml.safe_dump(config, sort_keys=False)
+        atomic_write(args.write, lambda tmp: tmp.write_text(text))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    check = subparsers.add_parser(
+        "check-config", help="validate a config and build every method recipe on its backbone (random weights)")
+    check.add_argument("config", help="experiment config (YAML); '-' reads it from stdin")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value (repeatable)")
+    check.add_argument("--write", type=Path, help="then write the resolved config (YAML) to this file")
+    check.set_defaults(func=run_check_config)
+
     train = subparsers.add_parser("train", help="train (protocol, method, dataset, seed) runs")
     _common(train, "train")
     train.add_argument("--protocol", choices=sorted(TRAIN_CLASSES),

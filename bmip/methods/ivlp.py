@@ -35,7 +35,9 @@ class IndependentPrompts(PromptMethod):
             ("text", text_tokens, text_depth, backbone.text_layers),
             ("vision", vision_tokens, vision_depth, backbone.vision_layers),
         ):
-            check_depth(self.name, depth, layers, f"{tower}_depth")
+            # the option's own name: IVLP's text_depth / vision_depth, VPT's and Lang's depth
+            option = f"{tower}_depth" if hasattr(config, f"{tower}_depth") else "depth"
+            check_depth(self.name, depth, layers, option)
             if (tokens > 0) != (depth > 0):
                 raise MethodConfigError(
                     f"method {self.name!r}: {tower} prompts need both a token count and a depth > 0 "

@@ -54,6 +54,10 @@ def test_second_run_does_nothing_and_a_recipe_change_reruns_only_that_method(red
     workdir, config = reduced_run
     again = _snakemake(workdir, config, "-n", "--cores", "2")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    # The `snakemake` console script (its own interpreter path) instead of `python -m snakemake`.
+    script = [str(Path(sys.executable).parent / "snakemake"), *snakemake_command(workdir, config, "-n")[3:]]
+    again = subprocess.run(script, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
     changed = yaml.safe_load(config.read_text())
     changed["recipes"]["default"]["maple"]["lr"] = 0.01
     edited = tmp_path / "changed.yaml"
@@ -88,6 +92,20 @@ def test_config_typo_is_rejected_before_any_job(tmp_path):
     assert done.returncode != 0
     assert "recipes.default.bmip: Additional properties are not allowed ('epochz' was unexpected)" in done.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_recipe_that_does_not_fit_the_backbone_stops_the_run_before_any_training(tmp_path):
+    config = reduced_config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["recipes"]["default"]["maple"]["options"]["depth"] = 13  # test-vit-tiny has 12 blocks
+    config.write_text(yaml.safe_dump(raw))
+    done = _snakemake(tmp_path, config, "--cores", "1")
+    assert done.returncode != 0
+    log = (tmp_path / "results" / "reduced" / "logs" / "write_config.log").read_text()
+    assert "recipes.default.maple.options (base2novel training on test-vit-tiny): method 'maple': depth=13 " \
+           "must lie in 0..12" in log
+    assert not (tmp_path / "results" / "reduced" / "train").exists()
+    assert not (tmp_path / "results" / "reduced" / "config.yaml").exists()
 
 
 def test_paper_config_dry_run_lists_the_full_grid(tmp_path):

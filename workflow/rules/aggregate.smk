@@ -22,7 +22,7 @@ rule tables:
     resources:
         **RES["light"],
     params:
-        bmip=BMIP,
+        bmip=bmip_command,
         out=lambda wildcards, output: os.path.dirname(output.csv[0]),
     shell:
         "{params.bmip} aggregate {input} --out {params.out} > {log} 2>&1"
@@ -50,7 +50,7 @@ rule figures:
     resources:
         **RES["light"],
     params:
-        bmip=BMIP,
+        bmip=bmip_command,
         tables=lambda wildcards, input: os.path.dirname(input.tables[0]),
         out=lambda wildcards, output: os.path.dirname(output.png[0]),
     shell:

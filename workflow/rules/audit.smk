@@ -42,7 +42,7 @@ rule provenance:
     resources:
         **RES["light"],
     params:
-        bmip=BMIP,
+        bmip=bmip_command,
         experiment=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
         out=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
@@ -71,7 +71,7 @@ rule cost:
     resources:
         **RES["light"],
     params:
-        bmip=BMIP,
+        bmip=bmip_command,
         experiment=lambda wildcards, output: os.path.dirname(output.csv),
     shell:
         "{params.bmip} cost {params.experiment} --csv {output.csv} --md {output.md} > {log} 2>&1"
@@ -102,7 +102,7 @@ rule manifest:
     resources:
         **RES["light"],
     params:
-        bmip=BMIP,
+        bmip=bmip_command,
         experiment=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "{params.bmip} manifest {params.experiment} > {log} 2>&1"
@@ -128,7 +128,7 @@ rule audit:
     resources:
         **RES["light"],
     params:
-        bmip=BMIP,
+        bmip=bmip_command,
         experiment=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "{params.bmip} audit {params.experiment} --out {output} > {log} 2>&1"

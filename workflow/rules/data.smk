@@ -2,8 +2,13 @@
 
 
 rule write_config:
-    # The resolved experiment config, for the record. Jobs get it on stdin rather than from this
-    # file: an upstream job that reruns would mask the params-change check of everything below it.
+    # The resolved experiment config, for the record, written once every method recipe has been
+    # built on the backbone (random weights, seconds). It runs first (highest priority, no
+    # inputs), so a recipe that does not fit stops the run before data preparation and training.
+    # Jobs get the config on stdin and do not depend on this file: a rerun of it (any config
+    # change) would rerun everything below it, and with `ancient` Snakemake skips their own
+    # params-change check.
+    priority: 100
     output:
         f"{EXP}/config.yaml",
     log:
@@ -13,13 +18,10 @@ rule write_config:
     resources:
         **RES["light"],
     params:
+        bmip=bmip_command,
         config=json.dumps(config, sort_keys=True),
-    run:
-        import yaml
-        from bmip.io import atomic_write
-
-        resolved = yaml.safe_dump(json.loads(params.config), sort_keys=False)
-        atomic_write(output[0], lambda tmp: tmp.write_text(resolved))
+    shell:
+        "printf '%s' {params.config:q} | {params.bmip} check-config - --write {output} > {log} 2>&1"
 
 
 if MINIWORLD:
@@ -34,7 +36,7 @@ if MINIWORLD:
         resources:
             **RES["light"],
         params:
-            bmip=BMIP,
+            bmip=bmip_command,
             root=lambda wildcards, output: os.path.dirname(output[0]),
             seed=config["miniworld"]["seed"],
             size=config["miniworld"]["size"],
@@ -55,7 +57,7 @@ if MINIWORLD:
             mem_mb=RES["train"]["mem_mb"],
             runtime=RES["train"]["runtime"],
         params:
-            bmip=BMIP,
+            bmip=bmip_command,
             seed=config["miniworld"]["seed"],
             steps=(
                 f"--steps {config['miniworld']['pretrain_steps']}"
@@ -82,7 +84,7 @@ if MINIWORLD:
         resources:
             **RES["light"],
         params:
-            bmip=BMIP,
+            bmip=bmip_command,
             root=lambda wildcards, input: os.path.dirname(input[0]),
         shell:
             "{params.bmip} miniworld-figure --root {params.root} --out {output} > {log} 2>&1"
@@ -100,7 +102,7 @@ else:
         resources:
             **RES["light"],
         params:
-            bmip=BMIP,
+            bmip=bmip_command,
             root=DATA,
         shell:
             "{params.bmip} download {wildcards.dataset} --root {params.root} --no-progress --stamp {output} > {log} 2>&1"
@@ -121,7 +123,7 @@ rule fewshot_splits:
     resources:
         **RES["light"],
     params:
-        bmip=BMIP,
+        bmip=bmip_command,
         root=DATA,
         shots=config["shots"],
         seeds=" ".join(str(s) for s in SEEDS),

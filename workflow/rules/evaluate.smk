@@ -30,7 +30,7 @@ for _name, _protocols in eval_rules().items():
             runtime=RES["evaluate"]["runtime"],
             gpu=RES["evaluate"]["gpu"],
         params:
-            bmip=BMIP,
+            bmip=bmip_command,
             config=experiment_config,
             # What shapes the numbers: the trained runs' configs and these protocols' settings.
             runs=eval_runs(_protocols),

@@ -25,7 +25,7 @@ rule train:
         runtime=RES["train"]["runtime"],
         gpu=RES["train"]["gpu"],
     params:
-        bmip=BMIP,
+        bmip=bmip_command,
         config=experiment_config,
         runs=train_runs,
         what=train_what,

@@ -1,0 +1,46 @@
+"""Check, before any job runs, that every method's recipe builds on the config's backbone.
+
+The schema catches misspelt keys and wrong types; what it cannot know is whether a method's
+options fit the model (a prompt depth beyond the tower's blocks, an unknown method option, a
+backbone that is not an open_clip ViT CLIP). Each (training protocol, method) recipe is built
+here on the backbone's architecture with random weights — no download, no pretraining — by the
+same constructors training uses, so a bad recipe fails in seconds, not after data preparation.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from bmip.config import ConfigError, recipe
+from bmip.engine.paths import trainings
+
+
+def recipe_keys(training: str, method: str) -> str:
+    """Where a training protocol's recipe for `method` comes from in a config."""
+    keys = [f"recipes.default.{method}.options"]
+    if training != "base2novel":
+        keys.append(f"recipes.{training}.{method}.options")
+    return " + ".join(keys)
+
+
+def check_recipes(config: dict[str, Any]) -> int:
+    """Build every (training protocol, method) of a validated config; returns how many were built.
+    Raises ConfigError listing every recipe that does not build, with the config keys to fix."""
+    from bmip.backbone import BackboneError, load_backbone
+    from bmip.methods import MethodConfigError, build_method
+
+    spec = config["backbone"]
+    try:
+        backbone = load_backbone(spec["model"], "none", quick_gelu=spec.get("quick_gelu"))
+    except BackboneError as err:
+        raise ConfigError(f"backbone.model: {err}") from None
+    problems, built = [], 0
+    for training in dict.fromkeys(training for training, _ in trainings(config)):
+        for method in config["methods"]:
+            try:
+                build_method(backbone, method, recipe(config, training, method)["options"])
+                built += 1
+            except (MethodConfigError, TypeError, ValueError) as err:
+                problems.append(f"{recipe_keys(training, method)} ({training} training on {spec['model']}): {err}")
+    if problems:
+        raise ConfigError("method recipes that do not fit the backbone:\n  " + "\n  ".join(problems))
+    return built
