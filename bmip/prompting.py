@@ -18,10 +18,17 @@ from torch import nn
 from bmip.backbone import Backbone
 from bmip.methods.base import PromptMethod, Slots
 
-# Sequences per text-tower pass for image-conditioned prompts (CoCoOp: images × classes). 256 was
-# fastest on a 2-core CPU with mini-vit (measured over 64..4096); accelerators want larger passes.
+# Sequences per text-tower pass when there are many (CoCoOp: images × classes; PromptSRC's
+# targets: templates × classes). 256 was fastest on a 2-core CPU with mini-vit (CoCoOp: measured
+# over 64..4096; PromptSRC: 256 vs 1024, 1.6x); accelerators want larger passes.
 TEXT_PASS = {"cpu": 256}
 TEXT_PASS_ACCELERATOR = 8192
+
+
+def text_pass(device: torch.device) -> int:
+    """How many text sequences to run through the text tower at once on `device`."""
+    return TEXT_PASS.get(device.type, TEXT_PASS_ACCELERATOR)
+
 
 DeepHook = Callable[[int, nn.Module, torch.Tensor, Slots], "torch.Tensor | None"]
 
@@ -96,7 +103,7 @@ class PromptedCLIP(nn.Module):
         if batched:
             # B × n_classes sequences in passes of about TEXT_PASS sequences: the same features,
             # with activations that stay in cache (on this CPU 2x faster than one pass at B=256).
-            per_pass = max(1, TEXT_PASS.get(context.device.type, TEXT_PASS_ACCELERATOR) // len(self.classnames))
+            per_pass = max(1, text_pass(context.device) // len(self.classnames))
             if context.shape[0] > per_pass:
                 return torch.cat([self.encode_text(part) for part in context.split(per_pass)])
         dtype = clip.transformer.get_cast_dtype()

@@ -12,15 +12,13 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torch import nn
 
-if TYPE_CHECKING:
-    from bmip.prompting import PromptedCLIP
+from bmip.prompting import PromptedCLIP, text_pass
 
 
 @dataclass
@@ -36,7 +34,6 @@ class PromptSRCConfig:
 _TEMPLATE_ENSEMBLES: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, ...], torch.Tensor]]" = (
     weakref.WeakKeyDictionary()
 )
-_CHUNK = 1024  # prompts per text-tower pass
 
 
 class PromptSRC(nn.Module):
@@ -50,18 +47,18 @@ class PromptSRC(nn.Module):
         self.config = config
         self._fixed_text: torch.Tensor | None = None
 
-    def set_classnames(self, model: "PromptedCLIP") -> None:
+    def set_classnames(self, model: PromptedCLIP) -> None:
         """A new class set: its frozen targets are computed when the loss first needs them (80
         text-encoder passes over the class names; evaluation never needs them)."""
         self._fixed_text = None
 
-    def fixed_text(self, model: "PromptedCLIP") -> torch.Tensor:
+    def fixed_text(self, model: PromptedCLIP) -> torch.Tensor:
         if self._fixed_text is None:
             self._fixed_text = self._template_ensemble(model)
         return self._fixed_text
 
     @torch.no_grad()
-    def _template_ensemble(self, model: "PromptedCLIP") -> torch.Tensor:
+    def _template_ensemble(self, model: PromptedCLIP) -> torch.Tensor:
         """Mean over CLIP's 80 ImageNet templates of frozen text features, normalised. All
         templates x classes go through the text tower in chunks, and the result is kept per
         (frozen backbone, class set): the seeds of one process share it."""
@@ -71,13 +68,14 @@ class PromptSRC(nn.Module):
         if names not in cache:
             tokens = tokenizer([template(c) for template in OPENAI_IMAGENET_TEMPLATES for c in names])
             device = clip.logit_scale.device
-            feats = torch.cat([clip.encode_text(chunk.to(device)).float() for chunk in tokens.split(_CHUNK)])
+            chunks = tokens.split(text_pass(device))
+            feats = torch.cat([clip.encode_text(chunk.to(device)).float() for chunk in chunks])
             cache[names] = F.normalize(feats.view(len(OPENAI_IMAGENET_TEMPLATES), len(names), -1).mean(0), dim=-1)
         return cache[names]
 
     def loss(
         self,
-        model: "PromptedCLIP",
+        model: PromptedCLIP,
         images: torch.Tensor,
         image_features: torch.Tensor,
         text_features: torch.Tensor,
