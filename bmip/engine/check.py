@@ -26,7 +26,7 @@ def check_recipes(config: dict[str, Any]) -> int:
     """Build every (training protocol, method) of a validated config; returns how many were built.
     Raises ConfigError listing every recipe that does not build, with the config keys to fix."""
     from bmip.backbone import BackboneError, load_backbone
-    from bmip.methods import MethodConfigError, build_method
+    from bmip.methods import build_method
 
     spec = config["backbone"]
     try:
@@ -39,7 +39,7 @@ def check_recipes(config: dict[str, Any]) -> int:
             try:
                 build_method(backbone, method, recipe(config, training, method)["options"])
                 built += 1
-            except (MethodConfigError, TypeError, ValueError) as err:
+            except (TypeError, ValueError) as err:  # MethodConfigError is a ValueError
                 problems.append(f"{recipe_keys(training, method)} ({training} training on {spec['model']}): {err}")
     if problems:
         raise ConfigError("method recipes that do not fit the backbone:\n  " + "\n  ".join(problems))

@@ -15,8 +15,14 @@ from bmip.config import TRAINED_BY, TRAIN_CLASSES, load_config
 log = logging.getLogger(__name__)
 
 
-def _common(parser: argparse.ArgumentParser, what: str) -> None:
+def _config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment config (YAML), e.g. config/config.yaml; '-' reads it from stdin")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set recipes.default.bmip.lr=0.001 (repeatable)")
+
+
+def _common(parser: argparse.ArgumentParser, what: str) -> None:
+    _config(parser)
     parser.add_argument("--method", required=True)
     target = parser.add_mutually_exclusive_group(required=True)
     if what == "train":
@@ -27,8 +33,6 @@ def _common(parser: argparse.ArgumentParser, what: str) -> None:
                         help=f"every (protocol, dataset) the config {what}s, instead of --protocol/--dataset")
     parser.add_argument("--seed", type=int, nargs="+", required=True, help="one or more seeds, run one after the other")
     parser.add_argument("--out", type=Path, help="output folder of a single run (default: the config's results layout)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set recipes.default.bmip.lr=0.001 (repeatable)")
 
 
 def _targets(args: argparse.Namespace, every: list[tuple[str, str]], default: str | None = None) -> list[tuple[str, str]]:
@@ -96,9 +100,7 @@ def run_check_config(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     check = subparsers.add_parser(
         "check-config", help="validate a config and build every method recipe on its backbone (random weights)")
-    check.add_argument("config", help="experiment config (YAML); '-' reads it from stdin")
-    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value (repeatable)")
+    _config(check)
     check.add_argument("--write", type=Path, help="then write the resolved config (YAML) to this file")
     check.set_defaults(func=run_check_config)
 

@@ -88,14 +88,19 @@ def train_outputs(name):
     ]
 
 
-def train_runs(wildcards):
-    """A train job's resolved run configs: changing one method's recipe reruns only its jobs."""
+def resolved_runs(trained, wildcards):
+    """The resolved run configs of a job's trained models, (training, dataset) pairs x its seeds:
+    as a param, changing one method's recipe reruns only that method's jobs."""
     runs = [
         run_config(config, training, wildcards.method, dataset, seed)
-        for training, dataset in trainings_of(wildcards)
+        for training, dataset in trained
         for seed in seeds_of(wildcards)
     ]
     return json.dumps(runs, sort_keys=True)
+
+
+def train_runs(wildcards):
+    return resolved_runs(trainings_of(wildcards), wildcards)
 
 
 def train_what(wildcards):
@@ -206,12 +211,7 @@ def eval_runs(protocols):
             (TRAINED_BY[protocol], P.training_dataset(config, protocol, dataset))
             for protocol, dataset in eval_pairs(protocols, wildcards)
         )
-        runs = [
-            run_config(config, training, wildcards.method, source, seed)
-            for training, source in trained
-            for seed in seeds_of(wildcards)
-        ]
-        return json.dumps(runs, sort_keys=True)
+        return resolved_runs(trained, wildcards)
 
     return params
 
