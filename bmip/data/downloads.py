@@ -28,7 +28,7 @@ from .extract import safe_extract
 from bmip.io import file_digest
 from .manifest import Manifest
 from .registry import DatasetSpec, get_spec
-from .sources import DOWNLOADS_DIR, Source
+from .sources import BUNDLED_DIR, DOWNLOADS_DIR, Source
 
 logger = logging.getLogger(__name__)
 
@@ -239,13 +239,13 @@ class _Installer:
                 raise ChecksumError(f"{e}; moved aside to {rejected}. " + _supply_hint(self.spec, source, self.root)) from e
             self.manifest.record_file(rel, digest, "supplied by hand")
             return digest
+        if source.bundled:
+            try:
+                return self._copy(BUNDLED_DIR / source.bundled, source, rel, "bundled with bmip (bmip/data/bundled)")
+            except (OSError, ChecksumError) as e:
+                logger.warning("the copy of %s bundled with bmip is unusable (%s); downloading it instead", rel, e)
         if source.copy_from and (self.root / source.copy_from).is_file():
-            tmp = path.with_name(f".{path.name}.copy")
-            shutil.copyfile(self.root / source.copy_from, tmp)
-            os.replace(tmp, path)
-            digest = verify_file(path, **self._known(source, rel))
-            self.manifest.record_file(rel, digest, f"copied from {source.copy_from}")
-            return digest
+            return self._copy(self.root / source.copy_from, source, rel, f"copied from {source.copy_from}")
         if not source.urls:
             raise _dead(self.spec, source, self.root)
         try:
@@ -255,6 +255,21 @@ class _Installer:
         if not (source.sha256 or source.md5 or self.manifest.pinned_sha256(rel)):
             logger.warning("%s has no published checksum; pinned to sha256 %s by this download", rel, digest)
         self.manifest.record_file(rel, digest, url)
+        return digest
+
+    def _copy(self, origin: Path, source: Source, rel: str, how: str) -> str:
+        """Install `rel` as a verified copy of `origin`: it appears only once its bytes check out."""
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.copy")
+        try:
+            shutil.copyfile(origin, tmp)
+            digest = verify_file(tmp, **self._known(source, rel))
+        except (OSError, ChecksumError):
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, path)
+        self.manifest.record_file(rel, digest, how)
         return digest
 
     def install(self, source: Source) -> None:

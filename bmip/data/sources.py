@@ -2,9 +2,11 @@
 
 What is known and how:
 * The 7 CoOp split files and Flowers' cat_to_name.json: size and SHA-256 of the copies in the
-  MIT-licensed linzhiqiu/cross_modal_adaptation repository at commit c7e7e68 (the copies in the
-  project's shared/coop_splits), fetched from that pinned commit. CoOp's own Google Drive copies are
-  a fallback mirror; a Drive copy whose bytes differ is rejected by the same check.
+  MIT-licensed linzhiqiu/cross_modal_adaptation repository at commit c7e7e68. Those exact copies
+  ship with the package (`bmip/data/bundled/`, licence and provenance in its README) and are
+  installed from there, verified against the same hashes: no network, and a dead or changed
+  upstream URL cannot break a run. The pinned commit and CoOp's own Google Drive copies stay
+  listed as mirrors (a copy whose bytes differ is rejected by the same check).
 * MD5 sums of the image archives are the ones torchvision's dataset classes verify against
   (torchvision 0.29), and for ImageNet-A/-R those of the torch-uncertainty package. SHA-256 and sizes
   of archives are not published anywhere we could check: they are left None, and the first verified
@@ -17,8 +19,11 @@ serves an HTML page is skipped, and the error lists every mirror tried and how t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 DOWNLOADS_DIR = "_downloads"
+# Files shipped with the package (MIT; see bundled/README.md), installed without a download.
+BUNDLED_DIR = Path(__file__).with_name("bundled")
 
 _SPLITS_COMMIT = "c7e7e68ae4eeadfab98e7886b2d6c9cf48a7ceb5"
 _SPLITS_RAW = f"https://raw.githubusercontent.com/linzhiqiu/cross_modal_adaptation/{_SPLITS_COMMIT}/splits/"
@@ -43,7 +48,8 @@ class Source:
     inside it (a folder's contents become `dest`'s), and `nested` means that member is itself an
     archive to extract into `dest`. `provides` is the path whose presence means "installed" (default:
     `dest`); an existing CoOp data folder is therefore left alone. `copy_from` is a path under the
-    root to copy instead of downloading (ImageNet's classnames.txt for its variants).
+    root to copy instead of downloading (ImageNet's classnames.txt for its variants). `bundled` names
+    a copy in `BUNDLED_DIR` that is installed (after the same checks) before any URL is tried.
     """
 
     filename: str
@@ -57,6 +63,7 @@ class Source:
     nested: bool = False
     provides: str | None = None
     copy_from: str | None = None
+    bundled: str | None = None
     dead_urls: tuple[str, ...] = ()
     manual_urls: tuple[str, ...] = ()
     note: str = ""
@@ -73,6 +80,7 @@ def _split(name: str, dataset_dir: str, gdrive_id: str, size: int, sha256: str) 
         urls=(_SPLITS_RAW + name, gdrive_download(gdrive_id)),
         size=size,
         sha256=sha256,
+        bundled=name,
         manual_urls=(gdrive_page(gdrive_id),),
     )
 
@@ -147,7 +155,7 @@ SOURCES: dict[str, tuple[Source, ...]] = {
         Source(filename="cat_to_name.json", dest="oxford_flowers/cat_to_name.json",
                urls=(_SPLITS_RAW + "cat_to_name.json", gdrive_download("1AkcxCXeK_RCGCEC_GvmWxjcjaNhu-at0")),
                size=2212, sha256="0469f1ad7fe0072d98155c49aa58649d998edbbe3326229003aa5f7228525236",
-               manual_urls=(gdrive_page("1AkcxCXeK_RCGCEC_GvmWxjcjaNhu-at0"),)),
+               bundled="cat_to_name.json", manual_urls=(gdrive_page("1AkcxCXeK_RCGCEC_GvmWxjcjaNhu-at0"),)),
         _split("split_zhou_OxfordFlowers.json", "oxford_flowers", "1Pp0sRXzZFZq15zVOzKjKBu4A9i01nozT", 771139,
                "2f50c42fc1a17ca13c271cb4269b1347bdb43d2be672e34f74a4e4cbfbcca794"),
     ),

@@ -46,20 +46,20 @@ def fast_tmp(fast_tmp_factory):
 
 
 @pytest.fixture(scope="session")
-def coop_root(shared_dir, fast_tmp_factory):
+def coop_root(fast_tmp_factory):
     """A data root with the 7 real CoOp split files and empty placeholder images (built once: ~75k files)."""
     root = fast_tmp_factory("coop_root")
     for name in REAL_SPLITS:
-        install_real_split(shared_dir, root, name)
+        install_real_split(root, name)
     return root
 
 
 @pytest.fixture(scope="session")
-def splits_root(shared_dir, tmp_path_factory):
+def splits_root(tmp_path_factory):
     """A data root with only the 7 real split files (load with check_images=False)."""
     root = tmp_path_factory.mktemp("splits_root")
     for name in REAL_SPLITS:
-        install_real_split(shared_dir, root, name, images=False)
+        install_real_split(root, name, images=False)
     return root
 
 

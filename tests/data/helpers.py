@@ -11,8 +11,10 @@ from PIL import Image
 
 from bmip.data.items import Item
 from bmip.data.registry import DATASETS
+from bmip.data.sources import BUNDLED_DIR
 
-# The shared split files, their registry datasets and DATA.md's table (train, val, test, classes).
+# The split files bundled with the package, their registry datasets, and CoOp's split sizes
+# (train, val, test, classes).
 REAL_SPLITS = {
     "eurosat": ("split_zhou_EuroSAT.json", 13500, 5400, 8100, 10),
     "dtd": ("split_zhou_DescribableTextures.json", 2820, 1128, 1692, 47),
@@ -35,7 +37,7 @@ def touch_all(image_root: Path, relpaths: Iterable[str]) -> None:
         open(image_root / rel, "wb").close()
 
 
-def install_real_split(shared_dir: Path, root: Path, name: str, images: bool = True) -> Path:
+def install_real_split(root: Path, name: str, images: bool = True) -> Path:
     """A CoOp folder for registry dataset `name` under `root`: the real split file (plus placeholder images)."""
     import json
 
@@ -43,7 +45,7 @@ def install_real_split(shared_dir: Path, root: Path, name: str, images: bool = T
     split_name = REAL_SPLITS[name][0]
     dataset_dir = root / spec.dataset_dir
     dataset_dir.mkdir(parents=True)
-    shutil.copyfile(shared_dir / "coop_splits" / split_name, dataset_dir / split_name)
+    shutil.copyfile(BUNDLED_DIR / split_name, dataset_dir / split_name)
     if not images:
         return dataset_dir
     doc = json.loads((dataset_dir / split_name).read_text())

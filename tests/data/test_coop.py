@@ -13,6 +13,7 @@ from bmip.data import (
     load_dataset,
 )
 from bmip.data.registry import DATASETS
+from bmip.data.sources import BUNDLED_DIR
 
 from .helpers import REAL_SPLITS, install_real_split, touch_all
 
@@ -41,18 +42,18 @@ def test_class_name_rules_as_stored(splits_root):
     assert names["oxford_pets"][0] == "abyssinian" and all(n == n.lower() for n in names["oxford_pets"])
 
 
-def test_flowers_names_match_cat_to_name(shared_dir, tmp_path):
-    flowers = install_real_split(shared_dir, tmp_path, "oxford_flowers", images=False)
-    shutil.copyfile(shared_dir / "coop_splits" / "cat_to_name.json", flowers / "cat_to_name.json")
+def test_flowers_names_match_cat_to_name(tmp_path):
+    flowers = install_real_split(tmp_path, "oxford_flowers", images=False)
+    shutil.copyfile(BUNDLED_DIR / "cat_to_name.json", flowers / "cat_to_name.json")
     ds = load_dataset("Flowers102", tmp_path, check_images=False)
-    cat_to_name = json.loads((shared_dir / "coop_splits" / "cat_to_name.json").read_text())
+    cat_to_name = json.loads((BUNDLED_DIR / "cat_to_name.json").read_text())
     assert ds.classnames == [cat_to_name[str(y + 1)] for y in range(102)]
     assert ds.display_name == "Flowers102"
 
 
-def test_flowers_refuses_a_foreign_cat_to_name(shared_dir, tmp_path):
-    flowers = install_real_split(shared_dir, tmp_path, "oxford_flowers", images=False)
-    names = json.loads((shared_dir / "coop_splits" / "cat_to_name.json").read_text())
+def test_flowers_refuses_a_foreign_cat_to_name(tmp_path):
+    flowers = install_real_split(tmp_path, "oxford_flowers", images=False)
+    names = json.loads((BUNDLED_DIR / "cat_to_name.json").read_text())
     names["1"], names["2"] = names["2"], names["1"]
     (flowers / "cat_to_name.json").write_text(json.dumps(names))
     with pytest.raises(SplitFileError, match="cat_to_name.json"):
@@ -78,8 +79,8 @@ def test_missing_split_file_names_the_download_command(tmp_path):
         load_dataset("eurosat", tmp_path)
 
 
-def test_missing_images_lists_first_paths_and_count(shared_dir, fast_tmp):
-    install_real_split(shared_dir, fast_tmp, "dtd")
+def test_missing_images_lists_first_paths_and_count(fast_tmp):
+    install_real_split(fast_tmp, "dtd")
     doc = json.loads((fast_tmp / "dtd" / "split_zhou_DescribableTextures.json").read_text())
     gone = [row[0] for row in doc["test"][:7]]
     for rel in gone:

@@ -20,7 +20,7 @@ from bmip.data import (
     load_dataset,
 )
 from bmip.data.registry import DATASETS, DatasetSpec
-from bmip.data.sources import Source
+from bmip.data.sources import BUNDLED_DIR, Source
 
 from .conftest import Route
 
@@ -193,9 +193,9 @@ def test_imagenet_asks_for_the_manual_download(tmp_path):
     assert str(tmp_path / "imagenet" / "images" / "train") in msg
 
 
-def test_dead_source_says_how_to_supply_the_file(shared_dir, tmp_path):
+def test_dead_source_says_how_to_supply_the_file(tmp_path):
     (tmp_path / "stanford_cars").mkdir()
-    shutil.copyfile(shared_dir / "coop_splits" / "split_zhou_StanfordCars.json",
+    shutil.copyfile(BUNDLED_DIR / "split_zhou_StanfordCars.json",
                     tmp_path / "stanford_cars" / "split_zhou_StanfordCars.json")  # verified in place: no network
     with pytest.raises(DeadSourceError) as e:
         download("stanford_cars", tmp_path, progress=False)
@@ -205,6 +205,35 @@ def test_dead_source_says_how_to_supply_the_file(shared_dir, tmp_path):
     assert str(tmp_path / "stanford_cars" / "cars_train") in msg
     manifest = json.loads((tmp_path / "_downloads" / "manifest.json").read_text())
     assert manifest["files"]["stanford_cars/split_zhou_StanfordCars.json"]["origin"] == "found in place"
+
+
+def test_bundled_split_files_install_without_network(tmp_path):
+    """The split file comes from the copy shipped with bmip (no URL is tried: there is no server)."""
+    with pytest.raises(DeadSourceError):  # the car images themselves have no live source
+        download("stanford_cars", tmp_path, progress=False, retries=0)
+    installed = tmp_path / "stanford_cars" / "split_zhou_StanfordCars.json"
+    assert installed.read_bytes() == (BUNDLED_DIR / "split_zhou_StanfordCars.json").read_bytes()
+    manifest = json.loads((tmp_path / "_downloads" / "manifest.json").read_text())
+    assert manifest["files"]["stanford_cars/split_zhou_StanfordCars.json"]["origin"].startswith("bundled with bmip")
+
+
+def test_a_modified_bundled_copy_is_never_installed(toy, http_server, tmp_path, monkeypatch, caplog):
+    """A bundled copy whose bytes differ from the pinned hash is skipped for the download mirrors."""
+    import dataclasses
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "split_toy.json").write_bytes(SPLIT.replace(b"a", b"b", 1))
+    monkeypatch.setattr("bmip.data.downloads.BUNDLED_DIR", bundle)
+    archive, split = toy.sources
+    monkeypatch.setitem(DATASETS, "toy", dataclasses.replace(
+        toy, sources=(archive, dataclasses.replace(split, bundled="split_toy.json"))))
+    data = tmp_path / "data"
+    download("toy", data, progress=False, backoff=0)
+    assert (data / "toy" / "split_toy.json").read_bytes() == SPLIT
+    assert "/split_toy.json" in [path for path, _ in http_server.log]
+    assert "bundled with bmip is unusable" in caplog.text
+    assert not list((data / "toy").glob(".*.copy"))
 
 
 def test_manifest_merges_concurrent_writers(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from bmip.data import DATASETS, file_sha256, get_spec, items_hash, resolve_name, zero_shot_prompts
 from bmip.data.coop import READERS
 from bmip.data.items import Item
+from bmip.data.sources import BUNDLED_DIR
 
 TEMPLATES = {
     "oxford_pets": "a photo of a {}, a type of pet.", "dtd": "{} texture.",
@@ -61,15 +62,17 @@ def test_sources_are_well_formed():
     assert not DATASETS["stanford_cars"].sources[0].urls  # dead: supplied by hand
 
 
-def test_recorded_split_checksums_match_the_real_files(shared_dir):
-    checked = 0
-    for spec in DATASETS.values():
-        for s in spec.sources:
-            local = shared_dir / "coop_splits" / s.filename
-            if s.sha256 and local.is_file():
-                assert (local.stat().st_size, file_sha256(local)) == (s.size, s.sha256), s.filename
-                checked += 1
-    assert checked == 8  # the 7 split files and cat_to_name.json
+def test_bundled_files_match_the_recorded_checksums():
+    """Every bundled source names a shipped file with the pinned size and SHA-256, and every shipped
+    data file is a source's (the 7 split files and cat_to_name.json)."""
+    bundled = {s.bundled: s for spec in DATASETS.values() for s in spec.sources if s.bundled}
+    for name, s in bundled.items():
+        local = BUNDLED_DIR / name
+        assert (local.stat().st_size, file_sha256(local)) == (s.size, s.sha256), name
+    shipped = {p.name for p in BUNDLED_DIR.iterdir()} - {"README.md", "LICENSE"}
+    assert shipped == set(bundled) and len(bundled) == 8
+    readme = (BUNDLED_DIR / "README.md").read_text()
+    assert all(s.sha256 in readme for s in bundled.values())
 
 
 def test_items_hash_is_canonical_and_order_sensitive():
