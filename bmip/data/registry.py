@@ -1,7 +1,7 @@
 """The paper's datasets as data: CoOp's folder layout, split file, class count, template, sources.
 
-Folder names, image roots and split files are CoOp's (see the shared reference
-official_bmip_code.md §3.1), so an existing CoOp data folder works as is. Templates are CoOp's
+Folder names, image roots and split files are CoOp's (docs/data.md), so an existing CoOp data
+folder works as is. Templates are CoOp's
 CUSTOM_TEMPLATES; display names match the published result tables.
 """
 from __future__ import annotations

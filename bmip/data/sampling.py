@@ -3,7 +3,7 @@
 The selection depends only on (split lists, K, seed): Dassl calls `random.seed(seed)` once and then
 `generate_fewshot_dataset` draws with the global `random.sample`; a `random.Random(seed)` instance runs
 the same Mersenne Twister stream, so `fewshot_split` reproduces Dassl's `shot_K-seed_S.pkl` item for
-item, in the same order (see DATA.md in the shared reference material).
+item, in the same order (the algorithm is stated in docs/data.md).
 """
 from __future__ import annotations
 

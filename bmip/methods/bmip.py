@@ -11,7 +11,7 @@ where s_i is the mean attention that the block's content tokens give to prompt s
 from the block's own attention on its incoming hidden state (detached). Layer 0: the text
 context P_t0 (from "a photo") and the vision prompt F_tv(P_t0).
 
-Default (ours, METHODS.md): s_i per sample (per image; per class prompt), averaged over heads
+Default (ours, docs/methods.md): s_i per sample (per image; per class prompt), averaged over heads
 and over the query tokens that can see slot i (vision: CLS + patches; text: the tokens after
 the prompt up to EOT); one F_tv and one F_vt shared by all layers (`per_layer_projections`
 for one per layer); gates start at a = b = 0, an even mix.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start a private single-node SLURM cluster on this machine, so that the SLURM profile can be
-# tested against a real scheduler (see /work/shared/reference/slurm_local.md for the recipe).
+# tested against a real scheduler (tests/workflow/test_slurm.py uses it).
 #
 #   bash scripts/slurm/start-local-cluster.sh DIR    # prints DIR/env.sh; `. DIR/env.sh` to use it
 #   bash scripts/slurm/stop-local-cluster.sh DIR

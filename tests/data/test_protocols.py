@@ -68,7 +68,7 @@ def test_open_world_union_reports_base_and_novel_labels(splits_root):
 
 # --- ratio sweep --------------------------------------------------------------------------------
 def reference_ratio(train, r, seed):
-    """The authors' `subsample_classes_ratio` "new" branch after `random.seed(seed)`, from DATA.md."""
+    """The authors' `subsample_classes_ratio` "new" branch after `random.seed(seed)`, as stated in docs/data.md."""
     random.seed(seed)
     labels = sorted({it.label for it in train})
     n = len(labels)

@@ -23,7 +23,7 @@ from bmip.data import (
 from .helpers import items
 
 
-# --- Dassl's algorithm, written independently from DATA.md, on the *global* random module -----------
+# --- Dassl's algorithm, written independently from docs/data.md, on the *global* random module -----------
 def dassl_generate_fewshot(data_source, num_shots):
     if num_shots < 1:
         return data_source
