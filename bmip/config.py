@@ -72,7 +72,51 @@ def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     unknown = sorted(set(config["methods"]) - set(method_names()))
     if unknown:
         raise ConfigError(f"{source}: methods: unknown method(s) {unknown}; choose from {method_names()}")
+    check_dataset_names(config, source)
     return config
+
+
+def dataset_keys(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(config key, dataset name) of every dataset a config names, in config order."""
+    out = []
+    for protocol, section in config["protocols"].items():
+        if "source" in section:
+            out.append((f"protocols.{protocol}.source", section["source"]))
+        for field in ("datasets", "targets"):
+            out += [(f"protocols.{protocol}.{field}[{i}]", name) for i, name in enumerate(section.get(field, []))]
+    return out
+
+
+def check_dataset_names(config: dict[str, Any], source: str = "config") -> None:
+    """Refuse, before any job runs, a dataset name that nothing can provide.
+
+    A name is valid when it is a registry dataset (any common spelling), a dataset of the
+    configured miniworld (the workflow generates it), or a folder or file under `data_root`. The
+    error names each bad key and the nearest valid names.
+    """
+    import difflib
+
+    from bmip.data.registry import DATASETS, resolve_name
+
+    generated: list[str] = []
+    if "miniworld" in config:
+        from bmip.miniworld.datasets import DATASETS as MINIWORLD
+
+        generated = list(MINIWORLD)
+    root = Path(config["data_root"])
+    bad = [(key, name) for key, name in dataset_keys(config)
+           if resolve_name(name) is None and name not in generated and not (root / name).exists()]
+    if not bad:
+        return
+    present = sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir() else []
+    valid = sorted(set(DATASETS) | set(generated) | set(present))
+    lines = []
+    for key, name in bad:
+        near = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(repr(n) for n in near)}?" if near else f"valid names: {', '.join(valid)}"
+        lines.append(f"  {key}: {name!r} is not a registry dataset, {'a miniworld dataset, ' if generated else ''}"
+                     f"or a folder under data_root {str(root)!r}; {hint}")
+    raise ConfigError(f"{source} names datasets that do not exist:\n" + "\n".join(lines))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -1,0 +1,35 @@
+"""Config validation: a dataset name that nothing provides is refused before any job, by its key."""
+import subprocess
+
+import pytest
+
+from bmip.config import ConfigError, load_config
+from tests.workflow.reduced import REPO, reduced_config, snakemake_command
+
+
+def test_a_typo_in_a_dataset_name_is_named_by_key_with_the_nearest_names():
+    with pytest.raises(ConfigError) as err:
+        load_config(REPO / "config" / "config.yaml", ["protocols.base2novel.datasets=[toys, stickers, toyz]"])
+    message = str(err.value)
+    assert "protocols.base2novel.datasets[2]: 'toyz'" in message and "did you mean 'toys'" in message
+    assert "datasets[0]" not in message and "datasets[1]" not in message
+
+
+def test_registry_spellings_miniworld_names_and_folders_are_accepted(tmp_path):
+    config = load_config(REPO / "config" / "paper.yaml", ["protocols.cross_dataset.targets=[OxfordPets, Flowers102]"])
+    assert config["protocols"]["cross_dataset"]["targets"] == ["OxfordPets", "Flowers102"]
+    (tmp_path / "my_data").mkdir()
+    load_config(REPO / "config" / "paper.yaml", [f"data_root={tmp_path}", "protocols.base2novel.datasets=[my_data]"])
+    with pytest.raises(ConfigError, match=r"protocols.cross_dataset.source: 'imagenett'.*did you mean 'imagenet'"):
+        load_config(REPO / "config" / "paper.yaml", ["protocols.cross_dataset.source=imagenett"])
+
+
+def test_the_workflow_refuses_an_unknown_dataset_before_any_job(tmp_path):
+    config = reduced_config(tmp_path)
+    text = config.read_text().replace("targets:\n    - toy_b", "targets:\n    - toy_c", 1)
+    config.write_text(text)
+    done = subprocess.run(snakemake_command(tmp_path, config, "--cores", "1"), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0
+    assert "[0]: 'toy_c'" in done.stderr and "did you mean 'toy_b'" in done.stderr
+    assert not (tmp_path / "results").exists()  # nothing ran, nothing written
