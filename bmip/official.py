@@ -158,13 +158,13 @@ def map_official(
     if texts != list(range(len(texts))) or file_depth != depth:
         raise OfficialCheckpointError(
             f"{path}: {prefix}{PL}compound_prompts_text.* has {len(texts)} entries, i.e. PROMPT_DEPTH {file_depth}, "
-            f"but the config's bmip depth is {depth}; set {options_key}.depth: {file_depth}")
+            f"but the config's bmip depth is {depth}; set depth: {file_depth} in {options_key}")
     ctx = sd.get(ANCHOR)
     if ctx is None or ctx.dim() != 2 or ctx.shape[0] != n:
         shape = tuple(ctx.shape) if ctx is not None else None
         raise OfficialCheckpointError(
             f"{path}: {prefix}{ANCHOR} has shape {shape}, i.e. N_CTX {shape[0] if shape else '?'}, but the config's "
-            f"bmip n_ctx is {n}; set {options_key}.n_ctx: {shape[0] if shape else '?'}")
+            f"bmip n_ctx is {n}; set n_ctx: {shape[0] if shape else '?'} in {options_key}")
 
     used: dict[str, str] = {}  # official name -> our tensor
     ignored: dict[str, str] = {}  # official name -> why
@@ -257,6 +257,7 @@ def import_official(
     The model is the config's `bmip` recipe for `training` (it must set official_compat: true)
     on the config's backbone. Everything is checked before anything is written.
     """
+    from bmip.engine.check import recipe_keys
     from bmip.engine.provenance import RunClock, code_version, hardware, package_versions
     from bmip.engine.runtime import backbone_from, backbone_record
     from bmip.methods import build_model
@@ -267,17 +268,17 @@ def import_official(
     if (out / paths.PROMPTS).exists():
         raise OfficialCheckpointError(f"{out / paths.PROMPTS} already exists; remove it or choose another --out")
     options = recipe(config, training, "bmip")["options"]
-    where = "recipes.default" if training == "base2novel" else f"recipes.{training}"
+    where = recipe_keys(training, "bmip")
     if not options.get("official_compat") or options.get("per_layer_projections"):
         raise OfficialCheckpointError(
-            f"the config's bmip recipe ({where}.bmip.options) must set official_compat: true (and not "
+            f"the config's bmip recipe ({where}) must set official_compat: true (and not "
             "per_layer_projections) to hold the released model")
     cpu = torch.device("cpu")
     clock = RunClock(cpu)
     weights, epoch = read_official(path)
     backbone = backbone_from(config, cpu)
     model = build_model(backbone, "bmip", ["object"], options=options)
-    tensors, record = map_official(path, weights, model, f"{where}.bmip.options")
+    tensors, record = map_official(path, weights, model, where)
     mismatched = record["frozen_clip"]["mismatched"]
     if mismatched and not allow_backbone_mismatch:
         first = mismatched[0]

@@ -209,7 +209,7 @@ def test_bad_files_are_refused_and_nothing_is_written(setup, tmp_path, case):
 def test_a_different_depth_or_backbone_is_refused(setup, tmp_path):
     config, _, backbone = setup
     deeper = dassl_file(tmp_path / "deeper.pth.tar", official_state_dict(_compat_model(backbone, depth=DEPTH + 1)))
-    wanted = f"PROMPT_DEPTH {DEPTH + 1}, but the config's bmip depth is {DEPTH}; set recipes.default.bmip.options.depth"
+    wanted = f"PROMPT_DEPTH {DEPTH + 1}, but the config's bmip depth is {DEPTH}; set depth: {DEPTH + 1} in recipes.default"
     with pytest.raises(OfficialCheckpointError, match=wanted):
         import_official(deeper, config, tmp_path / "run")
     sd = official_state_dict(_compat_model(backbone))
