@@ -81,7 +81,7 @@ def benchmark(
         net.eval()
         ev = _timed(evaluate, dev, max(steps // 2, 1), warmup)
         results[name] = {
-            "learnable_parameters": sum(p.numel() for p in params),
+            "learnable_parameters": sum(p.numel() for p in net.method.parameters() if p.requires_grad),
             "train_step_s": statistics.median(step),
             "train_step_s_all": step,
             "eval_images_per_s": eval_batch_size / statistics.median(ev),

@@ -9,7 +9,7 @@ before `ln_pre` (as in MaPLe/BMIP), and dropped again before open_clip's own poo
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -193,5 +193,7 @@ class PromptedCLIP(nn.Module):
             loss = loss + self.regularizer.loss(self, images, image, text, logits)
         return loss, logits
 
-    def learnable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.method.parameters() if p.requires_grad]
+    def learnable_parameters(self) -> list[nn.Parameter] | list[dict[str, Any]]:
+        """What the optimiser steps: the method's learnable tensors, or its parameter groups
+        where it needs them (official_compat BMIP: the aliases of its shared visual prompt)."""
+        return self.method.optimizer_params()

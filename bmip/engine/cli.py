@@ -80,6 +80,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_import_official(args: argparse.Namespace) -> int:
+    from bmip.official import import_official
+
+    config = load_config(args.config, args.overrides)
+    out = import_official(args.path, config, args.out, args.protocol, args.allow_backbone_mismatch)
+    log.info("imported %s into %s; evaluate it with bmip evaluate %s --method bmip ... --checkpoint %s",
+             args.path, out, args.config, out / "prompts.safetensors")
+    return 0
+
+
 def run_check_config(args: argparse.Namespace) -> int:
     from bmip.engine.check import check_recipes
 
@@ -116,3 +126,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="--dataset then names the evaluation dataset(s)")
     evaluate.add_argument("--checkpoint", type=Path, help="prompts.safetensors (default: from the results layout)")
     evaluate.set_defaults(func=run_evaluate)
+
+    imp = subparsers.add_parser(
+        "import-official", help="turn a checkpoint of the released BMIP code into an official_compat bmip run folder")
+    imp.add_argument("path", type=Path, help="MultiModalPromptLearner/model.pth.tar-<epoch> or model-best.pth.tar")
+    imp.add_argument("--config", required=True,
+                     help="experiment config whose backbone and bmip recipe (official_compat: true) describe the file")
+    imp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value (repeatable)")
+    imp.add_argument("--out", type=Path, required=True,
+                     help="folder for prompts.safetensors + provenance.json; the run's train folder of the results "
+                          "layout (train/<protocol>/bmip/<dataset>/seed<N>) lets bmip evaluate find it")
+    imp.add_argument("--protocol", choices=sorted(TRAIN_CLASSES), default="base2novel",
+                     help="the training protocol whose bmip recipe the file was trained with (default base2novel)")
+    imp.add_argument("--allow-backbone-mismatch", action="store_true",
+                     help="import even if the file's frozen CLIP weights differ from the config's backbone")
+    imp.set_defaults(func=run_import_official)

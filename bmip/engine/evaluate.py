@@ -54,7 +54,13 @@ def evaluate(
     clock = RunClock(device)
     backbone = backbone_from(config, device)
     model = load_model(checkpoint, backbone, expect_method=method)  # refuses another method or backbone
-    if read_metadata(checkpoint).get("config_sha256") != config_hash(run):
+    imported = read_metadata(checkpoint).get("imported_from")  # `bmip import-official`: trained elsewhere
+    if imported is not None:
+        if imported.get("recipe_options") != run["recipe"]["options"]:
+            raise CheckpointError(
+                f"{checkpoint} was imported for bmip options {imported.get('recipe_options')}, but the config's "
+                f"{training} recipe now has {run['recipe']['options']}; import it again with this config")
+    elif read_metadata(checkpoint).get("config_sha256") != config_hash(run):
         raise CheckpointError(
             f"{checkpoint} was trained with another configuration than {training}/{method}/{source}/seed{seed} "
             "resolves to now (recipe, options, shots or seeds differ); retrain it"
@@ -89,6 +95,8 @@ def evaluate(
     write_json(out / paths.METRICS, metrics)
     inputs = {"test": dataset_inputs(data, tested), "checkpoint": str(checkpoint),
               "checkpoint_sha256": file_sha256(checkpoint)}
+    if imported is not None:
+        inputs["imported_from"] = imported
     write_json(out / paths.PROVENANCE, provenance("evaluate", run, clock=clock, inputs=inputs, backbone=backbone_record(backbone)))
     return out
 

@@ -84,6 +84,10 @@ class PromptMethod(nn.Module):
         """True when text features depend on nothing learnable (they can be cached)."""
         return self.text_tokens == 0 and not self.image_conditioned
 
+    def optimizer_params(self) -> list[nn.Parameter] | list[dict[str, Any]]:
+        """What the optimiser steps (torch's `params`: tensors, or parameter groups)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     def text_shallow(self) -> torch.Tensor | None:
         return None
 

@@ -21,11 +21,18 @@ vision statistic is averaged over the batch (an image's logits depend on its bat
 text statistic is read from the SOS row, which under the causal mask is exactly 0, so the text
 gate is the constant sigmoid(b_k) (its weight a_k would be dead and is not created); text deep
 prompts only in blocks 1..D-2; one visual deep prompt shared by all layers; a separate layer-0
-projection; gates initialised U(-1, 1).
+projection; gates initialised U(-1, 1). It also trains like the released code: there the optimiser
+holds the shared visual deep prompt as D-1 separate parameters ("aliases", one per deep vision
+block, all over the prompt's memory). Alias c gets the gradient of its own uses only (vision
+block c+1, and text block c+1 through F_vt for c <= D-3) and its own optimiser state, and the
+D-1 updates are applied one after the other in place: the prompt moves by about (D-1)·lr per
+Adam step and weight decay is applied D-1 times. `optimizer_params` hands the optimiser those
+aliases; checkpoints still hold the one prompt.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -97,6 +104,9 @@ class BMIP(PromptMethod):
             else:
                 self.vision_gate = nn.Parameter(torch.zeros(depth - 1, 2))
                 self.text_gate = nn.Parameter(torch.zeros(depth - 1, 2))
+        # official_compat: one alias per deep vision block over `vision_prompts`' memory (not
+        # registered: state dicts and checkpoints hold the prompt once).
+        self._aliases = [nn.Parameter(self.vision_prompts.detach()) for _ in range(depth - 1 if compat else 0)]
         # When a dict, deep hooks record (tower, block) -> gate weights, for analysis and tests.
         self.recorded_gates: dict[tuple[str, int], torch.Tensor] | None = None
 
@@ -110,7 +120,27 @@ class BMIP(PromptMethod):
         return self.proj_vt[k - 1] if self.per_layer else self.proj_vt[0]
 
     def _vision_prompt(self, k: int) -> torch.Tensor:
-        return self.vision_prompts[0 if self.compat else k - 1]
+        """Block k's own visual deep prompt (official_compat: its alias of the shared one)."""
+        return self.visual_aliases()[k - 1][0] if self.compat else self.vision_prompts[k - 1]
+
+    def visual_aliases(self) -> list[nn.Parameter]:
+        """official_compat: the D-1 aliases of the shared visual deep prompt, re-pointed at its
+        memory if a device or dtype move or a copy gave the prompt new storage."""
+        prompt = self.vision_prompts
+        for alias in self._aliases:
+            if alias.device != prompt.device or alias.data_ptr() != prompt.data_ptr():
+                alias.data = prompt.data
+        return self._aliases
+
+    def optimizer_params(self) -> list[nn.Parameter] | list[dict[str, Any]]:
+        """official_compat: the shared visual prompt as its D-1 aliases, in their own group with
+        torch's single-tensor update (sequential and in place on every device; the multi-tensor
+        kernels would update the aliased memory concurrently)."""
+        params = super().optimizer_params()
+        if not self._aliases:
+            return params
+        return [{"params": [p for p in params if p is not self.vision_prompts]},
+                {"params": self.visual_aliases(), "foreach": False}]
 
     # ---------------------------------------------------------------- gates
     def _record(self, tower: str, k: int, w: torch.Tensor) -> None:

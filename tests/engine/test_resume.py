@@ -46,3 +46,42 @@ def test_sigkill_in_second_epoch_then_resume(toy_setup, tmp_path):
     assert (m1 / paths.METRICS).read_bytes() == (m2 / paths.METRICS).read_bytes()
     drop_seconds = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731
     assert drop_seconds((out / paths.TRAIN_LOG).read_text()) == drop_seconds((reference / paths.TRAIN_LOG).read_text())
+
+
+class Interrupted(Exception):
+    """Stands for a kill right after epoch 1's state was saved."""
+
+
+def test_official_compat_run_resumes_with_its_alias_optimiser_states(toy_setup, tmp_path, monkeypatch):
+    """The compat visual-prompt aliases each carry Adam moments; an interrupted run resumes with
+    all of them and ends byte-identical to an uninterrupted one."""
+    from bmip.config import apply_overrides, validate
+    from bmip.engine import train as train_module
+
+    config, _ = toy_setup
+    config = validate(apply_overrides(config, ["recipes.default.bmip.options.official_compat=true",
+                                               "recipes.default.bmip.warmup_epochs=0"]))
+    out = tmp_path / "interrupted"
+    write_log = train_module._write_log
+
+    def interrupt(path, rows):
+        write_log(path, rows)
+        raise Interrupted
+
+    monkeypatch.setattr(train_module, "_write_log", interrupt)
+    try:
+        train(config, "base2novel", "bmip", "toy", 1, out)
+    except Interrupted:
+        pass
+    monkeypatch.undo()
+    state = torch.load(out / paths.STATE, weights_only=True)
+    assert state["next_epoch"] == 1 and not (out / paths.PROMPTS).exists()
+    groups = state["optimizer"]["param_groups"]
+    assert len(groups) == 2 and len(groups[1]["params"]) == 2  # depth 3: D-1 = 2 aliases
+    assert all(i in state["optimizer"]["state"] for i in groups[1]["params"])
+
+    train(config, "base2novel", "bmip", "toy", 1, out)
+    reference = train(config, "base2novel", "bmip", "toy", 1, tmp_path / "straight")
+    assert (out / paths.PROMPTS).read_bytes() == (reference / paths.PROMPTS).read_bytes()
+    drop_seconds = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731
+    assert drop_seconds((out / paths.TRAIN_LOG).read_text()) == drop_seconds((reference / paths.TRAIN_LOG).read_text())
