@@ -363,14 +363,16 @@ class _Builder:
     def job_actions(self, job: Job, agents: list[Any]) -> tuple[Any, list[Any]]:
         """The job's CreateAction and those of its runs; the job's times span its runs'."""
         tool = self.add(f"#rule:{job.rule}", {
-            "@type": "SoftwareApplication", "name": f"rule {job.rule}",
+            "@type": "SoftwareApplication", "name": f"rule {job.rule}", "softwareVersion": bmip.__version__,
             "description": f"the Snakemake rule {job.rule} of the bmip workflow"})
         if tool.id not in {e.id for e in self.workflow.get("hasPart", []) or []}:
             self.workflow.append_to("hasPart", tool)
         runs = [self.run_action(r, agents) for r in sorted(job.runs, key=lambda r: r.run)]
         action = self.crate.add_action(
             tool, identifier=f"#job:{job.key}", result=_one_or_many([self.entity[n] for n in sorted(job.outputs)]),
-            properties={"name": f"Snakemake job {job.key}"})
+            properties={"name": f"Snakemake job {job.key}",
+                        "description": f"a job of rule {job.rule}" + (f", logged in {job.log}" if job.log else "")
+                                       + (f", running {len(runs)} run(s)" if runs else "")})
         inputs = {o.id: o for r in runs for o in r.get("object", [])}
         if inputs:
             action["object"] = _one_or_many([inputs[i] for i in sorted(inputs)])
@@ -404,10 +406,11 @@ class _Builder:
         self.add_experiment_files()
         values = self.add_parameters()
 
-        steps, controls = [], []
+        steps, controls, actions = [], [], []
         all_jobs = jobs(self.exp, self.files, self.records)
         for job in all_jobs:
             action, runs = self.job_actions(job, agents)
+            actions += [action, *runs]
             step = self.add(f"#step:{job.rule}", {"@type": "HowToStep", "name": f"rule {job.rule}",
                                                   "workExample": self.crate.get(f"#rule:{job.rule}")})
             if step not in steps:
@@ -430,7 +433,7 @@ class _Builder:
             run["endTime"] = max(ends)
         if agents:
             run["agent"] = _one_or_many(agents)
-        root["mentions"] = run
+        root["mentions"] = [run, *actions]
         root["datePublished"] = max(ends) if ends else self._fallback_date()
         engine = self.add(f"#snakemake@{self.snakemake}", {
             "@type": "SoftwareApplication", "name": "Snakemake", "softwareVersion": self.snakemake,

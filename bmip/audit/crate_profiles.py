@@ -93,7 +93,14 @@ class ProfileResult:
 def validate_crate(crate: Path, cache: Path, profiles: tuple[str, ...] = PROFILES,
                    severity: str = "required") -> list[ProfileResult]:
     """Run `rocrate-validator validate --offline` on `crate` (a folder or .zip) for each profile,
-    with its cache `cache` filled from the shipped context; requirements of `severity` and above."""
+    with its cache `cache` filled from the shipped context; requirements of `severity` and above.
+    A zip is extracted (safely) beside the cache first: roc-validator 0.13.0 cannot write its JSON
+    report for a zip it extracted itself."""
+    from bmip.data.extract import safe_extract
+
+    crate = Path(crate)
+    if crate.is_file():
+        crate = safe_extract(crate, cache.parent / "crate")
     fill_cache(cache, {CONTEXT_URL: shipped_context()})
     results = []
     for profile in profiles:
@@ -103,7 +110,7 @@ def validate_crate(crate: Path, cache: Path, profiles: tuple[str, ...] = PROFILE
                    "--requirement-severity", severity, "--no-paging", "--output-format", "json",
                    "--output-file", str(out), str(crate)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
-        if not out.is_file():
+        if not out.is_file() or not out.stat().st_size:
             raise RuntimeError(f"roc-validator gave no report for {profile} (exit {done.returncode}):\n"
                                f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
         report = json.loads(out.read_text())

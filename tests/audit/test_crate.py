@@ -175,8 +175,9 @@ def test_crate_describes_the_workflow_and_its_parameters(experiment):
     rules = {e["rule"] for e in manifest["files"] + manifest["logs"]} | {"manifest", "audit"}
     assert _ids(workflow["step"]) == {f"#step:{rule}" for rule in rules}
     assert {f"#rule:{rule}" for rule in rules} <= _ids(workflow["hasPart"])
-    run = entities[root["mentions"]["@id"]]
+    run = entities["#workflow-run"]
     assert run["instrument"] == {"@id": "workflow/Snakefile"}
+    assert {"#workflow-run", "#job:tables", "#run:train/base2novel/coop/toy/seed1"} <= _ids(root["mentions"])
     values = {entities[i]["name"]: entities[i]["value"] for i in _ids(run["object"]) if i.startswith("#value:")}
     assert values["seeds"] == "[1, 2]" and values["shots"] == 2 and values["backbone.model"] == "test-vit-tiny"
     assert values["protocols.cross_dataset.source"] == "toy" and values["crate.license"] == "MIT"
