@@ -111,6 +111,7 @@ def jobs(exp: Experiment, files: list[str], records: list[RunRecord]) -> list[Jo
     """The experiment's Snakemake jobs: one per log file, each with the files of its rule whose
     folder names contain the log's (e.g. logs/train/base2novel/coop/toy.log holds the runs under
     train/base2novel/coop/toy/), and the runs among them."""
+    files = sorted(files)
     by_key: dict[str, Job] = {}
     for name in files:
         if name.startswith(f"{LOGS}/"):
