@@ -127,10 +127,13 @@ def _check_grid(exp: Experiment, findings: Findings) -> None:
 
 def audit(path: Path, strict: bool = False) -> AuditReport:
     """Audit the experiment folder `path` (results/<experiment>)."""
-    exp = Experiment.open(path)
+    return audit_experiment(Experiment.open(path), Findings(), strict)
+
+
+def audit_experiment(exp: Experiment, findings: Findings, strict: bool = False) -> AuditReport:
+    """Audit an opened experiment, adding to `findings` (a crate's audit starts with its own)."""
     if not exp.path.is_dir() or not ((exp.path / CONFIG).is_file() or (exp.path / TABLES_DIR).is_dir()):
-        raise NotAnExperiment(f"{path} is not an experiment folder (no {CONFIG} or {TABLES_DIR}/ in it)")
-    findings = Findings()
+        raise NotAnExperiment(f"{exp.path} is not an experiment folder (no {CONFIG} or {TABLES_DIR}/ in it)")
     log.info("verifying files against the manifest")
     verify_manifest(exp, findings)
     _check_grid(exp, findings)

@@ -1,4 +1,5 @@
-"""`bmip audit`, `bmip manifest`, `bmip provenance` and `bmip cost`: the workflow's last rules, also usable alone."""
+"""`bmip audit`, `bmip manifest`, `bmip provenance`, `bmip cost` and `bmip crate`: the workflow's last rules,
+also usable alone."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bmip.audit.layout import COST_CSV, COST_MD, PROVENANCE_DIR
+from bmip.audit.layout import COST_CSV, COST_MD, CRATE, PROVENANCE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -15,10 +16,16 @@ EXIT_PASSED, EXIT_FAILED, EXIT_NOT_AN_EXPERIMENT = 0, 1, 2
 
 def run_audit(args: argparse.Namespace) -> int:
     from bmip.audit.check import NotAnExperiment, audit
+    from bmip.audit.crate_check import audit_crate, is_crate
     from bmip.io import atomic_write, write_json
 
     try:
-        report = audit(args.experiment, strict=args.strict)
+        if is_crate(args.experiment):
+            report = audit_crate(args.experiment, strict=args.strict, profiles=args.profiles)
+        elif args.profiles:
+            raise NotAnExperiment(f"--profiles validates a crate, and {args.experiment} is none (bmip crate makes one)")
+        else:
+            report = audit(args.experiment, strict=args.strict)
     except NotAnExperiment as err:
         log.error("%s", err)
         return EXIT_NOT_AN_EXPERIMENT
@@ -29,6 +36,13 @@ def run_audit(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, report.to_dict())
     return EXIT_PASSED if report.passed else EXIT_FAILED
+
+
+def run_crate(args: argparse.Namespace) -> int:
+    from bmip.audit.crate import write_crate
+
+    write_crate(args.experiment, args.out, include_checkpoints=args.include_checkpoints)
+    return 0
 
 
 def run_manifest(args: argparse.Namespace) -> int:
@@ -59,14 +73,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "audit", help="trace every table number to its runs and check nothing changed since (exit 1 on a problem)",
         description="Verify the output files against manifest.json, check every run's provenance against the files "
                     "it names, recompute every table from the metrics files, and state the code, packages and "
-                    "hardware the runs record. Exit 0: passed; 1: problems found; 2: not an experiment folder.",
+                    "hardware the runs record. Given a crate (bmip crate), first extract it safely and check every "
+                    "file against the crate's metadata. Exit 0: passed; 1: problems found; 2: not an experiment "
+                    "folder or crate.",
     )
-    audit.add_argument("experiment", type=Path, help="the experiment folder, results/<experiment>")
+    audit.add_argument("experiment", type=Path,
+                       help=f"the experiment folder, results/<experiment>, or a crate: {CRATE} or its folder")
     audit.add_argument("--strict", action="store_true",
                        help="warnings (uncommitted code, mixed commits, stale configs, unlisted files) fail the audit")
+    audit.add_argument("--profiles", action="store_true",
+                       help="a crate only: also validate it against the RO-Crate 1.1 and Provenance Run Crate "
+                            "profiles (roc-validator, offline; about a minute)")
     audit.add_argument("--out", type=Path, help="also write the report to this file")
     audit.add_argument("--json", type=Path, help="also write the findings as JSON to this file")
     audit.set_defaults(func=run_audit)
+
+    crate = subparsers.add_parser(
+        "crate", help="the experiment as one Workflow Run RO-Crate, to share and verify with bmip audit",
+        description="Write an RO-Crate (1.1, Provenance Run Crate 0.5 profile) of the experiment: the workflow, "
+                    "the resolved config as its parameters, every job and run with its inputs and outputs, and "
+                    "every output file with its sha256 and size. Run it after the audit.",
+    )
+    crate.add_argument("experiment", type=Path, help="the experiment folder, results/<experiment>")
+    crate.add_argument("--out", type=Path,
+                       help=f"a .zip file (default <experiment>/{CRATE}) or a new folder for the crate")
+    crate.add_argument("--include-checkpoints", action="store_true",
+                       help="embed the trained prompts (prompts.safetensors); otherwise listed by sha256 and size")
+    crate.set_defaults(func=run_crate)
 
     manifest = subparsers.add_parser("manifest", help="write results/<experiment>/manifest.json (every output's sha256)")
     manifest.add_argument("experiment", type=Path, help="the experiment folder, results/<experiment>")

@@ -20,6 +20,8 @@ from bmip.io import file_sha256
 CONFIG = "config.yaml"
 MANIFEST = "manifest.json"
 AUDIT_REPORT = "audit.txt"
+CRATE = "crate.zip"
+CRATE_LOG = "logs/crate.log"
 LOGS = "logs"
 SPLITS = "splits"
 TABLES_DIR = "tables"
@@ -54,6 +56,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"cost\.(csv|md)", "cost"),
     (r"manifest\.json", "manifest"),
     (r"audit\.txt", "audit"),
+    (r"crate\.zip", "crate"),
     (r"logs/splits/.+", "fewshot_splits"),
     (rf"logs/(?P<stage>train|download|evaluate|evaluate_(?:{_PROTOCOLS}))/.+", "{stage}"),
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
@@ -100,10 +103,12 @@ class Experiment:
     path: Path
     config: dict[str, Any] | None
     root: Path
+    # Files known only by (sha256, size), by relative path: those a crate lists but leaves out.
+    listed: dict[str, tuple[str, int]] = field(default_factory=dict)
     _hashes: dict[Path, str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, path: Path) -> "Experiment":
+    def open(cls, path: Path, listed: dict[str, tuple[str, int]] | None = None) -> "Experiment":
         """Read `config.yaml` (written by the workflow) and infer the folder relative paths start from."""
         path = Path(path).resolve()
         config_file = path / CONFIG
@@ -111,7 +116,7 @@ class Experiment:
         if config_file.is_file():
             loaded = yaml.safe_load(config_file.read_text())
             config = loaded if isinstance(loaded, dict) else None
-        return cls(path=path, config=config, root=_workflow_root(path, config))
+        return cls(path=path, config=config, root=_workflow_root(path, config), listed=dict(listed or {}))
 
     @property
     def name(self) -> str:
@@ -135,6 +140,10 @@ class Experiment:
     def run_dir(self, run: Run) -> Path:
         return self.path / run.relpath
 
+    def fewshot_split(self, run: Run, shots: Any) -> Path:
+        """The workflow's few-shot split file a training read (bmip splits writes it)."""
+        return self.path / SPLITS / run.dataset / f"shot_{shots}-seed_{run.seed}.json"
+
     def resolve_recorded(self, recorded: str | None) -> Path | None:
         """A path as a provenance record wrote it (relative to the workflow's working folder), if present."""
         if not recorded:
@@ -143,11 +152,17 @@ class Experiment:
         candidates = [path] if path.is_absolute() else [self.root / path, Path.cwd() / path]
         return next((c for c in candidates if c.is_file()), None)
 
+    def has(self, path: Path) -> bool:
+        """Whether the file is there, or known by its hash (`listed`)."""
+        return Path(path).is_file() or self.rel(path) in self.listed
+
     def sha256(self, path: Path) -> str:
-        """File hash, computed once per audit (checkpoints are read by several checks)."""
+        """File hash, computed once per audit (checkpoints are read by several checks); the
+        recorded one for a file known only by its hash."""
         path = Path(path).resolve()
         if path not in self._hashes:
-            self._hashes[path] = file_sha256(path)
+            listed = self.listed.get(self.rel(path))
+            self._hashes[path] = listed[0] if listed and not path.is_file() else file_sha256(path)
         return self._hashes[path]
 
     def expected_evaluations(self) -> list[Run]:

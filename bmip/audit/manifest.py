@@ -5,8 +5,8 @@ manifest, written once the tables and figures exist, is the record an audit veri
 against: an edit after the run shows up as a hash mismatch naming the file.
 
 What it lists:
-* `files`: everything under the experiment folder except the manifest itself, the audit report
-  (written after it) and hidden files (Snakemake's and atomic writes' temporaries).
+* `files`: everything under the experiment folder except the manifest itself, the audit report and
+  the RO-Crate (written after it) and hidden files (Snakemake's and atomic writes' temporaries).
 * `logs`: the job logs, hashed for reference but not verified by the audit: Snakemake rewrites them
   on reruns, no number is read from them, and the manifest's and audit's own logs are still open
   while those rules run (so they are left out).
@@ -19,12 +19,12 @@ from typing import Any
 
 import bmip
 from bmip.audit.findings import Findings
-from bmip.audit.layout import AUDIT_REPORT, LOGS, MANIFEST, Experiment
+from bmip.audit.layout import AUDIT_REPORT, CRATE, CRATE_LOG, LOGS, MANIFEST, Experiment
 from bmip.audit.records import read_json
 from bmip.io import write_json
 
 FORMAT = "bmip-manifest/1"
-OWN_LOGS = (f"{LOGS}/manifest.log", f"{LOGS}/audit.log")
+OWN_LOGS = (f"{LOGS}/manifest.log", f"{LOGS}/audit.log", CRATE_LOG)
 
 
 def output_files(experiment: Experiment) -> tuple[list[str], list[str]]:
@@ -35,7 +35,7 @@ def output_files(experiment: Experiment) -> tuple[list[str], list[str]]:
         if not path.is_file() or any(part.startswith(".") for part in rel.parts):
             continue
         name = rel.as_posix()
-        if name in (MANIFEST, AUDIT_REPORT) or name in OWN_LOGS:
+        if name in (MANIFEST, AUDIT_REPORT, CRATE) or name in OWN_LOGS:
             continue
         (logs if rel.parts[0] == LOGS else files).append(name)
     return sorted(files), sorted(logs)
@@ -83,6 +83,12 @@ def verify_manifest(experiment: Experiment, findings: Findings) -> None:
     for name, entry in sorted(listed.items()):
         path = experiment.path / name
         findings.count("files against manifest.json")
+        if name in experiment.listed and not path.is_file():
+            digest, size = experiment.listed[name]
+            if size != entry.get("size") or digest != entry.get("sha256"):
+                findings.problem(name, f"recorded as sha256 {digest[:12]}…, {size} bytes, but manifest.json says "
+                                       f"{str(entry.get('sha256'))[:12]}…, {entry.get('size')} bytes")
+            continue
         if not path.is_file():
             findings.problem(name, "listed in manifest.json but missing")
             continue

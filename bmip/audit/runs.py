@@ -11,7 +11,7 @@ import csv
 from typing import Any
 
 from bmip.audit.findings import Findings
-from bmip.audit.layout import SPLITS, Experiment, Run
+from bmip.audit.layout import Experiment, Run
 from bmip.audit.records import RunRecord, read_record
 from bmip.config import TRAIN_CLASSES, ConfigError, config_hash, run_config
 from bmip.engine import paths as P
@@ -90,7 +90,7 @@ def _check_split_json(exp: Experiment, record: RunRecord, findings: Findings) ->
     from bmip.data.errors import SplitFileError
 
     run, shots = record.run, record.get("shots")
-    path = exp.path / SPLITS / run.dataset / f"shot_{shots}-seed_{run.seed}.json"
+    path = exp.fewshot_split(run, shots)
     if not path.is_file():
         findings.skip("few-shot split files missing")
         return
@@ -119,7 +119,9 @@ def check_training(exp: Experiment, run: Run, findings: Findings) -> RunRecord:
         return record
     folder = exp.run_dir(run)
     checkpoint = folder / P.PROMPTS
-    if not checkpoint.is_file():
+    if not checkpoint.is_file() and exp.has(checkpoint):
+        findings.skip("checkpoint metadata (checkpoints known only by their sha256)")
+    elif not checkpoint.is_file():
         findings.problem(exp.rel(checkpoint), "missing")
     else:
         try:
@@ -156,7 +158,7 @@ def check_evaluation(exp: Experiment, run: Run, trained: dict[Run, RunRecord], f
     recorded = str(record.get("inputs", "checkpoint") or "")
     if not recorded.replace("\\", "/").endswith(f"{training.relpath}/{P.PROMPTS}"):
         findings.problem(name, f"evaluated checkpoint {recorded!r}, not {exp.rel(checkpoint)} of its results layout")
-    if checkpoint.is_file():
+    if exp.has(checkpoint):
         if exp.sha256(checkpoint) != record.get("inputs", "checkpoint_sha256"):
             findings.problem(exp.rel(checkpoint), f"changed since {run.relpath} evaluated it (sha256 "
                                                   f"{exp.sha256(checkpoint)[:12]}…, recorded "

@@ -18,7 +18,7 @@ def test_manifest_lists_every_output_with_hash_size_and_rule(experiment):
     on_disk = {p.relative_to(experiment).as_posix() for p in experiment.rglob("*")
                if p.is_file() and not p.name.startswith(".")}
     assert "manifest.json" not in files and "audit.txt" not in files
-    assert set(files) == {p for p in on_disk if not p.startswith("logs/")} - {"manifest.json", "audit.txt"}
+    assert set(files) == {p for p in on_disk if not p.startswith("logs/")} - {"manifest.json", "audit.txt", "crate.zip"}
     assert manifest["totals"] == {"files": len(files), "bytes": sum(e["size"] for e in files.values())}
     metrics = files["base2novel/coop/toy/seed2/metrics.json"]
     assert metrics["sha256"] == file_sha256(experiment / metrics["path"])
@@ -35,7 +35,7 @@ def test_manifest_lists_every_output_with_hash_size_and_rule(experiment):
     logs = {entry["path"]: entry["rule"] for entry in manifest["logs"]}
     assert logs["logs/tables.log"] == "tables" and logs["logs/splits/toy.log"] == "fewshot_splits"
     assert logs["logs/train/base2novel/coop/toy.log"] == "train"
-    assert "logs/manifest.log" not in logs and "logs/audit.log" not in logs
+    assert "logs/manifest.log" not in logs and "logs/audit.log" not in logs and "logs/crate.log" not in logs
 
 
 def test_cost_summary_per_rule_and_total(experiment):
@@ -79,5 +79,5 @@ def test_report_has_a_provenance_section(workflow_run, tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     html = report.read_text(errors="replace")
-    for name in ("Provenance", "cost.csv", "manifest.json", "audit.txt", "Runs behind each table"):
+    for name in ("Provenance", "cost.csv", "manifest.json", "audit.txt", "crate.zip", "Runs behind each table"):
         assert name in html, name

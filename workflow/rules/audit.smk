@@ -1,6 +1,7 @@
 # Provenance of the results, flagged for the report: the runs behind each table, what the whole
-# experiment cost, a manifest of every output file (sha256, size, rule), and an audit that
-# recomputes every table number from its runs and checks it against the manifest and provenance.
+# experiment cost, a manifest of every output file (sha256, size, rule), an audit that
+# recomputes every table number from its runs and checks it against the manifest and provenance,
+# and the whole experiment as one RO-Crate to share (checked with `bmip audit crate.zip`).
 # Like the tables rule they read the whole results tree, so they need the shared file system
 # cluster runs already use; each takes seconds.
 
@@ -17,6 +18,7 @@ AUDIT_FILES = [
     f"{EXP}/cost.md",
     f"{EXP}/manifest.json",
     f"{EXP}/audit.txt",
+    f"{EXP}/crate.zip",
 ]
 
 
@@ -132,3 +134,28 @@ rule audit:
         experiment=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "{params.bmip} audit {params.experiment} --out {output} > {log} 2>&1"
+
+
+rule crate:
+    # After the audit passed: the crate holds the audit report too (checkpoints by sha256 only).
+    input:
+        rules.audit.output,
+    output:
+        report(
+            f"{EXP}/crate.zip",
+            caption="../report/crate.rst",
+            category="Provenance",
+            subcategory="Experiment",
+            labels={"record": "crate"},
+        ),
+    log:
+        f"{EXP}/logs/crate.log",
+    conda:
+        ENV
+    resources:
+        **RES["light"],
+    params:
+        bmip=bmip_command,
+        experiment=lambda wildcards, output: os.path.dirname(output[0]),
+    shell:
+        "{params.bmip} crate {params.experiment} --out {output} > {log} 2>&1"
