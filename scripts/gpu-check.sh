@@ -10,8 +10,8 @@
 #
 # Python: $BMIP_PYTHON if set, else the active virtual environment's, else .venv/bin/python, else
 # python3. On a machine without internet whose Python already has torch (a GPU node's image),
-# `--wheels DIR` first installs bmip's other dependencies offline from a folder of wheels into a
-# throw-away environment that sees the system's packages (see the README, "Checking a GPU machine").
+# `--wheels DIR` first installs every wheel in DIR (the packages that Python lacks, downloaded
+# elsewhere with `pip download --no-deps`) into a throw-away folder put on PYTHONPATH.
 # Exit status: 0 passed; 1 a part failed, timed out or was skipped; 2 no usable GPU or no torch.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,18 +28,18 @@ if [[ -z "$python" ]]; then
     exit 2
 fi
 args=()
+extra_path=""
 while [[ $# -gt 0 ]]; do
     if [[ "$1" == "--wheels" ]]; then
         wheels="$(cd "${2:?--wheels needs a folder}" && pwd)"
         shift 2
-        env_dir="${TMPDIR:-/tmp}/bmip-gpu-check-venv"
-        "$python" -m venv --system-site-packages "$env_dir"
-        if ! "$env_dir/bin/python" -m pip install --quiet --no-index --find-links "$wheels" \
-            open_clip_torch==3.3.0 jsonschema snakemake==9.27.1; then
-            echo "gpu-check: could not install bmip's dependencies from $wheels (see pip's message above)" >&2
+        site="${TMPDIR:-/tmp}/bmip-gpu-check-site"
+        if ! "$python" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target "$site" "$wheels"/*.whl; then
+            echo "gpu-check: could not install the wheels in $wheels (see pip's message above)" >&2
             exit 2
         fi
-        python="$env_dir/bin/python"
+        extra_path="$site"
     else
         args+=("$1")
         shift
@@ -49,6 +49,6 @@ if ! "$python" -c "import torch" 2>/dev/null; then
     echo "gpu-check: $python has no torch; run bash scripts/setup.sh first (or set BMIP_PYTHON)" >&2
     exit 2
 fi
-export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$repo${extra_path:+:$extra_path}${PYTHONPATH:+:$PYTHONPATH}"
 cd "$repo"
 exec "$python" scripts/gpu_check.py "${args[@]+"${args[@]}"}"

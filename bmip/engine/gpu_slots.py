@@ -161,7 +161,7 @@ def claim_gpu(device: str, jobs_per_gpu: int = 1) -> str | None:
     except PermissionError:
         pass
     slots = _slot_files(gpus, jobs_per_gpu, folder)
-    started = last_log = time.monotonic()
+    started, last_log = time.monotonic(), None
     while True:
         for gpu, slot, path in slots:
             fd = _try_lock(path)
@@ -177,7 +177,7 @@ def claim_gpu(device: str, jobs_per_gpu: int = 1) -> str | None:
                      f" after waiting {waited:.0f} s" if waited >= 1 else "")
             return label
         now = time.monotonic()
-        if now - started < POLL_SECONDS * 1.5 or now - last_log >= WAIT_LOG_SECONDS:
+        if last_log is None or now - last_log >= WAIT_LOG_SECONDS:
             last_log = now
             log.warning(
                 "no free GPU slot (%s); waiting for one. Run snakemake with --resources gpu=%d so that "

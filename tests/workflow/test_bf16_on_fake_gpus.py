@@ -25,13 +25,12 @@ def test_reduced_workflow_in_bf16_with_each_job_on_its_own_fake_gpu(tmp_path):
             "train": job, "evaluate": job, "light": {"threads": 1, "mem_mb": 1000, "runtime": 5}}},
     )
     exp = tmp_path / "results" / "reduced"
-    targets = ["results/reduced/config.yaml"] + [f"results/reduced/base2novel/{m}/toy/seed1/metrics.json" for m in METHODS]
+    targets = [f"results/reduced/base2novel/{m}/toy/seed1/metrics.json" for m in METHODS]
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
     env.update(BMIP_GPUS="fake0,fake1", BMIP_GPU_LOCK_DIR=str(tmp_path / "locks"), PYTHONPATH=str(REPO))
     done = subprocess.run(snakemake_command(tmp_path, config, "--resources", "gpu=2", "--cores", "2", *targets),
                           capture_output=True, text=True, env=env, timeout=1200)
     assert done.returncode == 0, done.stderr[-5000:]
-    assert "runs here compute on cpu in bf16" in (exp / "logs" / "write_config.log").read_text()
 
     runs = []
     for method in METHODS:
