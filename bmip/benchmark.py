@@ -1,4 +1,5 @@
-"""Measure, per method, the training-step time and the evaluation throughput (not a test).
+"""Measure, per method, the training-step time, the evaluation throughput and (on a GPU) the peak
+GPU memory (not a test).
 
 One step = forward (text features for all classes + images), backward, optimiser update, on
 random images and labels, exactly as in training; evaluation = logits for a batch with the
@@ -8,13 +9,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
 
 from bmip.backbone import load_backbone
+from bmip.config import recipe
 from bmip.engine.provenance import hardware
+from bmip.engine.runtime import autocast, resolve_device, resolve_precision
 from bmip.methods import build_model, method_names
 
 
@@ -41,31 +44,48 @@ def benchmark(
     pretrained: str = "none",
     methods: list[str] | None = None,
     n_classes: int = 50,
-    batch_size: int = 4,
+    batch_size: int | None = 4,
     eval_batch_size: int = 32,
     steps: int = 5,
     warmup: int = 1,
     device: str = "cpu",
+    precision: str = "auto",
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Time every method on one backbone; returns a JSON-ready record with the machine."""
-    dev = torch.device(device)
+    """Time every method on one backbone; returns a JSON-ready record with the machine.
+
+    `batch_size=None` trains each method at its recipe's batch size (bmip/recipes.yaml: the
+    paper's), e.g. 32 for CoOp, 1 for CoCoOp, 4 for the deep-prompt methods. `precision` is a
+    config's (auto: bf16 on a GPU that has it, fp32 on CPU). `progress` gets the record so far
+    after every method (the command line writes it, so that an interrupted run keeps its figures).
+    """
+    dev = resolve_device(device)
+    precision = resolve_precision(dev, precision)
     backbone = load_backbone(model, pretrained, device=dev)
     size = backbone.image_size
     classnames = [f"class number {i}" for i in range(n_classes)]
     gen = torch.Generator().manual_seed(0)
-    images = torch.randn(batch_size, 3, size, size, generator=gen).to(dev)
-    labels = torch.randint(0, n_classes, (batch_size,), generator=gen).to(dev)
     eval_images = torch.randn(eval_batch_size, 3, size, size, generator=gen).to(dev)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    settings = {
+        "model": model, "pretrained": pretrained, "n_classes": n_classes,
+        "batch_size": batch_size if batch_size else "recipe", "eval_batch_size": eval_batch_size,
+        "steps": steps, "warmup": warmup, "precision": precision,
+    }
     results: dict[str, Any] = {}
     for name in tqdm(methods or method_names(), desc="benchmark", unit="method"):
+        batch = batch_size or recipe({}, "base2novel", name)["batch_size"]
+        images = torch.randn(batch, 3, size, size, generator=gen).to(dev)
+        labels = torch.randint(0, n_classes, (batch,), generator=gen).to(dev)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(dev)
         torch.manual_seed(0)
         net = build_model(backbone, name, classnames)
         params = net.learnable_parameters()
         optimiser = torch.optim.SGD(params, lr=1e-3, momentum=0.9) if params else None
 
         def train_step() -> None:
-            with autocast:
+            with autocast(dev, precision):
                 loss, _ = net.loss(images, labels)
             if optimiser is not None:
                 optimiser.zero_grad(set_to_none=True)
@@ -73,7 +93,7 @@ def benchmark(
                 optimiser.step()
 
         def evaluate() -> None:
-            with torch.no_grad(), autocast:
+            with torch.no_grad(), autocast(dev, precision):
                 net(eval_images, net.text_features())
 
         net.train()
@@ -82,22 +102,23 @@ def benchmark(
         ev = _timed(evaluate, dev, max(steps // 2, 1), warmup)
         results[name] = {
             "learnable_parameters": sum(p.numel() for p in net.method.parameters() if p.requires_grad),
+            "batch_size": batch,
             "train_step_s": statistics.median(step),
             "train_step_s_all": step,
+            "train_images_per_s": batch / statistics.median(step),
             "eval_images_per_s": eval_batch_size / statistics.median(ev),
             "eval_batch_s_all": ev,
         }
+        if dev.type == "cuda":
+            results[name]["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
         del net, optimiser
+        if progress is not None:
+            progress(_record(results, settings, dev, precision))
+    return _record(results, settings, dev, precision)
+
+
+def _record(results: dict[str, Any], settings: dict[str, Any], dev: torch.device, precision: str) -> dict[str, Any]:
     ratios = {}
     if "bmip" in results and "maple" in results:
         ratios["bmip_over_maple_train_step"] = results["bmip"]["train_step_s"] / results["maple"]["train_step_s"]
-    return {
-        "settings": {
-            "model": model, "pretrained": pretrained, "n_classes": n_classes, "batch_size": batch_size,
-            "eval_batch_size": eval_batch_size, "steps": steps, "warmup": warmup,
-            "autocast": "bf16" if dev.type == "cuda" else "off (fp32)",
-        },
-        "machine": hardware(dev),
-        "methods": results,
-        "ratios": ratios,
-    }
+    return {"settings": settings, "machine": hardware(dev, precision), "methods": dict(results), "ratios": ratios}

@@ -19,13 +19,21 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     record = benchmark(
         model=args.model, pretrained=args.pretrained, methods=args.methods, n_classes=args.classes,
-        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, steps=args.steps, device=args.device,
+        batch_size=None if args.batch_size == "recipe" else int(args.batch_size), eval_batch_size=args.eval_batch_size,
+        steps=args.steps, warmup=args.warmup, device=args.device, precision=args.precision,
+        progress=(lambda partial: write_json(Path(args.out), partial)) if args.out else None,
     )
     if args.out:
         write_json(Path(args.out), record)
     json.dump(record, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+def _batch_size(text: str) -> str:
+    if text != "recipe" and not (text.isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive integer nor 'recipe'")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,10 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--pretrained", default="none", help="pretrained tag, weight file, or 'none' (random)")
     bench.add_argument("--methods", nargs="+", default=None, help="methods to time (default: all)")
     bench.add_argument("--classes", type=int, default=50, help="number of classes in the text side")
-    bench.add_argument("--batch-size", type=int, default=4)
+    bench.add_argument("--batch-size", default="4", type=_batch_size,
+                       help="training batch size, or 'recipe': each method's own (the paper's)")
     bench.add_argument("--eval-batch-size", type=int, default=32)
-    bench.add_argument("--steps", type=int, default=5, help="timed repetitions (after one warm-up)")
-    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--steps", type=int, default=5, help="timed repetitions")
+    bench.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    bench.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                       help="compute precision, as a config's: auto is bf16 on a GPU, fp32 on CPU")
     bench.add_argument("--out", help="also write the JSON record to this file")
     bench.set_defaults(func=_benchmark)
 

@@ -1,4 +1,5 @@
-"""Check, before any job runs, that every method's recipe builds on the config's backbone.
+"""Check, before any job runs, that every method's recipe builds on the config's backbone, and
+that the device and precision the config asks for run here.
 
 The schema catches misspelt keys and wrong types; what it cannot know is whether a method's
 options fit the model (a prompt depth beyond the tower's blocks, an unknown method option, a
@@ -44,3 +45,14 @@ def check_recipes(config: dict[str, Any]) -> int:
     if problems:
         raise ConfigError("method recipes that do not fit the backbone:\n  " + "\n  ".join(problems))
     return built
+
+
+def check_compute(config: dict[str, Any]) -> str:
+    """The device and precision runs of `config` compute with on this machine, e.g. "cuda in bf16".
+    Raises ConfigError when the config asks for a GPU that is not usable here (`device: cuda` or
+    `cuda:N`) or a precision the device cannot run; the workflow runs this check where its train
+    jobs run (with their GPU), so that it fails in seconds, not after hours in a queue."""
+    from bmip.engine.runtime import compute_setup
+
+    device, precision = compute_setup(config)
+    return f"{device} in {precision}"

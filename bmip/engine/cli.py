@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from bmip.config import TRAINED_BY, TRAIN_CLASSES, load_config
+from bmip.engine.gpu_slots import claim_for
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,11 @@ def _check_single(args: argparse.Namespace, runs: int) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    claim_for(config)  # before torch starts: it fixes the GPU this process sees
     from bmip.engine.paths import trainings
     from bmip.engine.train import train
 
-    config = load_config(args.config, args.overrides)
     targets = _targets(args, trainings(config), default="base2novel")
     _check_single(args, len(args.seed) * len(targets))
     for protocol, dataset in targets:
@@ -67,10 +69,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    claim_for(config)  # before torch starts: it fixes the GPU this process sees
     from bmip.engine.evaluate import evaluate
     from bmip.engine.paths import evaluations
 
-    config = load_config(args.config, args.overrides)
     targets = _targets(args, evaluations(config))
     _check_single(args, len(args.seed) * len(targets))
     for protocol, dataset in targets:
@@ -91,12 +94,14 @@ def run_import_official(args: argparse.Namespace) -> int:
 
 
 def run_check_config(args: argparse.Namespace) -> int:
-    from bmip.engine.check import check_recipes
+    from bmip.engine.check import check_compute, check_recipes
 
     config = load_config(args.config, args.overrides)
+    compute = check_compute(config)
     built = check_recipes(config)
     log.info("the config is valid and its %d (training protocol, method) recipes build on %s", built,
              config["backbone"]["model"])
+    log.info("runs here compute on %s", compute)
     if args.write:
         import yaml
 

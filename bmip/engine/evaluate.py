@@ -20,8 +20,8 @@ from bmip.data import Item, load_dataset, open_world_split, subsample_classes, s
 from bmip.engine import paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
-    accuracy_report, backbone_from, backbone_record, dataset_inputs, fewshot_data, harmonic_mean, predict,
-    resolve_device,
+    accuracy_report, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, harmonic_mean,
+    predict,
 )
 from bmip.io import file_sha256, write_json
 from bmip.prompting import PromptedCLIP
@@ -50,8 +50,8 @@ def evaluate(
     run = run_config(config, training, method, source, seed)
     checkpoint = Path(checkpoint) if checkpoint else paths.checkpoint_for(config, protocol, method, dataset, seed)
     out = Path(out_dir) if out_dir else paths.eval_dir(config, protocol, method, dataset, seed)
-    device, precision = resolve_device(config["device"]), config["precision"]
-    clock = RunClock(device)
+    device, precision = compute_setup(config)
+    clock = RunClock(device, precision)
     backbone = backbone_from(config, device)
     model = load_model(checkpoint, backbone, expect_method=method)  # refuses another method or backbone
     imported = read_metadata(checkpoint).get("imported_from")  # `bmip import-official`: trained elsewhere

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import resource
 import subprocess
@@ -49,15 +50,43 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def hardware(device: "torch.device") -> dict[str, Any]:
-    """What a run or benchmark was measured on."""
+def gpu_record(device: "torch.device") -> dict[str, Any]:
+    """Which GPU a run used: name, UUID, and the index nvidia-smi gives it on the host (the one
+    people and schedulers see, not torch's index among the visible ones)."""
     import torch
+
+    from bmip.engine.gpu_slots import detect_gpus
+
+    props = torch.cuda.get_device_properties(device)
+    uuid = str(getattr(props, "uuid", "") or "") or None
+    if uuid and not uuid.startswith(("GPU-", "MIG-")):
+        uuid = f"GPU-{uuid}"
+    host_index = next((gpu.index for gpu in detect_gpus() if uuid and gpu.uuid == uuid), None)
+    return {
+        "gpu": props.name,
+        "gpu_uuid": uuid,
+        "gpu_index": host_index,
+        "gpu_memory_mib": props.total_memory // 2**20,
+        "gpu_capability": f"{props.major}.{props.minor}",
+        "cuda": torch.version.cuda,
+    }
+
+
+def hardware(device: "torch.device", precision: str | None = None) -> dict[str, Any]:
+    """What a run or benchmark was measured on, and at which compute precision."""
+    import torch
+
+    from bmip.engine.gpu_slots import SLOT_ENV
 
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "machine": platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
+        "precision": precision,
+        # How the GPU was chosen: a scheduler's CUDA_VISIBLE_DEVICES, or a slot of bmip's allocator.
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "gpu_slot": os.environ.get(SLOT_ENV),
     }
     try:
         with open("/proc/cpuinfo") as fh:
@@ -65,17 +94,19 @@ def hardware(device: "torch.device") -> dict[str, Any]:
     except OSError:
         info["cpu_model"] = None
     if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
+        info.update(gpu_record(device))
     return info
 
 
 class RunClock:
-    """Start/end time, wall time and peak memory of a run."""
+    """Start/end time, wall time and peak memory of a run, on the device and at the precision it
+    computes with."""
 
-    def __init__(self, device: "torch.device"):
+    def __init__(self, device: "torch.device", precision: str | None = None):
         import torch
 
         self.device = device
+        self.precision = precision
         self.start = dt.datetime.now(dt.timezone.utc)
         self._t0 = time.perf_counter()
         if device.type == "cuda":
@@ -115,7 +146,7 @@ def provenance(
         "inputs": inputs,
         "backbone": backbone,
         "packages": package_versions(),
-        "hardware": hardware(clock.device),
+        "hardware": hardware(clock.device, clock.precision),
         "time": clock.record(),
         "command": sys.argv,
     }

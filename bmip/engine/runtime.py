@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from bmip.backbone import Backbone, load_backbone, weights_sha256
+from bmip.config import ConfigError
 from bmip.data import Dataset, ImageDataset, Item, fewshot_split, items_hash, load_dataset, test_transform
 from bmip.io import file_sha256
 from bmip.prompting import PromptedCLIP
@@ -20,25 +22,80 @@ from bmip.prompting import PromptedCLIP
 log = logging.getLogger(__name__)
 
 
+def no_gpu_reason() -> str:
+    """Why torch sees no CUDA GPU here, in words."""
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU-only build"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and not visible.strip():
+        return "CUDA_VISIBLE_DEVICES is empty"
+    try:
+        torch.cuda.init()
+    except Exception as err:  # torch says why: no driver, a driver too old, a bad device id...
+        return f"CUDA does not start: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+    return "the CUDA driver lists no GPU"
+
+
 def resolve_device(name: str) -> torch.device:
+    """The config's `device` as a torch device; ConfigError when a GPU it names is not usable here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but no CUDA GPU is visible; use device: auto or cpu")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device: {name}, but no CUDA GPU is usable on this machine ({no_gpu_reason()}); "
+                              "run where the jobs get a GPU, or set device: auto or cpu")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device: {name}, but this process sees {count} GPU(s), cuda:0..cuda:{count - 1} "
+                              f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                              "use device: cuda to let each job take a free GPU")
     return device
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The frozen backbone runs in bf16 on a GPU by default; always fp32 on CPU.
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-    Learnable tensors stay fp32 whatever the compute precision (the released fp16 + Adam setup
-    overflows after one step).
+
+def _native_bf16(device: torch.device) -> bool:
+    return torch.cuda.get_device_capability(device) >= (8, 0)  # Ampere and newer
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """The compute precision a run uses: fp32, bf16 or fp16. ConfigError when the device cannot run it.
+
+    `auto` is bf16 on a GPU that has native bf16 (Ampere or newer) and fp32 otherwise, CPU
+    included. An explicit `bf16` runs on CPU too, through torch's CPU autocast (slower than fp32
+    on most CPUs: it is there to test the GPU's numerics anywhere); `fp16` runs on a GPU only.
     """
-    if device.type != "cuda" or precision == "fp32":
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and _native_bf16(device) else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"precision: fp16 runs on a GPU only, and the jobs run on {device}; "
+                          "use precision: bf16 (CPU autocast) or fp32")
+    if precision == "bf16" and device.type == "cuda" and not _native_bf16(device):
+        props = torch.cuda.get_device_properties(device)
+        raise ConfigError(f"precision: bf16 needs a GPU with native bf16 (compute capability 8.0 or newer); "
+                          f"{props.name} has {props.major}.{props.minor}: use precision: fp16, fp32 or auto")
+    return precision
+
+
+def compute_setup(config: dict[str, Any]) -> tuple[torch.device, str]:
+    """(device, resolved precision) a run of this config computes with here."""
+    device = resolve_device(config["device"])
+    return device, resolve_precision(device, config["precision"])
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast for the frozen backbone's compute at `precision` (fp32: none), on GPU or CPU.
+
+    Learnable tensors, their gradients and the optimiser state stay fp32 whatever the compute
+    precision (the released fp16 + Adam setup overflows after one step): autocast only lowers
+    the precision of the matrix products, and casts back where a method asks for fp32.
+    """
+    precision = resolve_precision(device, precision)
+    if precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
 _BACKBONES: dict[tuple, Backbone] = {}

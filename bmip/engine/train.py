@@ -23,7 +23,7 @@ from bmip.data import subsample_classes, train_transform
 from bmip.engine import paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
-    autocast, backbone_from, backbone_record, dataset_inputs, fewshot_data, loader, predict, resolve_device,
+    autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, loader, predict,
 )
 from bmip.engine.schedule import epoch_lr, make_optimizer
 from bmip.engine.selection import ModelSelector
@@ -59,7 +59,7 @@ def train(
     digest = config_hash(run)
     out = Path(out_dir) if out_dir else paths.train_dir(config, training, method, dataset, seed)
     recipe, selection = run["recipe"], run["selection"]
-    device, precision = resolve_device(config["device"]), config["precision"]
+    device, precision = compute_setup(config)
 
     # Everything that can fail on bad input happens before anything is written.
     data, train_items, val_items = fewshot_data(config, dataset, seed)
@@ -71,7 +71,7 @@ def train(
             f"selection.mode best_val needs a validation split, and {data.name} has none "
             "(ImageNet's val list is its test set); use selection.mode: last"
         )
-    clock = RunClock(device)
+    clock = RunClock(device, precision)
     backbone = backbone_from(config, device)
     torch.manual_seed(run["torch_seed"])
     model = build_model(backbone, method, classnames, data.template, recipe["options"])

@@ -38,6 +38,22 @@ wildcard_constraints:
     seed="[0-9]+",
 
 
+def job_resources(kind):
+    """What a train or evaluate job asks the executor for (workflow.resources.<kind>); `gres`
+    (SLURM generic resources, e.g. a GPU shard) only where the config sets it."""
+    return {key: RES[kind][key] for key in ("mem_mb", "runtime", "gpu", "gres") if key in RES[kind]}
+
+
+def check_config_resources():
+    """The first job checks the device the config asks for. For an explicit `cuda` it must run
+    where the train jobs run, with their GPU (on a cluster: on a GPU node), or it would refuse a
+    GPU that the train jobs will have."""
+    if config["device"].startswith("cuda"):
+        gpu = {key: value for key, value in job_resources("train").items() if key in ("gpu", "gres")}
+        return {**RES["light"], **gpu}
+    return RES["light"]
+
+
 def bmip_command(wildcards, input):
     """The package's command line under the interpreter running Snakemake: no PATH set-up needed.
     It takes `input` so that Snakemake counts it as derived and leaves it out of its params-change

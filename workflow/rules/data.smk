@@ -7,7 +7,7 @@ rule write_config:
     # inputs), so a recipe that does not fit stops the run before data preparation and training.
     # Jobs get the config on stdin and do not depend on this file: a rerun of it (any config
     # change) would rerun everything below it, and with `ancient` Snakemake skips their own
-    # params-change check.
+    # params-change check. It also stops a config whose device or precision cannot run there.
     priority: 100
     output:
         f"{EXP}/config.yaml",
@@ -16,7 +16,7 @@ rule write_config:
     conda:
         ENV
     resources:
-        **RES["light"],
+        **check_config_resources(),
     params:
         bmip=bmip_command,
         config=json.dumps(config, sort_keys=True),

@@ -26,9 +26,7 @@ for _name, _protocols in eval_rules().items():
             ENV
         threads: RES["evaluate"]["threads"]
         resources:
-            mem_mb=RES["evaluate"]["mem_mb"],
-            runtime=RES["evaluate"]["runtime"],
-            gpu=RES["evaluate"]["gpu"],
+            **job_resources("evaluate"),
         params:
             bmip=bmip_command,
             config=experiment_config,

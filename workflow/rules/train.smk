@@ -21,9 +21,7 @@ rule train:
         ENV
     threads: RES["train"]["threads"]
     resources:
-        mem_mb=RES["train"]["mem_mb"],
-        runtime=RES["train"]["runtime"],
-        gpu=RES["train"]["gpu"],
+        **job_resources("train"),
     params:
         bmip=bmip_command,
         config=experiment_config,
