@@ -97,8 +97,10 @@ class BMIP(PromptMethod):
             else:
                 self.vision_gate = nn.Parameter(torch.zeros(depth - 1, 2))
                 self.text_gate = nn.Parameter(torch.zeros(depth - 1, 2))
-        # When a dict, deep hooks record (tower, block) -> gate weights, for analysis and tests.
+        # When dicts, deep hooks record (tower, block) -> gate weights w and statistics s, for
+        # analysis (bmip.engine.gates) and tests.
         self.recorded_gates: dict[tuple[str, int], torch.Tensor] | None = None
+        self.recorded_statistics: dict[tuple[str, int], torch.Tensor] | None = None
 
     # ---------------------------------------------------------------- projections
     def _tv(self, k: int) -> nn.Linear:
@@ -113,9 +115,11 @@ class BMIP(PromptMethod):
         return self.vision_prompts[0 if self.compat else k - 1]
 
     # ---------------------------------------------------------------- gates
-    def _record(self, tower: str, k: int, w: torch.Tensor) -> None:
+    def _record(self, tower: str, k: int, w: torch.Tensor, s: torch.Tensor | None) -> None:
         if self.recorded_gates is not None:
             self.recorded_gates[(tower, k)] = w.detach().squeeze(-1)
+        if self.recorded_statistics is not None and s is not None:
+            self.recorded_statistics[(tower, k)] = s.detach()
 
     def vision_statistic(self, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor:
         """s_i per image (B, N); the batch mean (1, N) in official_compat mode."""
@@ -141,8 +145,9 @@ class BMIP(PromptMethod):
         if k >= self.depth:
             return None
         a, b = self.vision_gate[k - 1]
-        w = torch.sigmoid(a * self.vision_statistic(block, x, slots) + b).unsqueeze(-1)  # (B|1, N, 1)
-        self._record("vision", k, w)
+        s = self.vision_statistic(block, x, slots)
+        w = torch.sigmoid(a * s + b).unsqueeze(-1)  # (B|1, N, 1)
+        self._record("vision", k, w, s)
         foreign = self._tv(k)(self.text_prompts[k - 1])
         return w * self._vision_prompt(k) + (1 - w) * foreign
 
@@ -150,10 +155,11 @@ class BMIP(PromptMethod):
         if k > self.last_text_block:
             return None
         if self.compat:
-            w = torch.sigmoid(self.text_gate_bias[k - 1]).view(1, 1, 1)
+            s, w = None, torch.sigmoid(self.text_gate_bias[k - 1]).view(1, 1, 1)
         else:
             a, b = self.text_gate[k - 1]
-            w = torch.sigmoid(a * self.text_statistic(block, x, slots) + b).unsqueeze(-1)  # (C, N, 1)
-        self._record("text", k, w)
+            s = self.text_statistic(block, x, slots)
+            w = torch.sigmoid(a * s + b).unsqueeze(-1)  # (C, N, 1)
+        self._record("text", k, w, s)
         foreign = self._vt(k)(self._vision_prompt(k))
         return w * self.text_prompts[k - 1] + (1 - w) * foreign
