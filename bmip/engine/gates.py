@@ -47,24 +47,26 @@ def has_gates(method: str) -> bool:
 
 
 class RunningStats:
-    """Count, sum, sum of squares, min and max of every value added (float64)."""
+    """Count, sum, sum of squares, min and max of every value added, in float64 on the values'
+    device (no host synchronisation per batch; read once by `summary`)."""
 
     def __init__(self) -> None:
-        self.n, self.total, self.squares = 0, 0.0, 0.0
-        self.low, self.high = math.inf, -math.inf
+        self.n = 0
+        self.sums: "torch.Tensor | None" = None  # sum, sum of squares, -min, max
 
     def add(self, values: "torch.Tensor") -> None:
+        import torch
+
         v = values.detach().double().flatten()
         if v.numel():
             self.n += v.numel()
-            self.total += float(v.sum())
-            self.squares += float((v * v).sum())
-            self.low, self.high = min(self.low, float(v.min())), max(self.high, float(v.max()))
+            now = torch.stack([v.sum(), (v * v).sum(), -v.min(), v.max()])
+            self.sums = now if self.sums is None else torch.cat([self.sums[:2] + now[:2], torch.maximum(self.sums[2:], now[2:])])
 
     def summary(self) -> dict[str, float]:
-        mean = self.total / self.n
-        return {"mean": mean, "std": math.sqrt(max(self.squares / self.n - mean * mean, 0.0)),
-                "min": self.low, "max": self.high}
+        total, squares, low, high = self.sums.tolist()
+        mean = total / self.n
+        return {"mean": mean, "std": math.sqrt(max(squares / self.n - mean * mean, 0.0)), "min": -low, "max": high}
 
 
 class _Recording(dict):

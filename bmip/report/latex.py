@@ -106,7 +106,8 @@ def latex(name: str, table: pd.DataFrame) -> str:
                      f"\\multicolumn{{{len(theirs)}}}{{c}}{{Published}} \\\\")
         lines.append(f"\\cmidrule(lr){{2-{1 + len(ours)}}}\\cmidrule(lr){{{2 + len(ours)}-{width}}}")
     lines.append("Method & " + " & ".join(c.header for c in columns) + " \\\\")
-    for dataset, block in shown.groupby("Dataset", sort=False):
+    blocks = sorted(shown.groupby("Dataset", sort=False), key=lambda kv: str(kv[0]).startswith("Average over"))
+    for dataset, block in blocks:
         lines.append("\\midrule")
         lines.append(f"\\multicolumn{{{width}}}{{l}}{{\\textit{{{escape(dataset)}}}}} \\\\")
         marks = {c.value: _marks([float(v) for v in block[c.value]]) for c in columns}

@@ -49,7 +49,8 @@ def test_every_table_is_well_formed_booktabs(tmp_path):
         tex = (tmp_path / "tables" / f"{name}.tex").read_text()
         body = check_booktabs(tex)
         assert "my\\_method" in tex and "\\textbf{" in tex and "\\underline{" in tex, name
-        assert sum(row.startswith("\\multicolumn") for row in body) >= 2, name  # dataset blocks
+        blocks = [row for row in body if row.startswith("\\multicolumn")]
+        assert len(blocks) >= 2 and "Average over" in blocks[-1], name  # dataset blocks, the average last
     ratio = (tmp_path / "tables" / "open_world_ratio.tex").read_text()
     assert "$r=100$ & $r=50$ & $r=0$" in ratio
 

@@ -162,6 +162,8 @@ def base_vs_novel(inputs: Inputs) -> Figure:
     axes = panel_grid(fig, len(panels), columns)
     for ax, (title, rows) in zip(axes, panels):
         values = rows[["base", "novel"]].to_numpy(dtype=float)
+        spread = rows.reindex(columns=["base_std", "novel_std"]).fillna(0).to_numpy(dtype=float)
+        values = np.concatenate([values - spread, values + spread])
         finite = values[np.isfinite(values)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 100.0)
         pad = max(1.5, 0.12 * (high - low))

@@ -8,6 +8,7 @@ embedded as TrueType (Type 42), so the same inputs give the same bytes.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -27,6 +28,7 @@ from bmip.io import atomic_write  # noqa: E402
 from bmip.report.style import font, method_style, size  # noqa: E402
 
 DPI = 200  # PNG; the PDF is vector
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # it logs every glyph of every font subset at INFO
 AVERAGE = "Average"  # how the "Average over N datasets" rows are labelled in figures
 GRID = "#e6e6e6"
 MUTED = {"linewidth": 1.0, "markersize": 3.5, "zorder": 2, "alpha": 0.95}

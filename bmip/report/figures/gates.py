@@ -68,6 +68,10 @@ def bmip_gates(inputs: Inputs) -> Figure:
     methods = ordered(gates["method"])
     datasets = _dataset_order(inputs, gates["dataset"].astype(str))
     blocks = sorted(gates["block"].unique())
+    # One w axis for every panel, centred on the gates' start (0.5) and zoomed to what is drawn:
+    # gates that barely moved stay readable, and panels stay comparable.
+    reach = float(np.nanmax(np.abs(gates[["w_min", "w_max"]].to_numpy(dtype=float) - 0.5)))
+    half = min(0.5, max(0.01, reach * 1.15))
     fig = new_figure("page", 3.2 + 0.25 * (len(datasets) > 6))
     grid = fig.add_gridspec(len(TOWERS), len(methods))
     step = 0.7 / max(len(datasets), 1)
@@ -91,7 +95,7 @@ def bmip_gates(inputs: Inputs) -> Figure:
                             color=style["color"], markeredgecolor="white", markeredgewidth=0.5, linestyle="none",
                             zorder=4, gid=style["gid"])
             ax.set_xticks(blocks)
-            ax.set(ylim=(0, 1), xlim=(blocks[0] - 0.5, blocks[-1] + 0.5))
+            ax.set(ylim=(0.5 - half, 0.5 + half), xlim=(blocks[0] - 0.5, blocks[-1] + 0.5))
             ax.grid(axis="x", visible=False)
             if r == 0:
                 ax.set_title(method_style(method).label)
