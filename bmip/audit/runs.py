@@ -4,6 +4,8 @@ A training must match its checkpoint (metadata `config_sha256`), its few-shot sp
 image hashes it recorded) and its training log; an evaluation must match the checkpoint it read
 (sha256) and the training that wrote it (same resolved config). Every record's config must hash
 to its recorded `config_sha256`, and recorded data files still on disk must hash as recorded.
+A BMIP evaluation must hold its own gate statistics (gates.json, w in (0, 1) in every deep block
+of both towers); no other method's evaluation may hold one.
 """
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from typing import Any
 
 from bmip.audit.findings import Findings
 from bmip.audit.layout import Experiment, Run
-from bmip.audit.records import RunRecord, read_record
+from bmip.audit.records import RunRecord, read_json, read_record
 from bmip.config import TRAIN_CLASSES, ConfigError, config_hash, run_config
+from bmip.engine import gates
 from bmip.engine import paths as P
 
 
@@ -168,6 +171,26 @@ def check_evaluation(exp: Experiment, run: Run, trained: dict[Run, RunRecord], f
         if source.get("config_sha256") != record.get("config_sha256"):
             findings.problem(name, f"config_sha256 differs from its training {training.relpath}: evaluated a model "
                                    "trained with another configuration")
+    _check_gates(exp, run, record, findings)
     _check_data_file(exp, record, record.get("inputs", "test"), findings)
     _check_backbone(exp, record, findings)
     return record
+
+
+def _check_gates(exp: Experiment, run: Run, record: RunRecord, findings: Findings) -> None:
+    """A BMIP evaluation has its gate statistics (gates.json), valid and its own; others have none."""
+    path = exp.run_dir(run) / P.GATES
+    name = exp.rel(path)
+    if not gates.has_gates(run.method):
+        if path.exists():
+            findings.problem(name, f"method {run.method!r} has no gates; this file does not belong here")
+        return
+    doc, error = read_json(path)
+    if error is not None:
+        findings.problem(name, f"{error}: every evaluation of {run.method} records its gate statistics")
+        return
+    identity = {"protocol": run.protocol, "method": run.method, "dataset": run.dataset, "seed": run.seed}
+    depth = record.get("config", "recipe", "options", "depth")
+    for problem in gates.problems(doc, identity, depth if isinstance(depth, int) else None):
+        findings.problem(name, problem)
+    findings.count("gate files")

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +18,7 @@ import torch
 from bmip.checkpoint import CheckpointError, load_model, read_metadata
 from bmip.config import TRAINED_BY, ConfigError, config_hash, run_config
 from bmip.data import Item, load_dataset, open_world_split, subsample_classes, subsample_classes_ratio
-from bmip.engine import paths
+from bmip.engine import gates, paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
     accuracy_report, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, harmonic_mean,
@@ -66,16 +67,25 @@ def evaluate(
             "resolves to now (recipe, options, shots or seeds differ); retrain it"
         )
 
-    def score(items: Sequence[Item], classnames: list[str], template: str, root: Path, desc: str) -> dict[str, Any]:
+    gated = gates.has_gates(method)
+    recorded: dict[str, Any] = {}
+
+    def score(items: Sequence[Item], classnames: list[str], template: str, root: Path, desc: str,
+              part: str | None = None) -> dict[str, Any]:
+        """Accuracy in one label space; BMIP's gate statistics too when `part` names it."""
         model.set_classnames(classnames, template)
-        preds = predict(model, items, root, batch=config["eval_batch_size"], workers=config["workers"],
-                        device=device, precision=precision, desc=desc)
+        recorder = gates.recording(model.method) if gated and part else contextlib.nullcontext({})
+        with recorder as stats:
+            preds = predict(model, items, root, batch=config["eval_batch_size"], workers=config["workers"],
+                            device=device, precision=precision, desc=desc)
+        if gated and part:
+            recorded[part] = stats
         return accuracy_report(_labels(items), preds, classnames)
 
     if protocol in ("cross_dataset", "domain_generalization"):
         data = load_dataset(dataset, config["data_root"])
         tested = data.test
-        results = {"all": score(tested, data.classnames, data.template, data.image_root, dataset)}
+        results = {"all": score(tested, data.classnames, data.template, data.image_root, dataset, "all")}
         summary = {"accuracy": results["all"]["accuracy"]}
     else:
         data, train_items, val_items = fewshot_data(config, dataset, seed)
@@ -84,14 +94,16 @@ def evaluate(
             results = {}
             for part, subsample in (("base", "base"), ("novel", "new")):
                 _, _, test, names = subsample_classes(train_items, val_items, data.test, subsample)
-                results[part] = score(test, names, data.template, data.image_root, f"{dataset} {part}")
+                results[part] = score(test, names, data.template, data.image_root, f"{dataset} {part}", part)
             summary = {"base": results["base"]["accuracy"], "novel": results["novel"]["accuracy"]}
             summary["hm"] = harmonic_mean(summary["base"], summary["novel"])
         else:
             results, summary = _open_world(config, model, score, data, train_items, val_items, seed)
 
-    metrics = {"protocol": protocol, "method": method, "dataset": dataset, "trained_on": source, "seed": seed,
-               "summary": summary, "results": results}
+    identity = {"protocol": protocol, "method": method, "dataset": dataset, "seed": seed}
+    if gated:  # before metrics.json, which marks the evaluation done
+        gates.write_gates(out / paths.GATES, identity, recorded)
+    metrics = {**identity, "trained_on": source, "summary": summary, "results": results}
     write_json(out / paths.METRICS, metrics)
     inputs = {"test": dataset_inputs(data, tested), "checkpoint": str(checkpoint),
               "checkpoint_sha256": file_sha256(checkpoint)}
@@ -103,7 +115,7 @@ def evaluate(
 
 def _open_world(config, model: PromptedCLIP, score, data, train_items, val_items, seed):
     split = open_world_split(train_items, val_items, data.test)
-    joint = score(split.test, split.classnames, data.template, data.image_root, f"{data.name} open-world")
+    joint = score(split.test, split.classnames, data.template, data.image_root, f"{data.name} open-world", "joint")
     results: dict[str, Any] = {"joint": joint}
     summary: dict[str, Any] = {"accuracy": joint["accuracy"]}
     # Base-part / novel-part accuracy inside the joint label space, from the per-class counts.

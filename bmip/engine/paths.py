@@ -12,6 +12,7 @@ from bmip.config import TRAINED_BY
 
 PROMPTS = "prompts.safetensors"
 METRICS = "metrics.json"
+GATES = "gates.json"  # BMIP runs only: bmip.engine.gates
 PROVENANCE = "provenance.json"
 TRAIN_LOG = "train_log.csv"
 STATE = "state.pt"

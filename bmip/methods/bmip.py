@@ -107,8 +107,10 @@ class BMIP(PromptMethod):
         # official_compat: one alias per deep vision block over `vision_prompts`' memory (not
         # registered: state dicts and checkpoints hold the prompt once).
         self._aliases = [nn.Parameter(self.vision_prompts.detach()) for _ in range(depth - 1 if compat else 0)]
-        # When a dict, deep hooks record (tower, block) -> gate weights, for analysis and tests.
+        # When dicts, deep hooks record (tower, block) -> gate weights w and statistics s, for
+        # analysis (bmip.engine.gates) and tests.
         self.recorded_gates: dict[tuple[str, int], torch.Tensor] | None = None
+        self.recorded_statistics: dict[tuple[str, int], torch.Tensor] | None = None
 
     # ---------------------------------------------------------------- projections
     def _tv(self, k: int) -> nn.Linear:
@@ -143,9 +145,11 @@ class BMIP(PromptMethod):
                 {"params": self.visual_aliases(), "foreach": False}]
 
     # ---------------------------------------------------------------- gates
-    def _record(self, tower: str, k: int, w: torch.Tensor) -> None:
+    def _record(self, tower: str, k: int, w: torch.Tensor, s: torch.Tensor | None) -> None:
         if self.recorded_gates is not None:
             self.recorded_gates[(tower, k)] = w.detach().squeeze(-1)
+        if self.recorded_statistics is not None and s is not None:
+            self.recorded_statistics[(tower, k)] = s.detach()
 
     def vision_statistic(self, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor:
         """s_i per image (B, N); the batch mean (1, N) in official_compat mode."""
@@ -171,8 +175,9 @@ class BMIP(PromptMethod):
         if k >= self.depth:
             return None
         a, b = self.vision_gate[k - 1]
-        w = torch.sigmoid(a * self.vision_statistic(block, x, slots) + b).unsqueeze(-1)  # (B|1, N, 1)
-        self._record("vision", k, w)
+        s = self.vision_statistic(block, x, slots)
+        w = torch.sigmoid(a * s + b).unsqueeze(-1)  # (B|1, N, 1)
+        self._record("vision", k, w, s)
         foreign = self._tv(k)(self.text_prompts[k - 1])
         return w * self._vision_prompt(k) + (1 - w) * foreign
 
@@ -180,10 +185,11 @@ class BMIP(PromptMethod):
         if k > self.last_text_block:
             return None
         if self.compat:
-            w = torch.sigmoid(self.text_gate_bias[k - 1]).view(1, 1, 1)
+            s, w = None, torch.sigmoid(self.text_gate_bias[k - 1]).view(1, 1, 1)
         else:
             a, b = self.text_gate[k - 1]
-            w = torch.sigmoid(a * self.text_statistic(block, x, slots) + b).unsqueeze(-1)  # (C, N, 1)
-        self._record("text", k, w)
+            s = self.text_statistic(block, x, slots)
+            w = torch.sigmoid(a * s + b).unsqueeze(-1)  # (C, N, 1)
+        self._record("text", k, w, s)
         foreign = self._vt(k)(self._vision_prompt(k))
         return w * self.text_prompts[k - 1] + (1 - w) * foreign

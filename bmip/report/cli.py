@@ -15,18 +15,22 @@ def run_aggregate(args: argparse.Namespace) -> int:
 def run_figures(args: argparse.Namespace) -> int:
     from bmip.report.figures import write_figures
 
-    write_figures(args.tables, args.train_logs, args.out)
+    write_figures(args.tables, args.train_logs, args.out, args.gates)
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    agg = subparsers.add_parser("aggregate", help="tables (CSV + Markdown) from metrics.json files")
+    agg = subparsers.add_parser("aggregate", help="tables (CSV, Markdown, LaTeX) from metrics.json files")
     agg.add_argument("metrics", nargs="+", type=Path, help="metrics.json files")
-    agg.add_argument("--out", type=Path, required=True, help="folder for <table>.csv and <table>.md")
+    agg.add_argument("--out", type=Path, required=True, help="folder for <table>.csv, .md and .tex")
     agg.set_defaults(func=run_aggregate)
 
-    fig = subparsers.add_parser("figures", help="figures (PNG + PDF) from the tables and training logs")
-    fig.add_argument("--tables", type=Path, required=True)
-    fig.add_argument("--train-logs", nargs="*", type=Path, default=[])
-    fig.add_argument("--out", type=Path, required=True)
+    fig = subparsers.add_parser(
+        "figures", help="figures (PNG + PDF) from the tables, training logs and BMIP gate files; "
+                        "the same inputs in any order give the same bytes")
+    fig.add_argument("--tables", type=Path, required=True, help="folder with <table>.csv (bmip aggregate --out)")
+    fig.add_argument("--train-logs", nargs="*", type=Path, default=[], help="train_log.csv files")
+    fig.add_argument("--gates", nargs="*", type=Path, default=[],
+                     help="gates.json files of BMIP evaluations (the workflow passes the base-to-novel ones)")
+    fig.add_argument("--out", type=Path, required=True, help="folder for <figure>.png and .pdf")
     fig.set_defaults(func=run_figures)

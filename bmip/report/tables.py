@@ -14,13 +14,9 @@ from typing import Iterable
 import pandas as pd
 
 from bmip.io import atomic_write
+from bmip.report.style import label, ordered
 
 PUBLISHED = Path(__file__).parent / "published"
-METHOD_NAMES = {
-    "zsclip": "CLIP", "coop": "CoOp", "cocoop": "CoCoOp", "vpt": "VPT-deep", "lang": "LP-deep", "ivlp": "IVLP",
-    "maple": "MaPLe", "bmip": "BMIP", "bmip+promptsrc": "BMIP+PromptSRC", "maple+promptsrc": "MaPLe+PromptSRC",
-    "ivlp+promptsrc": "IVLP+PromptSRC",
-}
 TABLES = ("base2novel", "cross_dataset", "domain_generalization", "open_world", "open_world_ratio")
 
 
@@ -70,8 +66,9 @@ def _with_average(table: pd.DataFrame, values: list[str], hm: bool = False) -> p
 
 
 def _order(table: pd.DataFrame) -> pd.DataFrame:
-    order = {m: i for i, m in enumerate(METHOD_NAMES)}
-    table = table.assign(_o=table["method"].map(lambda m: order.get(m, len(order))))
+    """Rows in the methods' display order (bmip/report/style.yaml), datasets in their given order."""
+    rank = {m: i for i, m in enumerate(ordered(table["method"]))}
+    table = table.assign(_o=table["method"].map(rank))
     return table.sort_values(["_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
@@ -137,13 +134,13 @@ def build_tables(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
-def _published_columns(name: str, table: pd.DataFrame) -> pd.DataFrame:
+def with_published(name: str, table: pd.DataFrame) -> pd.DataFrame:
     """Display names, plus the published numbers where a method/dataset pair has them."""
     from bmip.data import DATASETS
 
     shown = table.copy()
     paper_datasets = all(d in DATASETS or d.startswith("Average over") for d in shown["dataset"])
-    shown.insert(0, "Method", shown.pop("method").map(lambda m: METHOD_NAMES.get(m, m)))
+    shown.insert(0, "Method", shown.pop("method").map(label))
     shown.insert(1, "Dataset", shown.pop("dataset").map(display_dataset))
     ref = published(name)
     if ref is None or not paper_datasets:  # published numbers only beside the paper's own datasets
@@ -166,7 +163,7 @@ def markdown(name: str, table: pd.DataFrame) -> str:
     """A Markdown rendering: two decimals, display names, published numbers where known."""
     if table.empty:
         return f"## {name}\n\n(no results)\n"
-    shown = _published_columns(name, table)
+    shown = with_published(name, table)
     if "seeds" in shown:
         shown["seeds"] = shown["seeds"].map(lambda v: "" if pd.isna(v) else str(int(v)))
     shown = shown.map(lambda v: "" if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else v)
@@ -174,7 +171,9 @@ def markdown(name: str, table: pd.DataFrame) -> str:
 
 
 def write_tables(metric_files: Iterable[Path], out_dir: Path) -> dict[str, Path]:
-    """Write `<table>.csv` and `<table>.md` for every protocol that has results; returns the CSV paths."""
+    """Write `<table>.csv`, `.md` and `.tex` (booktabs) for every table; returns the CSV paths."""
+    from bmip.report.latex import latex
+
     long = load_metrics(metric_files)
     out_dir = Path(out_dir)
     written = {}
@@ -182,5 +181,6 @@ def write_tables(metric_files: Iterable[Path], out_dir: Path) -> dict[str, Path]
         csv_path = out_dir / f"{name}.csv"
         atomic_write(csv_path, lambda tmp, t=table: t.to_csv(tmp, index=False, float_format="%.4f"))
         atomic_write(out_dir / f"{name}.md", lambda tmp, n=name, t=table: tmp.write_text(markdown(n, t)))
+        atomic_write(out_dir / f"{name}.tex", lambda tmp, n=name, t=table: tmp.write_text(latex(n, t)))
         written[name] = csv_path
     return written

@@ -81,6 +81,12 @@ def test_report_has_every_table_and_figure(reduced_run):
     html = report.read_text(errors="replace")
     for name in (*TABLES, *FIGURES):
         assert name in html, name
+    # Every figure and table caption says where it comes from; the front page what the experiment is.
+    assert html.count("Drawn by <tt") == len(FIGURES)
+    assert html.count("Source: ") >= len(TABLES)
+    for fact in ("reduced</tt>", "test-vit-tiny", "Methods</strong> (4): zsclip, coop, maple, bmip",
+                 "Seeds</strong> (2): 1, 2", "toy, toy_b"):
+        assert fact in html, fact
 
 
 def test_config_typo_is_rejected_before_any_job(tmp_path):

@@ -1,4 +1,5 @@
-# Aggregation into the paper's tables (pandas) and figures (seaborn), flagged for the report.
+# Aggregation into the paper's tables (pandas: CSV, Markdown, LaTeX) and figures (matplotlib),
+# flagged for the report.
 
 
 rule tables:
@@ -15,6 +16,7 @@ rule tables:
             for t in TABLES
         ],
         md=expand(f"{EXP}/tables/{{table}}.md", table=TABLES),
+        tex=expand(f"{EXP}/tables/{{table}}.tex", table=TABLES),
     log:
         f"{EXP}/logs/tables.log",
     conda:
@@ -32,11 +34,12 @@ rule figures:
     input:
         tables=expand(f"{EXP}/tables/{{table}}.csv", table=TABLES),
         train_logs=train_log_files(),
+        gated=gated_metrics_files(),
     output:
         png=[
             report(
                 f"{EXP}/figures/{f}.png",
-                caption=f"../report/{f}.rst",
+                caption=f"../report/figures/{f}.rst",
                 category="Figures",
                 labels={"figure": f},
             )
@@ -52,6 +55,10 @@ rule figures:
     params:
         bmip=bmip_command,
         tables=lambda wildcards, input: os.path.dirname(input.tables[0]),
+        gates=lambda wildcards, input: [
+            os.path.join(os.path.dirname(m), P.GATES) for m in input.gated
+        ],
         out=lambda wildcards, output: os.path.dirname(output.png[0]),
     shell:
-        "{params.bmip} figures --tables {params.tables} --train-logs {input.train_logs} --out {params.out} > {log} 2>&1"
+        "{params.bmip} figures --tables {params.tables} --train-logs {input.train_logs} --gates {params.gates} "
+        "--out {params.out} > {log} 2>&1"

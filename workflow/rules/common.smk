@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from bmip.config import TRAINED_BY, ConfigError, run_config, validate
 from bmip.data import resolve_name
 from bmip.engine import paths as P
+from bmip.engine.gates import has_gates
 from bmip.report.figures import FIGURES
 from bmip.report.tables import TABLES
 
@@ -145,8 +146,22 @@ def train_log_files():
     ]
 
 
+def gated_metrics_files():
+    """The base-to-novel evaluations of BMIP methods: each writes gates.json beside metrics.json
+    (not a declared output, since only these methods write one), which the gate figure reads."""
+    if "base2novel" not in PROTOCOLS:
+        return []
+    return [
+        f"{EXP}/base2novel/{method}/{dataset}/seed{seed}/{P.METRICS}"
+        for method in METHODS
+        if has_gates(method)
+        for dataset in P.eval_datasets(config, "base2novel")
+        for seed in SEEDS
+    ]
+
+
 def table_files():
-    return expand(f"{EXP}/tables/{{table}}.{{ext}}", table=TABLES, ext=("csv", "md"))
+    return expand(f"{EXP}/tables/{{table}}.{{ext}}", table=TABLES, ext=("csv", "md", "tex"))
 
 
 def figure_files():

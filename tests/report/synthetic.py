@@ -1,0 +1,89 @@
+"""A small synthetic experiment on disk: metrics.json, train_log.csv and gates.json files with
+plausible numbers, for any methods, datasets, seeds and protocols (figures and tables tests)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bmip.engine.gates import FORMAT, PARTS, has_gates
+
+METHODS = ("zsclip", "coop", "cocoop", "lang", "vpt", "ivlp", "maple", "bmip", "ivlp+promptsrc", "maple+promptsrc",
+           "bmip+promptsrc", "ivlp+coprompt", "maple+coprompt", "bmip+coprompt")
+DATASETS = ("toys", "stickers", "aerial", "fabrics", "nightcam", "pixelart")
+TARGETS = ("objects_v2", "objects_sketch", "objects_a", "objects_r")
+PROTOCOLS = ("base2novel", "open_world", "cross_dataset", "domain_generalization")
+
+
+@dataclass
+class Synthetic:
+    metrics: list[Path] = field(default_factory=list)
+    train_logs: list[Path] = field(default_factory=list)
+    gates: list[Path] = field(default_factory=list)
+
+
+def _stats(rng: np.random.Generator, centre: float, spread: float) -> dict[str, float]:
+    mean = float(np.clip(centre + rng.normal(0, 0.05), 0.05, 0.95))
+    std = spread * float(rng.uniform(0.5, 1.5))
+    return {"mean": mean, "std": std, "min": max(1e-3, mean - 2.5 * std), "max": min(1 - 1e-3, mean + 2.5 * std)}
+
+
+def make(root: Path, methods=METHODS, datasets=DATASETS, seeds=(1, 2, 3), protocols=PROTOCOLS, targets=TARGETS,
+         epochs: int = 3, depth: int = 3, seed: int = 0) -> Synthetic:
+    """Write the files under `root` in the results layout; returns their paths."""
+    rng = np.random.default_rng(seed)
+    out = Synthetic()
+    level = {m: 55 + 2.2 * i for i, m in enumerate(methods)}
+    hard = {d: rng.uniform(-15, 10) for d in (*datasets, *targets)}
+
+    def write(path: Path, doc: dict) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc))
+        return path
+
+    for method in methods:
+        for protocol in protocols:
+            evaluated = datasets if protocol in ("base2novel", "open_world") else targets
+            for dataset in evaluated:
+                for s in seeds:
+                    centre = level[method] + hard[dataset]
+                    acc = lambda shift=0.0: float(np.clip(centre + shift + rng.normal(0, 1.2), 1, 99))  # noqa: E731
+                    if protocol == "base2novel":
+                        summary = {"base": acc(12), "novel": acc(3)}
+                        summary["hm"] = 2 * summary["base"] * summary["novel"] / (summary["base"] + summary["novel"])
+                    elif protocol == "open_world":
+                        summary = {"accuracy": acc(-8), "base": acc(-2), "novel": acc(-14)}
+                        summary["hm"] = 2 * summary["base"] * summary["novel"] / (summary["base"] + summary["novel"])
+                        summary |= {f"ratio_{r}": acc(-20 + r / 5) for r in (100, 50, 0)}
+                    else:
+                        summary = {"accuracy": acc(-5)}
+                    folder = root / protocol / method / dataset / f"seed{s}"
+                    out.metrics.append(write(folder / "metrics.json", {"protocol": protocol, "method": method,
+                                                                      "dataset": dataset, "seed": s, "summary": summary}))
+                    if has_gates(method):
+                        parts = {part: {tower: {str(k): {"n": 400, "w": _stats(rng, 0.5 + (0.12 * k if tower == "vision"
+                                                                                             else -0.08 * k), 0.04),
+                                                         "s": _stats(rng, 0.2, 0.05)}
+                                                for k in range(1, depth)}
+                                        for tower in ("vision", "text")}
+                                 for part in PARTS[protocol]}
+                        doc = {"format": FORMAT, "protocol": protocol, "method": method, "dataset": dataset, "seed": s,
+                               "parts": parts}
+                        out.gates.append(write(folder / "gates.json", doc))
+        trainings = [("base2novel", d) for d in datasets if "base2novel" in protocols or "open_world" in protocols]
+        if {"cross_dataset", "domain_generalization"} & set(protocols):
+            trainings.append(("cross_dataset", "objects"))
+        for training, dataset in trainings:
+            if method == "zsclip":
+                continue
+            for s in seeds:
+                n = epochs if training == "base2novel" else 1
+                loss = 2.5 - 0.08 * level[method] / 10 + np.cumsum(-rng.uniform(0.1, 0.4, n))
+                path = root / "train" / training / method / dataset / f"seed{s}" / "train_log.csv"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                rows = "".join(f"{e + 1},0.01,{loss[e]:.4f},{50 + 5 * e},,1\n" for e in range(n))
+                path.write_text("epoch,lr,loss,train_accuracy,val_accuracy,seconds\n" + rows)
+                out.train_logs.append(path)
+    return out
