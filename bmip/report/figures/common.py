@@ -1,4 +1,4 @@
-"""What every figure shares: the matplotlib style, method legends, tick fitting, deterministic saving.
+"""What every figure shares: the matplotlib style (on seaborn's paper style), method legends, tick fitting, deterministic saving.
 
 Figures are `matplotlib.figure.Figure` objects with constrained layout at a paper width (one
 column or the full page, from style.yaml); legends sit outside the data area, below the panels.
@@ -36,10 +36,14 @@ EMPHASIS = {"linewidth": 1.8, "markersize": 5.0, "zorder": 4, "alpha": 1.0}
 
 
 def rc() -> dict[str, object]:
-    """matplotlib settings of every figure."""
+    """matplotlib settings of every figure: seaborn's "ticks" style in its "paper" context, then
+    the project's sizes, fonts and grid."""
+    import seaborn as sns
+
     f = font()
     base = float(f["size"])
     return {
+        **sns.axes_style("ticks"), **sns.plotting_context("paper"),
         "font.family": f["family"], "font.size": base, "axes.titlesize": base, "axes.labelsize": base,
         "xtick.labelsize": base - 0.5, "ytick.labelsize": base - 0.5, "legend.fontsize": base - 0.5,
         "legend.title_fontsize": base, "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none",
