@@ -19,7 +19,8 @@ PUBLISHED = Path(__file__).parent / "published"
 METHOD_NAMES = {
     "zsclip": "CLIP", "coop": "CoOp", "cocoop": "CoCoOp", "vpt": "VPT-deep", "lang": "LP-deep", "ivlp": "IVLP",
     "maple": "MaPLe", "bmip": "BMIP", "bmip+promptsrc": "BMIP+PromptSRC", "maple+promptsrc": "MaPLe+PromptSRC",
-    "ivlp+promptsrc": "IVLP+PromptSRC",
+    "ivlp+promptsrc": "IVLP+PromptSRC", "bmip+coprompt": "BMIP+CoPrompt", "maple+coprompt": "MaPLe+CoPrompt",
+    "ivlp+coprompt": "IVLP+CoPrompt",
 }
 TABLES = ("base2novel", "cross_dataset", "domain_generalization", "open_world", "open_world_ratio")
 
