@@ -66,3 +66,12 @@ def test_write_tables_writes_csv_and_markdown(files, tmp_path):
     frame = pd.read_csv(written["base2novel"])
     assert "Average over 2 datasets" in set(frame.dataset)
     assert (tmp_path / "tables" / "base2novel.md").read_text().startswith("## base2novel")
+
+
+def test_every_method_has_a_display_name():
+    """A new method (or combination, e.g. bmip+coprompt) gets its row name and place in the tables."""
+    from bmip.methods import method_names
+    from bmip.report.tables import METHOD_NAMES
+
+    assert set(METHOD_NAMES) == set(method_names())
+    assert METHOD_NAMES["maple+coprompt"] == "MaPLe+CoPrompt" and METHOD_NAMES["bmip+coprompt"] == "BMIP+CoPrompt"
