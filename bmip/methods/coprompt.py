@@ -6,7 +6,8 @@
   evaluation: f = 0.1·A_img(f) + 0.9·f, g = 0.2·A_txt(g) + 0.8·g, with A(x) = ReLU(W2·ReLU(W1·x)),
   W1: d -> d/4, W2: d/4 -> d, no biases (learnable, saved in the checkpoint);
 * each training image comes in two independently RandAugment-ed views (the data loader makes them,
-  `train_transforms`): view 1 goes through the prompted model, view 2 through the frozen CLIP;
+  `train_transforms`; option `augmentation: crop_flip` draws both with CoOp's crop + flip instead):
+  view 1 goes through the prompted model, view 2 through the frozen CLIP;
 * loss = CE + weight · [(1 − mean_c cos(g_c, t_c)) + (1 − mean_b cos(f_b, f̃_b))], where t is the
   frozen text features of one description per class, the description's position drawn uniformly
   at every step, and f̃ the frozen image features of view 2.
@@ -32,6 +33,7 @@ from torch import nn
 from bmip.backbone import Backbone
 from bmip.data import ClassDescriptions, Dataset, class_descriptions
 from bmip.data.descriptions import template_descriptions
+from bmip.data.images import randaugment_transform, train_transform
 from bmip.methods import MethodConfigError
 from bmip.methods.base import Regularizer
 from bmip.prompting import PromptedCLIP, text_pass
@@ -45,6 +47,10 @@ class CoPromptConfig:
     image_ratio: float = 0.1  # adapter share of the image features
     text_ratio: float = 0.2  # adapter share of the text features
     reduction: int = 4  # adapter bottleneck: embed_dim / reduction
+    # How both views are augmented: "randaugment" (the release) or "crop_flip" (CoOp's random
+    # resized crop + flip, what every other method trains with), for data whose classes
+    # RandAugment's colour operations would change (miniworld: a class is a colour, pattern, shape).
+    augmentation: str = "randaugment"
 
 
 class Adapter(nn.Sequential):
@@ -58,6 +64,9 @@ class Adapter(nn.Sequential):
             nn.ReLU(),
         )
 
+
+# `augmentation` option -> the transform both views are drawn with.
+AUGMENTATIONS: dict[str, Callable[[int], Callable]] = {"randaugment": randaugment_transform, "crop_flip": train_transform}
 
 # Frozen description features per backbone (weakly held), class set and description source.
 _DESCRIPTION_FEATURES: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, torch.Tensor]]" = weakref.WeakKeyDictionary()
@@ -74,6 +83,8 @@ class CoPrompt(Regularizer):
         for key in ("image_ratio", "text_ratio"):
             if not 0 <= getattr(config, key) <= 1:
                 raise MethodConfigError(f"method 'coprompt': {key}={getattr(config, key)} must lie in 0..1")
+        if config.augmentation not in AUGMENTATIONS:
+            raise MethodConfigError(f"method 'coprompt': augmentation={config.augmentation!r}; choose one of {sorted(AUGMENTATIONS)}")
         dim = backbone.embed_dim
         if not 1 <= config.reduction <= dim:
             raise MethodConfigError(f"method 'coprompt': reduction={config.reduction} must lie in 1..{dim} (embed dim)")
@@ -91,9 +102,7 @@ class CoPrompt(Regularizer):
         self._targets = None
 
     def train_transforms(self, size: int) -> list[Callable]:
-        from bmip.data import randaugment_transform
-
-        view = randaugment_transform(size)
+        view = AUGMENTATIONS[self.config.augmentation](size)
         return [view, view]
 
     def adapt_image(self, features: torch.Tensor) -> torch.Tensor:

@@ -124,3 +124,17 @@ def test_description_targets_are_lazy_cached_and_follow_the_class_set(tiny_backb
     model.set_classnames(["lighthouse"])
     with pytest.raises(Exception, match=r"no descriptions for 1 class\(es\): \['lighthouse'\]"):
         reg.text_targets(model)
+
+
+def test_both_views_use_randaugment_unless_crop_flip_is_asked_for(tiny_backbone):
+    from torchvision import transforms as T
+
+    from bmip.methods import MethodConfigError
+
+    released = _model(tiny_backbone).train_transforms(32)
+    assert len(released) == 2 and all(isinstance(v.transforms[1], T.RandAugment) for v in released)
+    assert (released[0].transforms[1].num_ops, released[0].transforms[1].magnitude) == (2, 10)
+    cropped = _model(tiny_backbone, augmentation="crop_flip").train_transforms(32)
+    assert len(cropped) == 2 and all(isinstance(v.transforms[0], T.RandomResizedCrop) for v in cropped)
+    with pytest.raises(MethodConfigError, match="augmentation='jitter'"):
+        _model(tiny_backbone, augmentation="jitter")
