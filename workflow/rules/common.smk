@@ -35,7 +35,7 @@ ENV = "../envs/bmip.yaml"
 wildcard_constraints:
     training="base2novel|cross_dataset",
     protocol="base2novel|open_world|cross_dataset|domain_generalization",
-    method="[a-z]+(\\+promptsrc)?",
+    method="[a-z]+(\\+(promptsrc|coprompt))?",
     dataset="[A-Za-z0-9_.-]+",
     seed="[0-9]+",
 
