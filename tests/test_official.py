@@ -138,7 +138,7 @@ def test_official_checkpoint_round_trips_to_identical_logits(setup, tmp_path, pr
     assert record["frozen_clip"]["compared"] > 100 and record["frozen_clip"]["mismatched"] == []
 
 
-def test_imported_run_is_evaluated_under_every_protocol(setup, tmp_path):
+def test_imported_run_is_evaluated_under_every_protocol(setup, tmp_path, capsys):
     config, config_path, backbone = setup
     source = dassl_file(tmp_path / "model-best.pth.tar", official_state_dict(_compat_model(backbone)))
     for protocol in ("base2novel", "cross_dataset"):  # the folders `bmip evaluate --all` reads
@@ -151,6 +151,20 @@ def test_imported_run_is_evaluated_under_every_protocol(setup, tmp_path):
         assert json.loads((folder / paths.METRICS).read_text())["summary"]
         inputs = json.loads((folder / paths.PROVENANCE).read_text())["inputs"]
         assert inputs["imported_from"]["sha256"] == file_sha256(source)
+    # The audit checks the imported run against its checkpoint and reports it as not trained here.
+    experiment = paths.experiment_dir(config)
+    assert main(["check-config", str(config_path), "--write", str(experiment / "config.yaml")]) == 0
+    rel = "train/base2novel/bmip/toy/seed1/provenance.json"
+    text = _audit(experiment, capsys)
+    assert f"WARNING {rel}: imported from the released code's checkpoint" in text
+    assert "2 imported checkpoints" in text  # base2novel and cross_dataset
+    assert not [line for line in text.splitlines() if line.startswith("PROBLEM") and "bmip/toy/seed1" in line], text
+    record = json.loads((experiment / rel).read_text())
+    record["source"]["sha256"] = "0" * 64
+    (experiment / rel).write_text(json.dumps(record))
+    text = _audit(experiment, capsys)
+    assert "PROBLEM train/base2novel/bmip/toy/seed1/prompts.safetensors: metadata imported_from.sha256" in text
+    assert "PROBLEM base2novel/bmip/toy/seed1/provenance.json: records another imported file" in text
     # A config whose bmip recipe changed since the import is refused.
     options = {"depth": DEPTH, "official_compat": True, "ctx_init": "a photo"}
     recipes = {"default": {"bmip": {"options": options}}}
@@ -159,6 +173,13 @@ def test_imported_run_is_evaluated_under_every_protocol(setup, tmp_path):
 
     with pytest.raises(Exception, match="import it again"):
         evaluate(changed, "base2novel", "bmip", "toy", 1, out_dir=tmp_path / "refused")
+
+
+def _audit(experiment, capsys) -> str:
+    """`bmip audit` of a folder that holds only the imported runs (so it fails on the rest of the grid)."""
+    capsys.readouterr()
+    assert main(["audit", str(experiment)]) == 1
+    return capsys.readouterr().out
 
 
 def _truncated(path, sd):

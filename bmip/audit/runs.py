@@ -6,6 +6,11 @@ image hashes it recorded) and its training log; an evaluation must match the che
 to its recorded `config_sha256`, and recorded data files still on disk must hash as recorded.
 A BMIP evaluation must hold its own gate statistics (gates.json, w in (0, 1) in every deep block
 of both towers); no other method's evaluation may hold one.
+
+A checkpoint imported from the released code (`bmip import-official`, provenance kind "import")
+has no training config, log or split to check: its record must match its checkpoint (source
+sha256, recipe options), it is reported as a warning (its numbers were not trained here), and its
+evaluations must have used the recipe options it was imported with.
 """
 from __future__ import annotations
 
@@ -118,6 +123,9 @@ def check_training(exp: Experiment, run: Run, findings: Findings) -> RunRecord:
     from bmip.checkpoint import CheckpointError, read_metadata
 
     record = read_record(exp, run)
+    if record.get("kind") == "import":
+        _check_import(exp, record, findings)
+        return record
     if not _check_common(exp, record, "train", findings):
         return record
     folder = exp.run_dir(run)
@@ -150,6 +158,36 @@ def check_training(exp: Experiment, run: Run, findings: Findings) -> RunRecord:
     return record
 
 
+def _check_import(exp: Experiment, record: RunRecord, findings: Findings) -> None:
+    """An imported checkpoint: its provenance against its checkpoint's metadata and its folder."""
+    from bmip.checkpoint import CheckpointError, read_metadata
+
+    run, name = record.run, exp.rel(exp.run_dir(record.run) / P.PROVENANCE)
+    source = record.get("source") or {}
+    findings.warning(name, f"imported from the released code's checkpoint {source.get('path')} (sha256 "
+                           f"{str(source.get('sha256'))[:12]}…, epoch {source.get('epoch')}): not trained by this "
+                           "pipeline, so no training config, log or few-shot split is checked")
+    if (record.get("training"), record.get("method")) != (run.protocol, run.method):
+        findings.problem(name, f"records an import for {record.get('training')}/{record.get('method')}, but its "
+                               f"folder is {run.relpath}")
+    checkpoint = exp.run_dir(run) / P.PROMPTS
+    if not checkpoint.is_file():
+        if not exp.has(checkpoint):
+            findings.problem(exp.rel(checkpoint), "missing")
+        return
+    try:
+        imported = read_metadata(checkpoint).get("imported_from") or {}
+    except CheckpointError as err:
+        findings.problem(exp.rel(checkpoint), f"unreadable ({err})")
+        return
+    for key, recorded in (("sha256", source.get("sha256")), ("recipe_options", record.get("recipe_options"))):
+        if imported.get(key) != recorded:
+            findings.problem(exp.rel(checkpoint), f"metadata imported_from.{key} is not its import record's "
+                                                  f"({str(imported.get(key))[:40]} vs {str(recorded)[:40]})")
+    _check_backbone(exp, record, findings)
+    findings.count("imported checkpoints")
+
+
 def check_evaluation(exp: Experiment, run: Run, trained: dict[Run, RunRecord], findings: Findings) -> RunRecord:
     """Provenance of one evaluation against the checkpoint it read and the training that wrote it."""
     record = read_record(exp, run)
@@ -167,7 +205,12 @@ def check_evaluation(exp: Experiment, run: Run, trained: dict[Run, RunRecord], f
                                                   f"{exp.sha256(checkpoint)[:12]}…, recorded "
                                                   f"{str(record.get('inputs', 'checkpoint_sha256'))[:12]}…)")
     source = trained.get(training)
-    if source is not None and source.provenance is not None:
+    if source is not None and source.get("kind") == "import":
+        if source.get("recipe_options") != record.get("config", "recipe", "options"):
+            findings.problem(name, f"evaluated with other bmip options than {training.relpath} was imported with")
+        if source.get("source", "sha256") != record.get("inputs", "imported_from", "sha256"):
+            findings.problem(name, f"records another imported file than {training.relpath} holds")
+    elif source is not None and source.provenance is not None:
         if source.get("config_sha256") != record.get("config_sha256"):
             findings.problem(name, f"config_sha256 differs from its training {training.relpath}: evaluated a model "
                                    "trained with another configuration")
