@@ -79,6 +79,14 @@ def resolve_precision(device: torch.device, precision: str) -> str:
     return precision
 
 
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 autocast, whose backward pass through the frozen fp16 backbone would
+    otherwise underflow small gradients to 0 (bf16 has fp32's exponent range and needs none). The
+    learnable tensors stay fp32: the scaler unscales their gradients before the optimiser step and
+    skips a step whose gradients overflowed. Disabled (a pass-through) for fp32 and bf16."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
 def compute_setup(config: dict[str, Any]) -> tuple[torch.device, str]:
     """(device, resolved precision) a run of this config computes with here."""
     device = resolve_device(config["device"])

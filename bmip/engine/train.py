@@ -23,7 +23,8 @@ from bmip.data import Views, subsample_classes
 from bmip.engine import paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
-    autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, loader, predict,
+    autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, grad_scaler, loader,
+    predict,
 )
 from bmip.engine.schedule import epoch_lr, make_optimizer
 from bmip.engine.selection import ModelSelector
@@ -75,6 +76,7 @@ def train(
     params = model.learnable_parameters()
     epochs = recipe["epochs"] if params else 0
     optimiser = make_optimizer(params, recipe) if params else None
+    scaler = grad_scaler(device, precision)
     selector = ModelSelector(selection["patience"], selection["min_epoch"], selection["margin"])
     src = model.method_options.get("promptsrc")
     averager = PromptAverager(epochs, src["gpa_mean"], src["gpa_std"]) if src and epochs else None
@@ -88,6 +90,8 @@ def train(
         if state["config_sha256"] == digest:
             model.load_learnable_state(state["method"])
             optimiser.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
             selector = ModelSelector(**state["selector"])
             if averager is not None:
                 averager.load_state_dict(state["averager"])
@@ -119,8 +123,9 @@ def train(
             with autocast(device, precision):
                 loss, logits = model.loss(images[0], labels, images[1:])
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
             loss_sum += loss.item() * len(labels)
             hits += int((logits.argmax(-1) == labels).sum())
             seen += len(labels)
@@ -142,7 +147,8 @@ def train(
                  row["train_accuracy"], f" val acc {row['val_accuracy']:.2f}" if row["val_accuracy"] is not None else "")
         state = {
             "config_sha256": digest, "next_epoch": epoch + 1, "stopped": stopped, "method": model.learnable_state(),
-            "optimizer": optimiser.state_dict(), "selector": selector.state_dict(), "best": best, "rows": rows,
+            "optimizer": optimiser.state_dict(), "scaler": scaler.state_dict(), "selector": selector.state_dict(),
+            "best": best, "rows": rows,
             "averager": averager.state_dict() if averager is not None else None,
         }
         atomic_write(state_path, lambda tmp: torch.save(state, tmp))

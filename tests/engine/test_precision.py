@@ -122,3 +122,27 @@ def test_check_config_stops_fp16_on_cpu_and_passes_bf16(tmp_path, toy_setup, cap
     caplog.clear()
     assert main(["check-config", str(path), "--set", "precision=bf16"]) == 0
     assert "runs here compute on cpu in bf16" in caplog.text
+
+
+def test_fp16_loss_scaling_leaves_the_training_unchanged_where_nothing_overflows(toy_setup, tmp_path, monkeypatch):
+    """fp16 runs on a GPU only; its loss scaler is wired here with torch's CPU scaler. Scaling by
+    a power of two is exact in fp32, so the scaled run must end with the very same prompts, and
+    the scaler must have seen every optimiser step (its growth tracker counts them)."""
+    from bmip.engine import train as train_module
+    from bmip.engine.runtime import grad_scaler
+
+    assert not grad_scaler(CPU, "fp32").is_enabled() and not grad_scaler(CPU, "bf16").is_enabled()
+    config, _ = toy_setup
+    plain = train_module.train(config, "base2novel", "bmip", "toy", 1, tmp_path / "plain")
+    scalers = []
+
+    def enabled(device, precision):
+        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0 ** 16, enabled=True))
+        return scalers[-1]
+
+    monkeypatch.setattr(train_module, "grad_scaler", enabled)
+    scaled = train_module.train(config, "base2novel", "bmip", "toy", 1, tmp_path / "scaled")
+    a, b = read_checkpoint(plain / "prompts.safetensors"), read_checkpoint(scaled / "prompts.safetensors")
+    assert a[0].keys() == b[0].keys() and all(torch.equal(a[0][k], b[0][k]) for k in a[0])
+    steps = sum(1 for _ in open(plain / "train_log.csv")) - 1  # epochs; at least one step each
+    assert scalers[0].get_scale() == 2.0 ** 16 and scalers[0]._get_growth_tracker() >= steps > 0
