@@ -126,8 +126,11 @@ def _check_grid(exp: Experiment, findings: Findings) -> None:
 
 
 def audit(path: Path, strict: bool = False) -> AuditReport:
-    """Audit the experiment folder `path` (results/<experiment>)."""
-    return audit_experiment(Experiment.open(path), Findings(), strict)
+    """Audit the experiment folder `path` (results/<experiment>). The report names the folder as
+    given, not resolved: the workflow's audit.txt is then the same wherever the workflow ran."""
+    report = audit_experiment(Experiment.open(path), Findings(), strict)
+    report.experiment = Path(path)
+    return report
 
 
 def audit_experiment(exp: Experiment, findings: Findings, strict: bool = False) -> AuditReport:
