@@ -17,13 +17,15 @@ import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bmip.audit.layout import CONFIG, TABLES_DIR, Experiment
 from bmip.audit.volatile import CRATE_METADATA, VOLATILE_FILE, Volatile, declaration, is_volatile_file, show_key
 
-CRATE_MEMBERS = "crate.zip/"  # how a crate member outside the experiment folder is named
+TEXT = (".json", ".csv", ".md", ".tex", ".txt", ".log", ".yaml", ".smk", "")  # shown line by line
+CRATE_MEMBERS = "crate.zip/"
+SAME_JSON = "same JSON content, different bytes (formatting or key order)"  # how a crate member outside the experiment folder is named
 _SHOWN = 8  # differing keys, cells or members shown per file
 
 
@@ -182,7 +184,7 @@ def _compare_json(name: str, a: bytes, b: bytes, prefix: str, declared: Volatile
         return Difference(name, False, f"differs at {shown}" + (f" and {len(others) - _SHOWN} more key(s)"
                                                                  if len(others) > _SHOWN else ""), declared)
     if not covered:
-        return Difference(name, False, "same JSON content, different bytes (formatting or key order)", declared)
+        return Difference(name, False, SAME_JSON, declared)
     return Difference(name, True, ", ".join(sorted(covered)), declared)
 
 
@@ -260,11 +262,15 @@ def _what_differs(name: str, a: bytes, b: bytes) -> str:
         try:
             keys = json_differences(json.loads(a), json.loads(b))
         except ValueError:
-            keys = []
+            keys = None
         if keys:
             return "differs at " + ", ".join(show_key(k) or "(the document)" for k in keys[:_SHOWN]) \
                 + (f" and {len(keys) - _SHOWN} more key(s)" if len(keys) > _SHOWN else "")
+        if keys == []:
+            return SAME_JSON
     try:
+        if PurePosixPath(name).suffix not in TEXT:
+            raise UnicodeDecodeError("utf-8", b"", 0, 0, "not a text file")
         lines_a, lines_b = a.decode("utf-8").splitlines(), b.decode("utf-8").splitlines()
     except UnicodeDecodeError:
         return (f"{len(a)} and {len(b)} bytes, sha256 {hashlib.sha256(a).hexdigest()[:12]}… and "

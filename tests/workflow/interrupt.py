@@ -6,8 +6,8 @@ whole process tree) between slices, until the moment has come; then the whole Sn
 group is killed with SIGKILL, as a lost session, the OOM killer or a shutdown would. So the kill
 lands at the same point of the job every time, however loaded the machine is.
 
-The tests use it on the reduced experiment; by hand, on the default experiment from a fresh clone
-(see the README's "Interrupting and comparing runs"):
+The tests use it on the reduced experiment; by hand, on the default experiment, from the root of a
+fresh clone with the venv active (README, "Comparing two runs"):
 
     python -m tests.workflow.interrupt --kill generate pretrain train evaluate figures -- --cores 2
     bmip compare ../uninterrupted/results/miniworld results/miniworld
@@ -28,9 +28,6 @@ import yaml
 
 from bmip.workflow_lock import STALE, live_processes
 
-SLICE = 0.005  # seconds a stopped job runs before the moment is checked again
-
-
 @dataclass(frozen=True)
 class KillPoint:
     """Kill while a job whose command line holds `job` runs, once it has written a file matching
@@ -40,6 +37,7 @@ class KillPoint:
     job: tuple[str, ...]
     ready: str
     text: str | None = None
+    slice: float = 0.005  # seconds the stopped job runs before the moment is checked again
 
     def files(self, workdir: Path, config: dict) -> dict[str, int]:
         """The files matching `ready` now, with their modification times (ns)."""
@@ -68,9 +66,9 @@ class KillPoint:
 
 KILL_POINTS = {
     # The first miniworld dataset moved into place; the others still being drawn.
-    "generate": KillPoint(("miniworld-generate",), "{data}/*/split.json"),
+    "generate": KillPoint(("miniworld-generate",), "{data}/*/split.json", slice=0.05),
     # Pretraining past step 100 of the miniworld CLIP (its log says so every 50 steps).
-    "pretrain": KillPoint(("miniworld-pretrain",), "{exp}/logs/miniworld_pretrain.log", "step 100/"),
+    "pretrain": KillPoint(("miniworld-pretrain",), "{exp}/logs/miniworld_pretrain.log", "step 100/", slice=0.5),
     # BMIP's training job between two epochs of a run: its state after an epoch is saved.
     "train": KillPoint(("train", "--method", "bmip"), "{exp}/train/*/bmip/*/seed*/state.pt"),
     # BMIP's evaluation job after its first evaluation: some of its outputs exist, not all.
@@ -101,10 +99,10 @@ def _tree(pid: int) -> list[int]:
     return tree
 
 
-def _signal_tree(pid: int, sig: int) -> None:
-    for member in _tree(pid):
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
         try:
-            os.kill(member, sig)
+            os.kill(pid, sig)
         except ProcessLookupError:
             pass
 
@@ -131,16 +129,18 @@ def kill_at(run: subprocess.Popen, workdir: Path, config: dict, point: KillPoint
         pid = find_job(workdir, point.job)
         if pid is None:
             time.sleep(0.05)
-    _signal_tree(pid, signal.SIGSTOP)
+    tree = _tree(pid)
+    _signal(tree, signal.SIGSTOP)
     before = point.files(workdir, config)  # a job writes nothing before torch and bmip are imported
     while not point.reached(workdir, config, before):
         if not Path(f"/proc/{pid}").exists() or time.monotonic() > deadline:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
             raise RuntimeError(f"job {' '.join(point.job)} (pid {pid}) ended before {point.ready} appeared")
-        _signal_tree(pid, signal.SIGCONT)
-        time.sleep(SLICE)
-        _signal_tree(pid, signal.SIGSTOP)
+        _signal(tree, signal.SIGCONT)
+        time.sleep(point.slice)
+        tree = _tree(pid)  # with any process it started meanwhile
+        _signal(tree, signal.SIGSTOP)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     while live_processes(workdir):
