@@ -20,12 +20,11 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bmip.audit.layout import CONFIG, TABLES_DIR, Experiment
-from bmip.audit.volatile import CRATE_METADATA, VOLATILE_FILE, Volatile, declaration, is_volatile_file, show_key
+from bmip.audit.layout import CONFIG, CRATE, TABLES_DIR, Experiment
+from bmip.audit.volatile import VOLATILE_FILE, Volatile, declaration, is_volatile_file, show_key
 
 TEXT = (".json", ".csv", ".md", ".tex", ".txt", ".log", ".yaml", ".smk", "")  # shown line by line
-CRATE_MEMBERS = "crate.zip/"
-SAME_JSON = "same JSON content, different bytes (formatting or key order)"  # how a crate member outside the experiment folder is named
+SAME_JSON = "same JSON content, different bytes (formatting or key order)"
 _SHOWN = 8  # differing keys, cells or members shown per file
 
 
@@ -238,7 +237,8 @@ def _compare_archive(name: str, a: bytes, b: bytes, prefix: str, declared: Volat
         return Difference(name, False, "not a readable zip file", declared)
 
     def inside(member: str) -> str:
-        return member.removeprefix(f"{prefix}/") if member.startswith(f"{prefix}/") else f"{CRATE_MEMBERS}{member}"
+        """A member as the experiment file it holds, else as a member of crate.zip (the workflow, the metadata)."""
+        return member.removeprefix(f"{prefix}/") if member.startswith(f"{prefix}/") else f"{CRATE}/{member}"
 
     problems, expected = [], []
     for member in sorted(members_a.keys() | members_b.keys()):

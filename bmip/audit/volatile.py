@@ -17,10 +17,12 @@ import functools
 import re
 from dataclasses import dataclass
 
+from bmip.audit.layout import CRATE
+
 # A key path segment matching the path of any file declared here (a listing's entry for it).
 VOLATILE_FILE = "<volatile file>"
-# The crate's metadata, as `bmip compare` names it: a member of crate.zip.
-CRATE_METADATA = "crate.zip/ro-crate-metadata.json"
+# The crate's metadata, as `bmip compare` names a member of crate.zip outside the experiment folder.
+CRATE_METADATA = f"{CRATE}/ro-crate-metadata.json"
 
 
 @dataclass(frozen=True)

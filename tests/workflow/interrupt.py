@@ -1,10 +1,10 @@
 """Kill a Snakemake run hard at a chosen moment, recover as `scripts/run.sh` does, and rerun.
 
 A kill point names a bmip job (words of its command line) and a moment inside it (a file that
-appears while it runs). The job is let run in slices of a few milliseconds, stopped (SIGSTOP, its
-whole process tree) between slices, until the moment has come; then the whole Snakemake process
-group is killed with SIGKILL, as a lost session, the OOM killer or a shutdown would. So the kill
-lands at the same point of the job every time, however loaded the machine is.
+appears while it runs). The job is let run in slices of a few milliseconds, its whole process
+tree stopped with SIGSTOP between slices, until the moment has come; then the whole Snakemake
+process group is killed with SIGKILL, as a lost session, the OOM killer or a shutdown would. So
+the kill lands at the same point of the job every time, however loaded the machine is.
 
 The tests use it on the reduced experiment; by hand, on the default experiment, from the root of a
 fresh clone with the venv active (README, "Comparing two runs"):
@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from bmip.workflow_lock import STALE, live_processes
+
 
 @dataclass(frozen=True)
 class KillPoint:
@@ -153,7 +154,8 @@ def recover(snakemake: list[str], workdir: Path) -> None:
     """What scripts/run.sh does before it starts: the lock the killed run left is stale; unlock."""
     state = subprocess.run([sys.executable, "-m", "bmip.workflow_lock", str(workdir)], capture_output=True, text=True)
     if state.returncode != STALE:
-        raise RuntimeError(f"bmip.workflow_lock says {state.returncode} ({state.stderr.strip()}), expected a stale lock")
+        raise RuntimeError(f"bmip.workflow_lock exited {state.returncode} ({state.stderr.strip()}), "
+                           "not 3 (a stale lock)")
     unlocked = subprocess.run([*snakemake, "--unlock"], capture_output=True, text=True, timeout=600)
     if unlocked.returncode != 0:
         raise RuntimeError(f"snakemake --unlock failed: {unlocked.stderr[-3000:]}")
@@ -167,6 +169,7 @@ def start(snakemake: list[str], log: Path) -> subprocess.Popen:
 def interrupted_run(snakemake: list[str], workdir: Path, config: dict, kills: list[str], log: Path,
                     timeout: float = 1800) -> None:
     """Run `snakemake`, killed hard at each kill point in turn and recovered, then to the end."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     for name in kills:
         kill_at(start(snakemake, log), workdir, config, KILL_POINTS[name], timeout)
         with log.open("a") as out:
@@ -182,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill", nargs="+", choices=sorted(KILL_POINTS), required=True,
                         help="kill points, in the order the run reaches them")
     parser.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
-    parser.add_argument("--log", type=Path, default=Path("interrupted-run.log"))
+    parser.add_argument("--log", type=Path, default=Path("results/interrupted-run.log"),
+                        help="where Snakemake's output goes (outside the experiment folder)")
     parser.add_argument("snakemake_args", nargs="*", help="after --: arguments for snakemake, e.g. --cores 2")
     args = parser.parse_args(argv)
     config = yaml.safe_load(args.configfile.read_text())
