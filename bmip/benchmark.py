@@ -84,9 +84,11 @@ def benchmark(
         params = net.learnable_parameters()
         optimiser = torch.optim.SGD(params, lr=1e-3, momentum=0.9) if params else None
 
+        views = [images] * (len(net.train_transforms(size)) - 1)  # CoPrompt's second view
+
         def train_step() -> None:
             with autocast(dev, precision):
-                loss, _ = net.loss(images, labels)
+                loss, _ = net.loss(images, labels, views)
             if optimiser is not None:
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()

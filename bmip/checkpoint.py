@@ -1,5 +1,8 @@
 """Method checkpoints: only the learnable tensors (safetensors) plus a JSON metadata record.
 
+The tensors are the method's prompts (and projections, gates) and a regulariser's own tensors
+(CoPrompt's adapters, stored as "coprompt.<name>").
+
 The frozen backbone is never stored: a checkpoint names it, and loading checks that the
 backbone it is applied to is the same one. Class-dependent state (tokens, embeddings, cached
 features) is rebuilt for whatever class set the model is loaded for (novel classes, another
@@ -34,7 +37,7 @@ def save_checkpoint(path: Path, model: "PromptedCLIP", extra: dict[str, Any] | N
     import torch
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.method.named_parameters()}
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.named_learnable_parameters()}
     meta = {
         "format": FORMAT,
         "bmip_version": bmip.__version__,
@@ -93,7 +96,7 @@ def load_model(
         raise CheckpointError(f"{path} was trained on backbone {meta['backbone']}, not {want}")
     model = build_model(backbone, meta["method"], classnames or meta["classnames"], template or meta["template"], meta["options"])
     try:
-        model.method.load_state_dict(tensors, strict=True)
+        model.load_learnable_state(tensors)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: tensors do not match method {meta['method']!r} ({err})") from err
     return model

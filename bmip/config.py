@@ -72,7 +72,6 @@ def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     unknown = sorted(set(config["methods"]) - set(method_names()))
     if unknown:
         raise ConfigError(f"{source}: methods: unknown method(s) {unknown}; choose from {method_names()}")
-    check_dataset_names(config, source)
     return config
 
 
@@ -88,7 +87,9 @@ def dataset_keys(config: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def check_dataset_names(config: dict[str, Any], source: str = "config") -> None:
-    """Refuse, before any job runs, a dataset name that nothing can provide.
+    """Refuse, before any job runs, a dataset name that nothing can provide (the workflow's start
+    and `bmip check-config`; not `validate`, which also reads finished experiments' configs,
+    whose relative `data_root` means nothing from another folder).
 
     A name is valid when it is a registry dataset (any common spelling), a dataset of the
     configured miniworld (the workflow generates it), or a folder or file under `data_root`. The

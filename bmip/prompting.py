@@ -6,17 +6,20 @@ padding after the longest EOT never influences a feature (identical result, seve
 
 Vision: [CLS, patches, prompt tokens]; prompts are appended after the positional embedding and
 before `ln_pre` (as in MaPLe/BMIP), and dropped again before open_clip's own pooling.
+
+A regulariser (`<base>+promptsrc`, `<base>+coprompt`) may adapt both towers' output features
+before normalisation, and add loss terms that may read further augmented views of the images.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bmip.backbone import Backbone
-from bmip.methods.base import PromptMethod, Slots
+from bmip.methods.base import PromptMethod, Regularizer, Slots
 
 # Sequences per text-tower pass when there are many (CoCoOp: images × classes; PromptSRC's
 # targets: templates × classes). 256 was fastest on a 2-core CPU with mini-vit (CoCoOp: measured
@@ -55,7 +58,7 @@ class PromptedCLIP(nn.Module):
         method: PromptMethod,
         classnames: list[str],
         template: str = "a photo of a {}.",
-        regularizer: nn.Module | None = None,
+        regularizer: Regularizer | None = None,
     ):
         super().__init__()
         self.backbone = backbone
@@ -128,7 +131,8 @@ class PromptedCLIP(nn.Module):
         x = clip.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot]
         x = clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection
-        return x.view(-1, len(self.classnames), x.shape[-1]) if batched else x
+        x = x.view(-1, len(self.classnames), x.shape[-1]) if batched else x
+        return x if self.regularizer is None else self.regularizer.adapt_text(x)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Unnormalised image features, with the method's vision prompts."""
@@ -145,7 +149,8 @@ class PromptedCLIP(nn.Module):
         slots = Slots(start=n_content, length=method.vision_tokens)
         x = run_blocks(visual.transformer.resblocks, x, slots, method.vision_deep)
         pooled, _ = visual._pool(x[:, :n_content])
-        return pooled @ visual.proj if visual.proj is not None else pooled
+        x = pooled @ visual.proj if visual.proj is not None else pooled
+        return x if self.regularizer is None else self.regularizer.adapt_image(x)
 
     # ------------------------------------------------------------------ classification
     def text_features(self) -> torch.Tensor | None:
@@ -185,15 +190,54 @@ class PromptedCLIP(nn.Module):
         """Logits over the current class set; pass `text` to reuse precomputed text features."""
         return self.features(images, text)[2]
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training loss (cross-entropy plus the regulariser's terms, if any) and the logits."""
+    def loss(
+        self, images: torch.Tensor, labels: torch.Tensor, views: Sequence[torch.Tensor] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training loss (cross-entropy plus the regulariser's terms, if any) and the logits.
+        `views`: the further augmented views of `images` the regulariser asked for (CoPrompt's view 2)."""
         image, text, logits = self.features(images)
         loss = F.cross_entropy(logits.float(), labels)
         if self.regularizer is not None:
-            loss = loss + self.regularizer.loss(self, images, image, text, logits)
+            loss = loss + self.regularizer.loss(self, images, image, text, logits, views)
         return loss, logits
 
+    def train_transforms(self, size: int) -> list[Callable]:
+        """One training augmentation per view of an image: the first view is classified, the others
+        (if any) go to the regulariser's loss."""
+        if self.regularizer is not None:
+            return self.regularizer.train_transforms(size)
+        from bmip.data import train_transform
+
+        return [train_transform(size)]
+
+    # ------------------------------------------------------------------ learnable state
+    def named_learnable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """What training updates and a checkpoint stores: the method's tensors, then the
+        regulariser's (CoPrompt's adapters) under "<regulariser name>."."""
+        yield from self.method.named_parameters()
+        if self.regularizer is not None:
+            for key, p in self.regularizer.named_parameters():
+                yield f"{self.regularizer.name}.{key}", p
+
     def learnable_parameters(self) -> list[nn.Parameter] | list[dict[str, Any]]:
-        """What the optimiser steps: the method's learnable tensors, or its parameter groups
-        where it needs them (official_compat BMIP: the aliases of its shared visual prompt)."""
-        return self.method.optimizer_params()
+        """What the optimiser steps: the method's learnable tensors (or its parameter groups where
+        it needs them: official_compat BMIP's aliases of its shared visual prompt), then the
+        regulariser's (CoPrompt's adapters)."""
+        params = self.method.optimizer_params()
+        extra = [p for p in self.regularizer.parameters() if p.requires_grad] if self.regularizer is not None else []
+        if params and isinstance(params[0], dict):
+            return [{**params[0], "params": [*params[0]["params"], *extra]}, *params[1:]]
+        return [*params, *extra]
+
+    def learnable_state(self) -> dict[str, torch.Tensor]:
+        """A detached copy of every learnable tensor, by its `named_learnable_parameters` name."""
+        return {key: p.detach().clone() for key, p in self.named_learnable_parameters()}
+
+    def load_learnable_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of `learnable_state`; every tensor must be there and no other (strict)."""
+        prefix = f"{self.regularizer.name}." if self.regularizer is not None else None
+        own = {k: v for k, v in state.items() if prefix is None or not k.startswith(prefix)}
+        self.method.load_state_dict(own, strict=True)
+        if self.regularizer is not None:
+            self.regularizer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                                             strict=True)

@@ -18,7 +18,7 @@ def _trained(backbone, name):
     return model
 
 
-@pytest.mark.parametrize("name", ["bmip", "cocoop", "bmip+promptsrc", "coop"])
+@pytest.mark.parametrize("name", ["bmip", "cocoop", "bmip+promptsrc", "coop", "bmip+coprompt"])
 def test_save_load_reproduces_logits_exactly(tiny_backbone, tmp_path, name):
     model = _trained(tiny_backbone, name)
     path = tmp_path / "prompts.safetensors"
@@ -29,7 +29,7 @@ def test_save_load_reproduces_logits_exactly(tiny_backbone, tmp_path, name):
     with torch.no_grad():
         assert torch.equal(model(images), loaded(images))
     tensors = load_file(str(path))
-    assert set(tensors) == {k for k, _ in model.method.named_parameters()}
+    assert set(tensors) == {k for k, _ in model.named_learnable_parameters()}
     assert not any(k.startswith("clip") for k in tensors)
     _, meta = read_checkpoint(path)
     assert meta["method"] == name and meta["classnames"] == CLASSNAMES and meta["epoch"] == 3

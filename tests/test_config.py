@@ -3,25 +3,40 @@ import subprocess
 
 import pytest
 
-from bmip.config import ConfigError, load_config
+from bmip.config import ConfigError, check_dataset_names, load_config
 from tests.workflow.reduced import REPO, reduced_config, snakemake_command
+
+
+def check(path, overrides):
+    config = load_config(path, overrides)
+    check_dataset_names(config)
+    return config
 
 
 def test_a_typo_in_a_dataset_name_is_named_by_key_with_the_nearest_names():
     with pytest.raises(ConfigError) as err:
-        load_config(REPO / "config" / "config.yaml", ["protocols.base2novel.datasets=[toys, stickers, toyz]"])
+        check(REPO / "config" / "config.yaml", ["protocols.base2novel.datasets=[toys, stickers, toyz]"])
     message = str(err.value)
     assert "protocols.base2novel.datasets[2]: 'toyz'" in message and "did you mean 'toys'" in message
     assert "datasets[0]" not in message and "datasets[1]" not in message
 
 
 def test_registry_spellings_miniworld_names_and_folders_are_accepted(tmp_path):
-    config = load_config(REPO / "config" / "paper.yaml", ["protocols.cross_dataset.targets=[OxfordPets, Flowers102]"])
+    config = check(REPO / "config" / "paper.yaml", ["protocols.cross_dataset.targets=[OxfordPets, Flowers102]"])
     assert config["protocols"]["cross_dataset"]["targets"] == ["OxfordPets", "Flowers102"]
     (tmp_path / "my_data").mkdir()
-    load_config(REPO / "config" / "paper.yaml", [f"data_root={tmp_path}", "protocols.base2novel.datasets=[my_data]"])
+    check(REPO / "config" / "paper.yaml", [f"data_root={tmp_path}", "protocols.base2novel.datasets=[my_data]"])
     with pytest.raises(ConfigError, match=r"protocols.cross_dataset.source: 'imagenett'.*did you mean 'imagenet'"):
-        load_config(REPO / "config" / "paper.yaml", ["protocols.cross_dataset.source=imagenett"])
+        check(REPO / "config" / "paper.yaml", ["protocols.cross_dataset.source=imagenett"])
+
+
+def test_check_config_refuses_an_unknown_dataset(tmp_path):
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "bmip.cli", "check-config", str(REPO / "config" / "config.yaml"),
+                           "--set", "protocols.cross_dataset.source=objets"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "protocols.cross_dataset.source: 'objets'" in done.stderr
+    assert "did you mean 'objects'" in done.stderr
 
 
 def test_the_workflow_refuses_an_unknown_dataset_before_any_job(tmp_path):

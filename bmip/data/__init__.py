@@ -8,6 +8,7 @@ Typical use::
     train, val, test, names = subsample_classes(train, val, ds.test, "base")
 """
 from .custom import load_coop_dataset, load_csv_dataset, load_custom, load_folder_dataset
+from .descriptions import ClassDescriptions, class_descriptions
 from .downloads import download, download_file, verify_file
 from .errors import (
     ChecksumError,
@@ -39,7 +40,8 @@ from .registry import DATASETS, DatasetSpec, get_spec, resolve_name
 from .sources import Source
 
 
-_LAZY_IMAGES = frozenset({"CLIP_MEAN", "CLIP_STD", "ImageDataset", "test_transform", "train_transform"})
+_LAZY_IMAGES = frozenset({"CLIP_MEAN", "CLIP_STD", "ImageDataset", "Views", "randaugment_transform", "test_transform",
+                          "train_transform"})
 
 
 def __getattr__(name: str) -> object:
@@ -57,12 +59,12 @@ def zero_shot_prompts(template: str, classnames: list[str]) -> list[str]:
 
 
 __all__ = [
-    "CLIP_MEAN", "CLIP_STD", "DATASETS", "ChecksumError", "DataError", "Dataset", "DatasetNotFoundError",
+    "CLIP_MEAN", "CLIP_STD", "DATASETS", "ChecksumError", "ClassDescriptions", "DataError", "Dataset", "DatasetNotFoundError",
     "DatasetSpec", "DeadSourceError", "DownloadError", "ImageDataset", "Item", "ManualDownloadRequired",
-    "MissingImagesError", "OpenWorldSplit", "RATIO_SWEEP", "Source", "SplitFileError", "UnsafeArchiveError",
-    "base_novel_labels", "download", "download_file", "fewshot", "fewshot_split", "fewshot_split_path",
+    "MissingImagesError", "OpenWorldSplit", "RATIO_SWEEP", "Source", "SplitFileError", "UnsafeArchiveError", "Views",
+    "base_novel_labels", "class_descriptions", "download", "download_file", "fewshot", "fewshot_split", "fewshot_split_path",
     "file_sha256", "get_spec", "items_hash", "load_coop_dataset", "load_csv_dataset", "load_custom",
-    "load_dataset", "load_folder_dataset", "open_world_split", "ratio_counts", "ratio_selection",
+    "load_dataset", "load_folder_dataset", "open_world_split", "randaugment_transform", "ratio_counts", "ratio_selection",
     "read_fewshot_split", "resolve_name", "safe_extract", "subsample_classes", "subsample_classes_ratio",
     "test_transform", "train_transform", "verify_file", "write_fewshot_split", "zero_shot_prompts",
 ]

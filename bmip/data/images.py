@@ -25,6 +25,28 @@ def train_transform(size: int = 224) -> Callable[[Image.Image], torch.Tensor]:
     ])
 
 
+def randaugment_transform(size: int = 224, ops: int = 2, magnitude: int = 10) -> Callable[[Image.Image], torch.Tensor]:
+    """CoPrompt's training augmentation (Dassl's INPUT.TRANSFORMS ["randaugment", "normalize"]): resize
+    to size x size (bicubic) + RandAugment (Dassl's defaults: 2 ops at magnitude 10 of 30, here
+    torchvision's RandAugment with 31 magnitude bins) + ToTensor + CLIP normalisation."""
+    return T.Compose([
+        T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC),
+        T.RandAugment(num_ops=ops, magnitude=magnitude, num_magnitude_bins=31),
+        T.ToTensor(),
+        T.Normalize(CLIP_MEAN, CLIP_STD),
+    ])
+
+
+class Views:
+    """Several independently augmented views of one image, as a tuple (one transform per view)."""
+
+    def __init__(self, transforms: Sequence[Callable[[Image.Image], torch.Tensor]]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, image: Image.Image) -> tuple[torch.Tensor, ...]:
+        return tuple(transform(image) for transform in self.transforms)
+
+
 def test_transform(size: int = 224) -> Callable[[Image.Image], torch.Tensor]:
     """Resize the shorter side to `size` (bicubic) + CenterCrop(size) + ToTensor + CLIP normalisation."""
     return T.Compose([

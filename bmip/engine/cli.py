@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from bmip.config import TRAINED_BY, TRAIN_CLASSES, load_config
+from bmip.config import TRAINED_BY, TRAIN_CLASSES, check_dataset_names, load_config
 from bmip.engine.gpu_slots import claim_for
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     from bmip.engine.check import check_compute, check_recipes
 
     config = load_config(args.config, args.overrides)
+    check_dataset_names(config, "the config on standard input" if str(args.config) == "-" else str(args.config))
     compute = check_compute(config)
     built = check_recipes(config)
     log.info("the config is valid and its %d (training protocol, method) recipes build on %s", built,

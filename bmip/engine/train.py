@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from bmip.checkpoint import save_checkpoint
 from bmip.config import ConfigError, config_hash, run_config
-from bmip.data import subsample_classes, train_transform
+from bmip.data import Views, subsample_classes
 from bmip.engine import paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
@@ -35,10 +35,6 @@ log = logging.getLogger(__name__)
 # What each epoch did, and nothing about when or how fast: the log is a result, the same bytes for
 # the same config and seed. Per-epoch wall times go to the run's provenance (time.epoch_seconds).
 LOG_FIELDS = ("epoch", "lr", "loss", "train_accuracy", "val_accuracy")
-
-
-def _learnable(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.method.named_parameters()}
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -77,6 +73,7 @@ def train(
     backbone = backbone_from(config, device)
     torch.manual_seed(run["torch_seed"])
     model = build_model(backbone, method, classnames, data.template, recipe["options"])
+    prepared = model.regularizer.prepare(data, config["data_root"]) if model.regularizer is not None else None
     params = model.learnable_parameters()
     epochs = recipe["epochs"] if params else 0
     optimiser = make_optimizer(params, recipe) if params else None
@@ -92,7 +89,7 @@ def train(
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         if state["config_sha256"] == digest:
-            model.method.load_state_dict(state["method"])
+            model.load_learnable_state(state["method"])
             optimiser.load_state_dict(state["optimizer"])
             selector = ModelSelector(**state["selector"])
             if averager is not None:
@@ -107,6 +104,7 @@ def train(
 
     size = backbone.image_size
     batch = recipe["batch_size"]
+    transform = Views(model.train_transforms(size))  # CoPrompt: a second augmented view of each image
     for epoch in range(start, epochs):
         if stopped:
             break
@@ -117,15 +115,15 @@ def train(
         epoch_seed = _epoch_seed(run["torch_seed"], epoch)
         torch.manual_seed(epoch_seed)  # augmentation draws from the global torch RNG
         batches = loader(
-            train_items, data.image_root, size, batch, config["workers"], transform=train_transform(size),
+            train_items, data.image_root, size, batch, config["workers"], transform=transform,
             shuffle=True, generator=torch.Generator().manual_seed(epoch_seed), drop_last=len(train_items) >= batch,
         )
         model.train()
         loss_sum, hits, seen = 0.0, 0, 0
         for images, labels in tqdm(batches, desc=f"{method}/{dataset} epoch {epoch + 1}/{epochs}", unit="batch", leave=False):
-            images, labels = images.to(device), labels.to(device)
+            images, labels = [view.to(device) for view in images], labels.to(device)
             with autocast(device, precision):
-                loss, logits = model.loss(images, labels)
+                loss, logits = model.loss(images[0], labels, images[1:])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -141,15 +139,15 @@ def train(
             row["val_accuracy"] = 100.0 * float((preds == labels).float().mean())
             keep, stopped = selector.update(epoch, row["val_accuracy"])
             if keep:
-                best = _learnable(model)
+                best = model.learnable_state()
         if averager is not None:
-            averager.add(epoch, _learnable(model))
+            averager.add(epoch, model.learnable_state())
         rows.append(row)
         epoch_seconds.append(round(time.perf_counter() - tic, 3))
         log.info("epoch %d/%d lr %.3g loss %.4f train acc %.2f%s", epoch + 1, epochs, lr, row["loss"],
                  row["train_accuracy"], f" val acc {row['val_accuracy']:.2f}" if row["val_accuracy"] is not None else "")
         state = {
-            "config_sha256": digest, "next_epoch": epoch + 1, "stopped": stopped, "method": _learnable(model),
+            "config_sha256": digest, "next_epoch": epoch + 1, "stopped": stopped, "method": model.learnable_state(),
             "optimizer": optimiser.state_dict(), "selector": selector.state_dict(), "best": best, "rows": rows,
             "epoch_seconds": epoch_seconds,
             "averager": averager.state_dict() if averager is not None else None,
@@ -164,8 +162,8 @@ def train(
     elif selection["mode"] == "best_val" and best is not None:
         final, selected = best, selector.best_epoch + 1
     else:
-        final, selected = _learnable(model), len(rows)
-    model.method.load_state_dict(final)
+        final, selected = model.learnable_state(), len(rows)
+    model.load_learnable_state(final)
     save_checkpoint(out / paths.PROMPTS, model, {"config_sha256": digest, "selected_epoch": selected})
     _write_log(out / paths.TRAIN_LOG, rows)
     clock.extra["epoch_seconds"] = epoch_seconds
@@ -175,6 +173,8 @@ def train(
         "selected_epoch": selected,
         "epochs_run": len(rows),
     }
+    if prepared is not None:
+        inputs[model.regularizer.name] = prepared
     write_json(out / paths.PROVENANCE, provenance("train", run, clock=clock, inputs=inputs, backbone=backbone_record(backbone)))
     state_path.unlink(missing_ok=True)
     return out

@@ -1,7 +1,8 @@
 """The method registry: every prompt method by name, and the factory that builds a model.
 
 Adding a method = one module with a `PromptMethod` subclass and one entry in `METHODS`.
-A name `<base>+promptsrc` adds PromptSRC regularisation to a base in `PROMPTSRC_BASES`.
+A name `<base>+<regulariser>` adds a regulariser of `REGULARIZERS` (PromptSRC, CoPrompt) to a base
+in `REGULARIZED_BASES`.
 Names are checked without importing torch or open_clip (the config validation and the light
 commands need only them); a method's module is imported when a model is built.
 """
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bmip.backbone import Backbone
-    from bmip.methods.base import PromptMethod
+    from bmip.methods.base import PromptMethod, Regularizer
 
 # name -> "<module in bmip/methods>.<PromptMethod subclass>"
 METHODS: dict[str, str] = {
@@ -26,55 +27,70 @@ METHODS: dict[str, str] = {
     "maple": "maple.MaPLe",
     "bmip": "bmip.BMIP",
 }
-PROMPTSRC_BASES = ("bmip", "maple", "ivlp")
-SUFFIX = "+promptsrc"
+# name -> "<module in bmip/methods>.<Regularizer subclass>"
+REGULARIZERS: dict[str, str] = {
+    "promptsrc": "promptsrc.PromptSRC",
+    "coprompt": "coprompt.CoPrompt",
+}
+REGULARIZED_BASES = ("bmip", "maple", "ivlp")
 
 
 class MethodConfigError(ValueError):
     """A method was given an unknown name, an unknown key or an impossible value."""
 
 
+def _registered(entry: str) -> type:
+    module, cls = entry.rsplit(".", 1)
+    return getattr(importlib.import_module(f"bmip.methods.{module}"), cls)
+
+
 def method_class(base: str) -> type["PromptMethod"]:
     """The `PromptMethod` subclass registered under a base name."""
-    module, cls = METHODS[base].rsplit(".", 1)
-    return getattr(importlib.import_module(f"bmip.methods.{module}"), cls)
+    return _registered(METHODS[base])
+
+
+def regularizer_class(name: str) -> type["Regularizer"]:
+    """The `Regularizer` subclass registered under a regulariser name."""
+    return _registered(REGULARIZERS[name])
 
 
 def method_names() -> list[str]:
     """Every valid method name, combinations included."""
-    return list(METHODS) + [base + SUFFIX for base in PROMPTSRC_BASES]
+    return list(METHODS) + [f"{base}+{reg}" for reg in REGULARIZERS for base in REGULARIZED_BASES]
 
 
-def split_name(name: str) -> tuple[str, bool]:
-    """'bmip+promptsrc' -> ('bmip', True); raises on unknown names, listing the valid ones."""
-    base, regularised = (name[: -len(SUFFIX)], True) if name.endswith(SUFFIX) else (name, False)
-    if base not in METHODS or (regularised and base not in PROMPTSRC_BASES):
+def split_name(name: str) -> tuple[str, str | None]:
+    """'bmip+promptsrc' -> ('bmip', 'promptsrc'), 'bmip' -> ('bmip', None); raises on unknown names,
+    listing the valid ones."""
+    if name not in method_names():
         raise MethodConfigError(f"unknown method {name!r}; choose one of {method_names()}")
-    return base, regularised
+    base, _, reg = name.partition("+")
+    return base, reg or None
 
 
 def build_method(backbone: "Backbone", name: str, options: dict[str, Any] | None = None):
     """(method, regulariser or None, resolved options) for a method name and its options.
 
-    Options of a `+promptsrc` combination go under the key "promptsrc"; the rest configure the base.
+    Options of a `<base>+<regulariser>` combination go under the key "<regulariser>" (e.g.
+    "promptsrc", "coprompt"); the rest configure the base.
     """
-    base, regularised = split_name(name)
+    base, reg = split_name(name)
     options = dict(options or {})
-    src_options = options.pop("promptsrc", None)
-    if src_options is not None and not regularised:
-        raise MethodConfigError(f"method {name!r}: option 'promptsrc' is only valid for {name}+promptsrc")
+    reg_options = {key: options.pop(key) for key in REGULARIZERS if key in options}
+    for key in reg_options:
+        if key != reg:
+            raise MethodConfigError(f"method {name!r}: option {key!r} is only valid for {base}+{key}")
     from bmip.methods.base import parse_config
 
     cls = method_class(base)
     method = cls(backbone, parse_config(cls.Config, base, options))
     resolved = dataclasses.asdict(method.config)
     regulariser = None
-    if regularised:
-        from bmip.methods.promptsrc import PromptSRC
-
-        src_config = parse_config(PromptSRC.Config, "promptsrc", src_options)
-        regulariser = PromptSRC(src_config)
-        resolved["promptsrc"] = dataclasses.asdict(src_config)
+    if reg is not None:
+        reg_cls = regularizer_class(reg)
+        reg_config = parse_config(reg_cls.Config, reg, reg_options.get(reg))
+        regulariser = reg_cls(backbone, reg_config)
+        resolved[reg] = dataclasses.asdict(reg_config)
     return method, regulariser, resolved
 
 

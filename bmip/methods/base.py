@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import torch
 from torch import nn
 
 from bmip.backbone import Backbone
 from bmip.methods import MethodConfigError
+
+if TYPE_CHECKING:
+    from bmip.data import Dataset
+    from bmip.prompting import PromptedCLIP
 
 
 @dataclass
@@ -99,6 +104,54 @@ class PromptMethod(nn.Module):
 
     def vision_deep(self, k: int, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor | None:
         return None
+
+
+class Regularizer(nn.Module):
+    """Base class of the `<base>+<name>` regularisers: extra loss terms on top of a prompt method.
+
+    A regulariser may also own learnable heads on the towers' output features (`adapt_image`,
+    `adapt_text`: applied before normalisation, in training and evaluation) and ask the data loader
+    for more augmented views of each training image (`train_transforms`: view 1 goes through the
+    prompted model, the others reach `loss` as `views`).
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, backbone: Backbone, config: Any):
+        super().__init__()
+        self.config = config
+
+    def prepare(self, dataset: "Dataset", data_root: str | Path | None) -> dict[str, Any] | None:
+        """Load what the loss needs from the training dataset; returns what provenance records."""
+        return None
+
+    def set_classnames(self, model: "PromptedCLIP") -> None:
+        """A new class set: drop whatever was computed for the previous one."""
+
+    def train_transforms(self, size: int) -> list[Callable]:
+        """One augmentation per view of a training image."""
+        from bmip.data import train_transform
+
+        return [train_transform(size)]
+
+    def adapt_image(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def adapt_text(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def loss(
+        self,
+        model: "PromptedCLIP",
+        images: torch.Tensor,
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logits: torch.Tensor,
+        views: Sequence[torch.Tensor] = (),
+    ) -> torch.Tensor:
+        """The terms added to the cross-entropy, from normalised features and the logits."""
+        raise NotImplementedError
 
 
 def check_depth(name: str, depth: int, layers: int, what: str = "depth") -> None:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torch import nn
 
+from bmip.backbone import Backbone
+from bmip.methods.base import Regularizer
 from bmip.prompting import PromptedCLIP, text_pass
 
 
@@ -36,15 +39,14 @@ _TEMPLATE_ENSEMBLES: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, ...],
 )
 
 
-class PromptSRC(nn.Module):
+class PromptSRC(Regularizer):
     """The regulariser: no learnable tensors, frozen targets rebuilt for every class set."""
 
     name = "promptsrc"
     Config = PromptSRCConfig
 
-    def __init__(self, config: PromptSRCConfig):
-        super().__init__()
-        self.config = config
+    def __init__(self, backbone: Backbone, config: PromptSRCConfig):
+        super().__init__(backbone, config)
         self._fixed_text: torch.Tensor | None = None
 
     def set_classnames(self, model: PromptedCLIP) -> None:
@@ -80,6 +82,7 @@ class PromptSRC(nn.Module):
         image_features: torch.Tensor,
         text_features: torch.Tensor,
         logits: torch.Tensor,
+        views: Sequence[torch.Tensor] = (),
     ) -> torch.Tensor:
         cfg = self.config
         fixed_text = self.fixed_text(model)

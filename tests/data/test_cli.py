@@ -46,5 +46,6 @@ def test_download_exit_codes(tmp_path, caplog):
     assert args.func(args) == 1 and "unknown dataset" in caplog.text
     (tmp_path / "imagenet").mkdir()
     (tmp_path / "imagenet" / "classnames.txt").write_text("n01440764 tench\n")
+    (tmp_path / "imagenet" / "imagenet_prompt.json").write_text('{"tench": ["a fish."]}')  # CoPrompt's, in place
     args = parse(["download", "imagenet", "--root", str(tmp_path), "--no-progress"])
     assert args.func(args) == 2 and "image-net.org" in caplog.text

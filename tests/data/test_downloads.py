@@ -186,6 +186,7 @@ def test_hand_supplied_archive_with_wrong_checksum_is_moved_aside(toy, tmp_path)
 def test_imagenet_asks_for_the_manual_download(tmp_path):
     (tmp_path / "imagenet").mkdir()
     (tmp_path / "imagenet" / "classnames.txt").write_text("n01440764 tench\n")  # found in place: no network
+    (tmp_path / "imagenet" / "imagenet_prompt.json").write_text('{"tench": ["a fish."]}')  # CoPrompt's, likewise
     with pytest.raises(ManualDownloadRequired) as e:
         download("imagenet", tmp_path, progress=False)
     msg = str(e.value)

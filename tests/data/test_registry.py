@@ -64,15 +64,16 @@ def test_sources_are_well_formed():
 
 def test_bundled_files_match_the_recorded_checksums():
     """Every bundled source names a shipped file with the pinned size and SHA-256, and every shipped
-    data file is a source's (the 7 split files and cat_to_name.json)."""
+    data file is a source's (the 7 split files, cat_to_name.json and CoPrompt's 10 description files),
+    listed with its hash in its folder's README beside a licence."""
     bundled = {s.bundled: s for spec in DATASETS.values() for s in spec.sources if s.bundled}
     for name, s in bundled.items():
         local = BUNDLED_DIR / name
         assert (local.stat().st_size, file_sha256(local)) == (s.size, s.sha256), name
-    shipped = {p.name for p in BUNDLED_DIR.iterdir()} - {"README.md", "LICENSE"}
-    assert shipped == set(bundled) and len(bundled) == 8
-    readme = (BUNDLED_DIR / "README.md").read_text()
-    assert all(s.sha256 in readme for s in bundled.values())
+        assert s.sha256 in (local.parent / "README.md").read_text() and (local.parent / "LICENSE").is_file()
+    shipped = {p.relative_to(BUNDLED_DIR).as_posix() for p in BUNDLED_DIR.rglob("*")
+               if p.is_file() and p.name not in ("README.md", "LICENSE")}
+    assert shipped == set(bundled) and len(bundled) == 18
 
 
 def test_items_hash_is_canonical_and_order_sensitive():

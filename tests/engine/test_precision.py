@@ -50,6 +50,7 @@ def test_every_method_trains_and_evaluates_under_bf16_autocast_with_fp32_state(t
     torch.manual_seed(0)
     model = build_model(tiny_backbone, name, CLASSNAMES)
     images, labels = _batch()
+    views = [images.flip(-1)] * (len(model.train_transforms(images.shape[-1])) - 1)  # CoPrompt's second view
     params = model.learnable_parameters()
     if params:  # zero-shot CLIP has nothing to train
         optimiser = make_optimizer(params, recipe({}, "base2novel", name))
@@ -57,7 +58,7 @@ def test_every_method_trains_and_evaluates_under_bf16_autocast_with_fp32_state(t
         model.train()
         for _ in range(2):
             with autocast(CPU, "bf16"):
-                loss, logits = model.loss(images, labels)
+                loss, logits = model.loss(images, labels, views)
             assert logits.dtype == torch.bfloat16 and torch.isfinite(loss)  # autocast really ran
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

@@ -50,3 +50,37 @@ def test_open_world_and_cross_dataset_metrics(toy_setup, tmp_path):
     xd = json.loads((evaluate(config, "cross_dataset", "zsclip", "toy", 1) / paths.METRICS).read_text())
     assert xd["trained_on"] == "toy" and xd["results"]["all"]["total"] == 20
     assert xd["summary"]["accuracy"] == pytest.approx(100 * xd["results"]["all"]["correct"] / 20)
+
+
+def test_coprompt_trains_on_two_views_and_records_its_description_fallback(toy_setup, tmp_path, monkeypatch, caplog):
+    """The loader gives CoPrompt a second, independently augmented view of every image (and only
+    CoPrompt); the toy dataset has no description file, and the fallback is logged and recorded."""
+    import torch
+    from safetensors.torch import load_file
+
+    from bmip.config import apply_overrides, validate
+    from bmip.prompting import PromptedCLIP
+
+    seen: dict[str, list] = {}
+    real_loss = PromptedCLIP.loss
+
+    def spy(model, images, labels, views=()):
+        seen.setdefault(model.method_name, []).append((images, list(views)))
+        return real_loss(model, images, labels, views)
+
+    monkeypatch.setattr(PromptedCLIP, "loss", spy)
+    config, _ = toy_setup
+    config = validate(apply_overrides(config, ["recipes.default.bmip+coprompt.epochs=1",
+                                               "recipes.default.bmip+coprompt.options.depth=3",
+                                               "recipes.default.bmip.epochs=1"]))
+    with caplog.at_level("WARNING"):
+        train_out, ev = _run(config, tmp_path, "bmip+coprompt")
+    assert "dataset 'toy' has no class-description file: falling back to its prompt template" in caplog.text
+    record = json.loads((train_out / paths.PROVENANCE).read_text())["inputs"]["coprompt"]["descriptions"]
+    assert record["origin"] == "template" and record["template"] == "a photo of a {}." and "'toy'" in record["reason"]
+    for images, views in seen["bmip+coprompt"]:
+        assert len(views) == 1 and views[0].shape == images.shape and not torch.equal(views[0], images)
+    assert {k.split(".")[0] for k in load_file(str(train_out / paths.PROMPTS))} >= {"coprompt"}
+    assert json.loads((ev / paths.METRICS).read_text())["summary"]["hm"] is not None
+    _run(config, tmp_path / "plain", "bmip")
+    assert all(views == [] for _, views in seen["bmip"])

@@ -13,8 +13,9 @@ def test_every_registered_name_is_its_class_name():
 
 
 def test_unknown_names_are_refused_listing_the_valid_ones():
-    assert split_name("maple+promptsrc") == ("maple", True)
-    for bad in ("bmipp", "coop+promptsrc"):
+    assert split_name("maple+promptsrc") == ("maple", "promptsrc")
+    assert split_name("bmip+coprompt") == ("bmip", "coprompt") and split_name("bmip") == ("bmip", None)
+    for bad in ("bmipp", "coop+promptsrc", "cocoop+coprompt", "bmip+coprompt+promptsrc"):
         with pytest.raises(MethodConfigError, match="choose one of"):
             split_name(bad)
 
@@ -29,4 +30,4 @@ def test_config_validation_and_the_command_line_import_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
-    assert len(method_names()) == len(METHODS) + 3
+    assert len(method_names()) == len(METHODS) + 6

@@ -66,3 +66,13 @@ def test_write_tables_writes_csv_and_markdown(files, tmp_path):
     frame = pd.read_csv(written["base2novel"])
     assert "Average over 2 datasets" in set(frame.dataset)
     assert (tmp_path / "tables" / "base2novel.md").read_text().startswith("## base2novel")
+
+
+def test_every_method_has_a_display_name():
+    """A new method (or combination, e.g. bmip+coprompt) gets its row name, place and colour from
+    bmip/report/style.yaml, not the grey fallback of unknown names."""
+    from bmip.methods import method_names
+    from bmip.report.style import _style, label
+
+    assert set(_style()["methods"]) == set(method_names())
+    assert label("maple+coprompt") == "MaPLe+CoPrompt" and label("bmip+coprompt") == "BMIP+CoPrompt"

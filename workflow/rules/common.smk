@@ -5,7 +5,7 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 
-from bmip.config import TRAINED_BY, ConfigError, run_config, validate
+from bmip.config import TRAINED_BY, ConfigError, check_dataset_names, run_config, validate
 from bmip.data import resolve_name
 from bmip.engine import paths as P
 from bmip.engine.gates import has_gates
@@ -14,6 +14,7 @@ from bmip.report.tables import TABLES
 
 try:
     _validated = validate(dict(config), "the workflow config")
+    check_dataset_names(_validated, "the workflow config")
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 config.clear()
@@ -34,7 +35,7 @@ ENV = "../envs/bmip.yaml"
 wildcard_constraints:
     training="base2novel|cross_dataset",
     protocol="base2novel|open_world|cross_dataset|domain_generalization",
-    method="[a-z]+(\\+promptsrc)?",
+    method="[a-z]+(\\+(promptsrc|coprompt))?",
     dataset="[A-Za-z0-9_.-]+",
     seed="[0-9]+",
 
