@@ -21,6 +21,7 @@ from bmip.audit.manifest import verify_manifest
 from bmip.audit.recompute import check_tables
 from bmip.audit.records import RunRecord, code_label, evaluations, hardware_label
 from bmip.audit.runs import check_evaluation, check_training
+from bmip.audit.volatile import describe
 from bmip.engine import paths as P
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ class AuditReport:
         lines.append("backbone:")
         lines += [f"  {label}: {n} run(s)" for label, n in env.get("backbone", {}).items()]
         lines.append("checked: " + ", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
+        lines.append("files are checked against manifest.json byte for byte; between two runs of this experiment "
+                     "only these may differ (bmip compare, bmip/audit/volatile.py):")
+        lines += [f"  {line}" for line in describe()]
         if self.findings.skipped:
             lines.append("not checked: " + ", ".join(f"{n} {what}" for what, n in sorted(self.findings.skipped.items())))
         lines += [finding.line() for finding in self.findings.items]
@@ -126,8 +130,11 @@ def _check_grid(exp: Experiment, findings: Findings) -> None:
 
 
 def audit(path: Path, strict: bool = False) -> AuditReport:
-    """Audit the experiment folder `path` (results/<experiment>)."""
-    return audit_experiment(Experiment.open(path), Findings(), strict)
+    """Audit the experiment folder `path` (results/<experiment>). The report names the folder as
+    given, not resolved: the workflow's audit.txt is then the same wherever the workflow ran."""
+    report = audit_experiment(Experiment.open(path), Findings(), strict)
+    report.experiment = Path(path)
+    return report
 
 
 def audit_experiment(exp: Experiment, findings: Findings, strict: bool = False) -> AuditReport:

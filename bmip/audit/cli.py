@@ -1,5 +1,5 @@
 """`bmip audit`, `bmip manifest`, `bmip provenance`, `bmip cost` and `bmip crate`: the workflow's last rules,
-also usable alone."""
+also usable alone; `bmip compare`: two runs of one experiment, file by file."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +36,18 @@ def run_audit(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, report.to_dict())
     return EXIT_PASSED if report.passed else EXIT_FAILED
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from bmip.audit.compare import NotComparable, compare
+
+    try:
+        result = compare(args.a, args.b)
+    except NotComparable as err:
+        log.error("%s", err)
+        return EXIT_NOT_AN_EXPERIMENT
+    sys.stdout.write(result.text())
+    return EXIT_PASSED if result.same else EXIT_FAILED
 
 
 def run_crate(args: argparse.Namespace) -> int:
@@ -87,6 +99,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     audit.add_argument("--out", type=Path, help="also write the report to this file")
     audit.add_argument("--json", type=Path, help="also write the findings as JSON to this file")
     audit.set_defaults(func=run_audit)
+
+    compare = subparsers.add_parser(
+        "compare", help="every file that differs between two runs of one experiment, and whether it may (exit 1 if "
+                        "any differs beyond the declared volatile fields)",
+        description="Compare two experiment folders file by file. Two runs of one config on the same machine with "
+                    "the same thread count, interrupted or not, give the same bytes in every file except the records "
+                    "of their execution (times, host, command line), which bmip.audit.volatile declares: a difference "
+                    "only in those fields is expected, any other is a problem. Exit 0: no problem; 1: problems; "
+                    "2: not an experiment folder.",
+    )
+    compare.add_argument("a", type=Path, help="an experiment folder, results/<experiment>")
+    compare.add_argument("b", type=Path, help="the experiment folder of another run of the same config")
+    compare.set_defaults(func=run_compare)
 
     crate = subparsers.add_parser(
         "crate", help="the experiment as one Workflow Run RO-Crate, to share and verify with bmip audit",

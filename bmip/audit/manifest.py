@@ -10,6 +10,10 @@ What it lists:
 * `logs`: the job logs, hashed for reference but not verified by the audit: Snakemake rewrites them
   on reruns, no number is read from them, and the manifest's and audit's own logs are still open
   while those rules run (so they are left out).
+
+Two runs of one experiment write manifests that differ only in `created` and in the entries of
+the files whose records of the execution differ (bmip/audit/volatile.py); the audit report
+states those declarations.
 """
 from __future__ import annotations
 

@@ -100,7 +100,9 @@ def hardware(device: "torch.device", precision: str | None = None) -> dict[str, 
 
 class RunClock:
     """Start/end time, wall time and peak memory of a run, on the device and at the precision it
-    computes with."""
+    computes with; `extra` adds other measurements of this execution (a training's per-epoch
+    seconds, the epoch it resumed from), which like the rest of `time` differ between two runs of
+    the same config (bmip.audit.volatile)."""
 
     def __init__(self, device: "torch.device", precision: str | None = None):
         import torch
@@ -109,6 +111,7 @@ class RunClock:
         self.precision = precision
         self.start = dt.datetime.now(dt.timezone.utc)
         self._t0 = time.perf_counter()
+        self.extra: dict[str, Any] = {}
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
@@ -124,7 +127,7 @@ class RunClock:
             import torch
 
             out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
-        return out
+        return {**out, **self.extra}
 
 
 def provenance(

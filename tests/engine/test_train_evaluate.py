@@ -26,7 +26,9 @@ def test_same_config_and_seed_give_identical_metrics(toy_setup, tmp_path):
     assert metrics["results"]["novel"]["label_space"] == ["yellow colour", "purple colour"]
     assert metrics["results"]["base"]["total"] == 12 and metrics["results"]["novel"]["total"] == 8
     log = (t1 / paths.TRAIN_LOG).read_text().splitlines()
-    assert log[0] == "epoch,lr,loss,train_accuracy,val_accuracy,seconds" and len(log) == 4
+    assert log[0] == "epoch,lr,loss,train_accuracy,val_accuracy" and len(log) == 4
+    assert (t1 / paths.TRAIN_LOG).read_bytes() == (t2 / paths.TRAIN_LOG).read_bytes()  # no timing in a result
+    assert len(json.loads((t1 / paths.PROVENANCE).read_text())["time"]["epoch_seconds"]) == 3
     assert not (t1 / paths.STATE).exists()
 
 

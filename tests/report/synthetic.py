@@ -83,7 +83,7 @@ def make(root: Path, methods=METHODS, datasets=DATASETS, seeds=(1, 2, 3), protoc
                 loss = 2.5 - 0.08 * level[method] / 10 + np.cumsum(-rng.uniform(0.1, 0.4, n))
                 path = root / "train" / training / method / dataset / f"seed{s}" / "train_log.csv"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                rows = "".join(f"{e + 1},0.01,{loss[e]:.4f},{50 + 5 * e},,1\n" for e in range(n))
-                path.write_text("epoch,lr,loss,train_accuracy,val_accuracy,seconds\n" + rows)
+                rows = "".join(f"{e + 1},0.01,{loss[e]:.4f},{50 + 5 * e},\n" for e in range(n))
+                path.write_text("epoch,lr,loss,train_accuracy,val_accuracy\n" + rows)
                 out.train_logs.append(path)
     return out
