@@ -11,6 +11,14 @@ from typing import Any, Callable
 _CHUNK = 1 << 20
 
 
+def ordinary_mode(folder: bool = False) -> int:
+    """The permissions an ordinary new file (or folder) gets under the process's umask. Temporary
+    files and folders are private (0600/0700); a result moved into place from one gets these."""
+    mask = os.umask(0o022)  # Python 3.11 can only read the umask by setting it
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     """Call `write(tmp_path)`, fsync, and move the result into place: a reader never sees a partial file."""
     path = Path(path)
@@ -21,6 +29,7 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
         write(Path(tmp))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, ordinary_mode())  # mkstemp makes it 0600; results are shared like any file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

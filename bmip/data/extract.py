@@ -18,6 +18,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from bmip.io import ordinary_mode
+
 from .errors import UnsafeArchiveError
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,7 @@ def safe_extract(archive: Path, target: Path, member: str | None = None) -> Path
         member = _clean_name(member, archive)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
+    tmp.chmod(ordinary_mode(folder=True))  # it may become `target` itself
     try:
         _extract_all(archive, tmp, member)
         content = tmp / member if member is not None else tmp

@@ -117,3 +117,17 @@ def test_not_an_archive(tmp_path):
     with pytest.raises(UnsafeArchiveError, match="neither a tar nor a zip"):
         safe_extract(tmp_path / "x.tar", tmp_path / "t")
     assert not (tmp_path / "t").exists()
+
+
+def test_an_extracted_dataset_folder_is_readable_as_the_umask_allows(tmp_path):
+    """Extraction goes through a private temporary folder, which becomes the dataset folder: it
+    must end with the permissions of an ordinary folder (a shared data root serves a whole group)."""
+    import os
+
+    archive = make_tar(tmp_path / "good.tar.gz", GOOD)
+    old = os.umask(0o022)
+    try:
+        target = safe_extract(archive, tmp_path / "target")
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o755
