@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # bmip's own progress at INFO; other libraries (open_clip logs every model load on the root
+    # logger) only from WARNING, unless -v asks for everything.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("bmip").setLevel(logging.INFO)
     try:
         return int(args.func(args) or 0)
     except Exception as err:  # a clear one-line error for the user; details with -v
