@@ -5,6 +5,7 @@ miniworld demo ship in `bmip/model_configs/` and are registered with open_clip o
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import zipfile
@@ -161,6 +162,26 @@ def _check_supported(clip: nn.Module, name: str) -> None:
         raise BackboneError(f"{name}: patch dropout would drop prompt tokens; build the model without it")
 
 
+class _RandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _quiet_random_init(asked: bool):
+    """Drop open_clip's "No pretrained weights loaded … initialized randomly" warning (logged on the
+    root logger) where random weights are what the caller asked for (`pretrained: none`)."""
+    if not asked:
+        yield
+        return
+    drop = _RandomInitWarning()
+    logging.getLogger().addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(drop)
+
+
 def load_backbone(
     name: str = "ViT-B-16",
     pretrained: str | None = "openai",
@@ -179,7 +200,7 @@ def load_backbone(
         weights, tag_quick_gelu = resolve_weights(name, pretrained, cache_dir)
     # Random weights are drawn from a fixed seed, so separate processes (train, then evaluate)
     # build the same backbone; the caller's RNG state is left untouched.
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quiet_random_init(weights is None):
         torch.manual_seed(0)
         clip = open_clip.create_model(
             name,

@@ -1,4 +1,5 @@
-"""What `bmip` prints: its own progress at INFO, other libraries' chatter only with -v."""
+"""What `bmip` prints: its own progress at INFO, other libraries' chatter only with -v, and no
+warning about random weights where they were asked for."""
 import subprocess
 import sys
 
@@ -16,4 +17,6 @@ def test_open_clip_info_lines_only_with_verbose():
     quiet, verbose = _check_config(), _check_config("-v")
     assert "INFO bmip.engine.cli: the config is valid" in quiet
     assert "INFO root:" not in quiet  # open_clip logs each model load on the root logger
+    # check-config builds the recipes on random weights on purpose: open_clip's warning about that is dropped
+    assert "No pretrained weights loaded" not in quiet + verbose
     assert "INFO root:" in verbose and "INFO bmip.engine.cli: the config is valid" in verbose
