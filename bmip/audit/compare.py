@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bmip.audit.layout import CONFIG, CRATE, TABLES_DIR, Experiment
+from bmip.audit.layout import CONFIG, CRATE, TABLES_DIR, Experiment, folder_files
 from bmip.audit.volatile import VOLATILE_FILE, Volatile, declaration, is_volatile_file, show_key
 
 TEXT = (".json", ".csv", ".md", ".tex", ".txt", ".log", ".yaml", ".smk", "")  # shown line by line
@@ -76,30 +76,21 @@ class Comparison:
         return "\n".join([*lines, verdict]) + "\n"
 
 
-def experiment_files(folder: Path) -> dict[str, Path]:
-    """Every file of an experiment folder but hidden ones, by relative POSIX path."""
-    files = {}
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            files[rel.as_posix()] = path
-    return files
-
-
 def compare(a: Path, b: Path) -> Comparison:
     """Compare two experiment folders (results/<experiment>) file by file."""
+    a, b = Path(a), Path(b)
     for folder in (a, b):
-        if not (Path(folder) / CONFIG).is_file() and not (Path(folder) / TABLES_DIR).is_dir():
+        if not (folder / CONFIG).is_file() and not (folder / TABLES_DIR).is_dir():
             raise NotComparable(f"{folder} is not an experiment folder (no {CONFIG} or {TABLES_DIR}/ in it)")
-    result = Comparison(Path(a), Path(b))
-    files_a, files_b = experiment_files(Path(a)), experiment_files(Path(b))
-    prefix = _crate_prefix(Path(a))
-    for name in sorted(files_a.keys() | files_b.keys()):
+    result = Comparison(a, b)
+    files_a, files_b = set(folder_files(a)), set(folder_files(b))
+    prefix = _crate_prefix(a)
+    for name in sorted(files_a | files_b):
         if name not in files_b or name not in files_a:
             where = "A" if name in files_a else "B"
             result.differences.append(Difference(name, False, f"only in {where}"))
             continue
-        difference = compare_bytes(name, files_a[name].read_bytes(), files_b[name].read_bytes(), prefix)
+        difference = compare_bytes(name, (a / name).read_bytes(), (b / name).read_bytes(), prefix)
         if difference is None:
             result.identical += 1
         else:

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 import bmip
-from bmip.audit.layout import CRATE, CRATE_LOG, LOGS, MANIFEST, Experiment
+from bmip.audit.layout import CRATE, CRATE_LOG, LOGS, MANIFEST, Experiment, folder_files
 from bmip.audit.records import RunRecord, all_records, code_label, hardware_label
 from bmip.engine import paths as P
 from bmip.engine.provenance import code_version
@@ -99,12 +99,7 @@ def experiment_files(exp: Experiment, exclude: Path | None = None) -> list[str]:
     skip = {CRATE, CRATE_LOG}
     if exclude is not None and exp.rel(exclude) != str(exclude):
         skip.add(exp.rel(exclude))
-    files = []
-    for path in exp.path.rglob("*"):
-        rel = path.relative_to(exp.path)
-        if path.is_file() and not any(p.startswith(".") for p in rel.parts) and rel.as_posix() not in skip:
-            files.append(rel.as_posix())
-    return sorted(files)
+    return [name for name in folder_files(exp.path) if name not in skip]
 
 
 def jobs(exp: Experiment, files: list[str], records: list[RunRecord]) -> list[Job]:

@@ -62,6 +62,17 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
 )
 _COMPILED = tuple((re.compile(pattern), rule) for pattern, rule in RULES)
+
+
+def folder_files(folder: Path) -> list[str]:
+    """Every file under an experiment folder as a relative POSIX path, sorted; hidden files and
+    folders (Snakemake's and atomic writes' temporaries) are no results and are left out."""
+    files = []
+    for path in Path(folder).rglob("*"):
+        rel = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+            files.append(rel.as_posix())
+    return sorted(files)
 _NOT_WILDCARDS = {"stage", "rule"}
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import bmip
 from bmip.audit.findings import Findings
-from bmip.audit.layout import AUDIT_REPORT, CRATE, CRATE_LOG, LOGS, MANIFEST, Experiment
+from bmip.audit.layout import AUDIT_REPORT, CRATE, CRATE_LOG, LOGS, MANIFEST, Experiment, folder_files
 from bmip.audit.records import read_json
 from bmip.io import write_json
 
@@ -34,15 +34,11 @@ OWN_LOGS = (f"{LOGS}/manifest.log", f"{LOGS}/audit.log", CRATE_LOG)
 def output_files(experiment: Experiment) -> tuple[list[str], list[str]]:
     """(files, logs): relative POSIX paths of what the manifest lists, sorted."""
     files, logs = [], []
-    for path in experiment.path.rglob("*"):
-        rel = path.relative_to(experiment.path)
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
-            continue
-        name = rel.as_posix()
+    for name in folder_files(experiment.path):
         if name in (MANIFEST, AUDIT_REPORT, CRATE) or name in OWN_LOGS:
             continue
-        (logs if rel.parts[0] == LOGS else files).append(name)
-    return sorted(files), sorted(logs)
+        (logs if name.split("/")[0] == LOGS else files).append(name)
+    return files, logs
 
 
 def _entry(experiment: Experiment, name: str) -> dict[str, Any]:
