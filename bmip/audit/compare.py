@@ -28,6 +28,16 @@ SAME_JSON = "same JSON content, different bytes (formatting or key order)"
 _SHOWN = 8  # differing keys, cells or members shown per file
 
 
+def _some(items: list[str], sep: str, more: str) -> str:
+    """The first _SHOWN items joined by `sep`, then `more` (formatted with how many are left)."""
+    left = len(items) - _SHOWN
+    return sep.join(items[:_SHOWN]) + (more.format(left) if left > 0 else "")
+
+
+def _keys_text(paths: list[tuple[str, ...]]) -> str:
+    return "differs at " + _some([show_key(p) or "(the document)" for p in paths], ", ", " and {} more key(s)")
+
+
 class NotComparable(ValueError):
     """A folder given is not an experiment folder."""
 
@@ -170,9 +180,7 @@ def _compare_json(name: str, a: bytes, b: bytes, prefix: str, declared: Volatile
         else:
             covered.add(show_key(pattern))
     if others:
-        shown = ", ".join(show_key(p) or "(the document)" for p in others[:_SHOWN])
-        return Difference(name, False, f"differs at {shown}" + (f" and {len(others) - _SHOWN} more key(s)"
-                                                                 if len(others) > _SHOWN else ""), declared)
+        return Difference(name, False, _keys_text(others), declared)
     if not covered:
         return Difference(name, False, SAME_JSON, declared)
     return Difference(name, True, ", ".join(sorted(covered)), declared)
@@ -199,8 +207,7 @@ def _compare_csv(name: str, a: bytes, b: bytes, declared: Volatile) -> Differenc
                 else:
                     others.append(f"row {row} column {column}: {x!r} vs {y!r}")
     if others:
-        return Difference(name, False, "; ".join(others[:_SHOWN]) + (f"; and {len(others) - _SHOWN} more"
-                                                                      if len(others) > _SHOWN else ""), declared)
+        return Difference(name, False, _some(others, "; ", "; and {} more"), declared)
     if not covered:
         return Difference(name, False, "same cells, different bytes (quoting or line ends)", declared)
     return Difference(name, True, "columns " + ", ".join(c for c in declared.columns if c in covered), declared)
@@ -240,12 +247,21 @@ def _compare_archive(name: str, a: bytes, b: bytes, prefix: str, declared: Volat
         if difference is not None:
             (expected if difference.expected else problems).append(f"{member}: {difference.detail}")
     if problems:
-        return Difference(name, False, "members differ: " + "; ".join(problems[:_SHOWN])
-                          + (f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""), declared)
+        return Difference(name, False, "members differ: " + _some(problems, "; ", "; and {} more"), declared)
     return Difference(name, True, "members that differ only in declared fields, and their timestamps", declared)
 
 
 # --- anything else ----------------------------------------------------------------------------
+
+def _text_lines(name: str, a: bytes, b: bytes) -> tuple[list[str], list[str]] | None:
+    """Both files' lines, for a text file that decodes as UTF-8."""
+    if PurePosixPath(name).suffix not in TEXT:
+        return None
+    try:
+        return a.decode("utf-8").splitlines(), b.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        return None
+
 
 def _what_differs(name: str, a: bytes, b: bytes) -> str:
     """A short, specific account of a difference in an undeclared file."""
@@ -255,17 +271,14 @@ def _what_differs(name: str, a: bytes, b: bytes) -> str:
         except ValueError:
             keys = None
         if keys:
-            return "differs at " + ", ".join(show_key(k) or "(the document)" for k in keys[:_SHOWN]) \
-                + (f" and {len(keys) - _SHOWN} more key(s)" if len(keys) > _SHOWN else "")
+            return _keys_text(keys)
         if keys == []:
             return SAME_JSON
-    try:
-        if PurePosixPath(name).suffix not in TEXT:
-            raise UnicodeDecodeError("utf-8", b"", 0, 0, "not a text file")
-        lines_a, lines_b = a.decode("utf-8").splitlines(), b.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
+    lines = _text_lines(name, a, b)
+    if lines is None:
         return (f"{len(a)} and {len(b)} bytes, sha256 {hashlib.sha256(a).hexdigest()[:12]}… and "
                 f"{hashlib.sha256(b).hexdigest()[:12]}…")
+    lines_a, lines_b = lines
     for number, (x, y) in enumerate(zip(lines_a, lines_b), start=1):
         if x != y:
             return f"line {number}: {x[:120]!r} vs {y[:120]!r}"
