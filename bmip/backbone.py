@@ -168,12 +168,10 @@ class _RandomInitWarning(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_random_init(asked: bool):
+def _quiet_random_init():
     """Drop open_clip's "No pretrained weights loaded … initialized randomly" warning (logged on the
-    root logger) where random weights are what the caller asked for (`pretrained: none`)."""
-    if not asked:
-        yield
-        return
+    root logger): it comes only where no weights file is given, i.e. where the caller asked for
+    random weights (`pretrained: none`); a weights file that cannot be loaded raises instead."""
     drop = _RandomInitWarning()
     logging.getLogger().addFilter(drop)
     try:
@@ -200,7 +198,7 @@ def load_backbone(
         weights, tag_quick_gelu = resolve_weights(name, pretrained, cache_dir)
     # Random weights are drawn from a fixed seed, so separate processes (train, then evaluate)
     # build the same backbone; the caller's RNG state is left untouched.
-    with torch.random.fork_rng(devices=[]), _quiet_random_init(weights is None):
+    with torch.random.fork_rng(devices=[]), _quiet_random_init():
         torch.manual_seed(0)
         clip = open_clip.create_model(
             name,
