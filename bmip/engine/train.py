@@ -99,7 +99,7 @@ def train(
             if averager is not None:
                 averager.load_state_dict(state["averager"])
             best, rows, start, stopped = state["best"], state["rows"], state["next_epoch"], state["stopped"]
-            # A state saved before per-epoch times left the log kept them in its rows.
+            # A state saved by an older bmip kept each epoch's seconds in its log rows.
             epoch_seconds = state.get("epoch_seconds") or [row.pop("seconds", None) for row in rows]
             clock.extra["resumed_from_epoch"] = start
             log.info("resuming %s from epoch %d of %d (%s)", out, start, epochs, state_path)
