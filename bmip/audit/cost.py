@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 COLUMNS = ("rule", "jobs", "job_seconds", "runs", "run_seconds", "mean_run_seconds", "max_run_seconds",
            "peak_rss_mib", "hardware")
 _SAME_JOB_SECONDS = 1.0
-PIPELINE_ORDER = ("write_config", "miniworld_generate", "miniworld_pretrain", "download", "fewshot_splits", "train", "evaluate",
-                  "evaluate_base2novel", "evaluate_open_world", "evaluate_cross_dataset",
+PIPELINE_ORDER = ("write_config", "miniworld_generate", "miniworld_pretrain", "download", "fewshot_splits", "check_data",
+                  "train", "evaluate", "evaluate_base2novel", "evaluate_open_world", "evaluate_cross_dataset",
                   "evaluate_domain_generalization", "tables", "figures", "miniworld_figure", "provenance")
 
 

@@ -47,6 +47,7 @@ EVALUATION = "<bmip.engine.paths.evaluate_rule of the experiment's config>"
 RULES: tuple[tuple[str, str], ...] = (
     (r"config\.yaml", "write_config"),
     (rf"splits/(?P<dataset>{_NAME})/{_NAME}", "fewshot_splits"),
+    (rf"data_check/(?P<dataset>{_NAME})\.json", "check_data"),
     (rf"train/(?P<training>{_TRAININGS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", "train"),
     (rf"(?P<protocol>{_PROTOCOLS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", EVALUATION),
     (rf"tables/{_NAME}", "tables"),
@@ -58,6 +59,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"audit\.txt", "audit"),
     (r"crate\.zip", "crate"),
     (r"logs/splits/.+", "fewshot_splits"),
+    (r"logs/check_data(/.+|\.log)", "check_data"),
     (rf"logs/(?P<stage>train|download|evaluate|evaluate_(?:{_PROTOCOLS}))/.+", "{stage}"),
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
 )

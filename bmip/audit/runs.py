@@ -84,6 +84,41 @@ def _check_data_file(exp: Experiment, record: RunRecord, inputs: dict[str, Any] 
                                     f"{exp.sha256(path)[:12]}…, recorded {str(inputs.get('split_file_sha256'))[:12]}…)")
 
 
+def _check_data_check(exp: Experiment, record: RunRecord, covered: dict[str, str | None], findings: Findings) -> None:
+    """The data check record a run names (bmip.engine.data_check) is in the experiment, unchanged,
+    passed, and checked the images the run read: `covered` maps the record's part names to the
+    images_sha256 the run's own files say it read."""
+    name = exp.rel(exp.run_dir(record.run) / P.PROVENANCE)
+    entry = record.get("inputs", "data_check")
+    if not isinstance(entry, dict):
+        findings.warning(name, "no data check recorded: its images were not all decoded before it ran "
+                               "(run by hand without `bmip check-data`)")
+        return
+    path = exp.path / str(entry.get("record"))
+    if not exp.has(path):
+        findings.problem(exp.rel(path), f"missing: {record.run.relpath} records this data check")
+        return
+    findings.count("data check records")
+    if exp.sha256(path) != entry.get("sha256"):
+        findings.problem(exp.rel(path), f"changed since {record.run.relpath} ran (sha256 {exp.sha256(path)[:12]}…, "
+                                        f"recorded {str(entry.get('sha256'))[:12]}…)")
+        return
+    if not path.is_file():
+        return  # known by its hash only (a crate that leaves it out)
+    doc, error = read_json(path)
+    if error is not None or not isinstance(doc, dict):
+        findings.problem(exp.rel(path), f"unreadable data check record ({error})")
+        return
+    if doc.get("status") != "passed" or doc.get("problems"):
+        findings.problem(exp.rel(path), f"records unreadable images, yet {record.run.relpath} ran on them")
+    parts = doc.get("parts") if isinstance(doc.get("parts"), dict) else {}
+    for part, images in covered.items():
+        checked = (parts.get(part) or {}).get("images_sha256")
+        if images is not None and checked != images:
+            findings.problem(exp.rel(path), f"did not check the {part} images {record.run.relpath} read "
+                                            f"(images_sha256 {images[:12]}…, checked {str(checked)[:12]}…)")
+
+
 def _check_backbone(exp: Experiment, record: RunRecord, findings: Findings) -> None:
     weights = exp.resolve_recorded(record.get("backbone", "weights_file"))
     if weights is None:
@@ -108,6 +143,9 @@ def _check_split_json(exp: Experiment, record: RunRecord, findings: Findings) ->
     except SplitFileError as err:
         findings.problem(name, str(err))
         return
+    from bmip.engine.data_check import part_names
+
+    _check_data_check(exp, record, dict(zip(part_names(run.seed), (items_hash(train), items_hash(val)))), findings)
     classes = TRAIN_CLASSES.get(run.protocol, "all")
     train, val, _, _ = subsample_classes(train, val, [], classes)
     recorded = {"train": record.get("inputs", "train", "images_sha256"), "val": record.get("inputs", "val_images_sha256")}
@@ -215,6 +253,7 @@ def check_evaluation(exp: Experiment, run: Run, trained: dict[Run, RunRecord], f
             findings.problem(name, f"config_sha256 differs from its training {training.relpath}: evaluated a model "
                                    "trained with another configuration")
     _check_gates(exp, run, record, findings)
+    _check_data_check(exp, record, {"test": record.get("inputs", "test", "images_sha256")}, findings)
     _check_data_file(exp, record, record.get("inputs", "test"), findings)
     _check_backbone(exp, record, findings)
     return record

@@ -81,8 +81,16 @@ DECLARED: tuple[Volatile, ...] = (
         "**/provenance.json",
         "the record of one training or evaluation: when it ran, for how long, each epoch's seconds, the epoch "
         "a resumed training restarted from and peak memory (time); the host, CPU, GPU and GPU slot it ran on "
-        "(hardware); its command line, whose first word is the path of the bmip checkout (command)",
-        keys=("time", "hardware", "command"),
+        "(hardware); its command line, whose first word is the path of the bmip checkout (command); the "
+        "sha256 of the data check record it read, which holds the image files' modification times "
+        "(inputs.data_check.sha256)",
+        keys=("time", "hardware", "command", "inputs.data_check.sha256"),
+    ),
+    Volatile(
+        "data_check/*.json",
+        "the key a data check is reused by: a hash of the checked image files' sizes and modification times, "
+        "new whenever the data is generated, downloaded or extracted again",
+        keys=("files.sizes_mtimes_sha256",),
     ),
     Volatile(
         "provenance/*.csv",

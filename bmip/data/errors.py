@@ -14,6 +14,14 @@ class MissingImagesError(DataError, FileNotFoundError):
     """A split lists images that are not on disk."""
 
 
+class ImageDecodeError(DataError, OSError):
+    """An image file cannot be decoded (empty, truncated, not an image, unsupported); the message names it."""
+
+
+class DataCheckError(DataError):
+    """`bmip check-data` found unreadable images; the message lists every one, by dataset."""
+
+
 class SplitFileError(DataError, ValueError):
     """A split file is malformed or inconsistent (labels vs class names, paths, counts)."""
 

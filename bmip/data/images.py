@@ -9,6 +9,7 @@ from PIL import Image
 from torch.utils.data import Dataset as TorchDataset
 from torchvision import transforms as T
 
+from .decode import read_rgb
 from .items import Item
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -58,21 +59,22 @@ def test_transform(size: int = 224) -> Callable[[Image.Image], torch.Tensor]:
 
 
 class ImageDataset(TorchDataset):
-    """(image tensor, label) pairs for a list of items under `image_root`, images read as RGB."""
+    """(image tensor, label) pairs for a list of items under `image_root`, images read as RGB
+    (`read_rgb`: a file that cannot be decoded raises naming it, and `where`, e.g. "toy train")."""
 
-    def __init__(self, items: Sequence[Item], image_root: Path, transform: Callable | None = None) -> None:
+    def __init__(self, items: Sequence[Item], image_root: Path, transform: Callable | None = None,
+                 where: str = "") -> None:
         self.items = list(items)
         self.image_root = Path(image_root)
         self.transform = transform if transform is not None else T.ToTensor()
+        self.where = where
 
     def __len__(self) -> int:
         return len(self.items)
 
     def load(self, item: Item) -> torch.Tensor:
         """One item's image, read as RGB and transformed."""
-        with Image.open(self.image_root / item.path) as img:
-            image = img.convert("RGB")
-        return self.transform(image)
+        return self.transform(read_rgb(self.image_root / item.path, self.where))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         item = self.items[index]

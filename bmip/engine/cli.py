@@ -113,12 +113,31 @@ def run_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_check_data(args: argparse.Namespace) -> int:
+    from bmip.engine.data_check import RECORDS, check_data
+    from bmip.engine.paths import experiment_dir
+
+    config = load_config(args.config, args.overrides)
+    check_dataset_names(config, "the config on standard input" if str(args.config) == "-" else str(args.config))
+    checks = check_data(config, args.dataset, args.workers)
+    log.info("every image decodes (%d dataset(s); records in %s)", len(checks), experiment_dir(config) / RECORDS)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     check = subparsers.add_parser(
         "check-config", help="validate a config and build every method recipe on its backbone (random weights)")
     _config(check)
     check.add_argument("--write", type=Path, help="then write the resolved config (YAML) to this file")
     check.set_defaults(func=run_check_config)
+
+    data = subparsers.add_parser(
+        "check-data", help="decode every image the config's runs read; list every unreadable file at once")
+    _config(data)
+    data.add_argument("--workers", type=int, default=None,
+                      help="decoding threads (default: the config's workers, at least 1)")
+    data.add_argument("--dataset", nargs="+", help="check only these datasets (default: every dataset the config reads)")
+    data.set_defaults(func=run_check_data)
 
     train = subparsers.add_parser("train", help="train (protocol, method, dataset, seed) runs")
     _common(train, "train")

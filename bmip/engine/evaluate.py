@@ -18,7 +18,7 @@ import torch
 from bmip.checkpoint import CheckpointError, load_model, read_metadata
 from bmip.config import TRAINED_BY, ConfigError, config_hash, run_config
 from bmip.data import Item, load_dataset, open_world_split, subsample_classes, subsample_classes_ratio
-from bmip.engine import gates, paths
+from bmip.engine import data_check, gates, paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
     accuracy_report, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, harmonic_mean,
@@ -105,7 +105,8 @@ def evaluate(
         gates.write_gates(out / paths.GATES, identity, recorded)
     metrics = {**identity, "trained_on": source, "summary": summary, "results": results}
     write_json(out / paths.METRICS, metrics)
-    inputs = {"test": dataset_inputs(data, tested), "checkpoint": str(checkpoint),
+    inputs = {"test": dataset_inputs(data, tested), "data_check": data_check.provenance_input(config, dataset),
+              "checkpoint": str(checkpoint),
               "checkpoint_sha256": file_sha256(checkpoint)}
     if imported is not None:
         inputs["imported_from"] = imported

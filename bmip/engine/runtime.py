@@ -161,8 +161,8 @@ class EvalImageCache:
         self.misses = 0
         self._images: OrderedDict[tuple[str, str, int], torch.Tensor] = OrderedDict()
 
-    def batches(self, items: Sequence[Item], root: Path, size: int, batch: int) -> Iterator[torch.Tensor]:
-        dataset = ImageDataset(items, root, test_transform(size))
+    def batches(self, items: Sequence[Item], root: Path, size: int, batch: int, where: str = "") -> Iterator[torch.Tensor]:
+        dataset = ImageDataset(items, root, test_transform(size), where)
         for start in range(0, len(items), batch):
             images = []
             for item in items[start:start + batch]:
@@ -185,8 +185,10 @@ class EvalImageCache:
 EVAL_IMAGES = EvalImageCache()
 
 
-def loader(items: Sequence[Item], root: Path, size: int, batch: int, workers: int, **kwargs: Any) -> DataLoader:
-    return DataLoader(ImageDataset(items, root, kwargs.pop("transform", test_transform(size))), batch_size=batch,
+def loader(items: Sequence[Item], root: Path, size: int, batch: int, workers: int, where: str = "",
+           **kwargs: Any) -> DataLoader:
+    """Batches of (images, labels); `where` (e.g. "toy train") is named by the error of a file that cannot be decoded."""
+    return DataLoader(ImageDataset(items, root, kwargs.pop("transform", test_transform(size)), where), batch_size=batch,
                       num_workers=workers, **kwargs)
 
 
@@ -208,9 +210,9 @@ def predict(
     model.eval()
     size = model.backbone.image_size
     if workers == 0:
-        batches = EVAL_IMAGES.batches(items, root, size, batch)
+        batches = EVAL_IMAGES.batches(items, root, size, batch, desc)
     else:
-        batches = (images for images, _ in loader(items, root, size, batch, workers))
+        batches = (images for images, _ in loader(items, root, size, batch, workers, desc))
     preds = []
     with autocast(device, precision):
         text = model.text_features()

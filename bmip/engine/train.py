@@ -20,7 +20,7 @@ from tqdm import tqdm
 from bmip.checkpoint import save_checkpoint
 from bmip.config import ConfigError, config_hash, run_config
 from bmip.data import Views, subsample_classes
-from bmip.engine import paths
+from bmip.engine import data_check, paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
     autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, grad_scaler, loader,
@@ -119,7 +119,7 @@ def train(
         epoch_seed = _epoch_seed(run["torch_seed"], epoch)
         torch.manual_seed(epoch_seed)  # augmentation draws from the global torch RNG
         batches = loader(
-            train_items, data.image_root, size, batch, config["workers"], transform=transform,
+            train_items, data.image_root, size, batch, config["workers"], f"{dataset} train images", transform=transform,
             shuffle=True, generator=torch.Generator().manual_seed(epoch_seed), drop_last=len(train_items) >= batch,
         )
         model.train()
@@ -139,7 +139,7 @@ def train(
                "val_accuracy": None}
         if selection["mode"] == "best_val":
             preds = predict(model, val_items, data.image_root, batch=config["eval_batch_size"], workers=config["workers"],
-                            device=device, precision=precision, desc="validate")
+                            device=device, precision=precision, desc=f"{dataset} val")
             labels = torch.tensor([it.label for it in val_items])
             row["val_accuracy"] = 100.0 * float((preds == labels).float().mean())
             keep, stopped = selector.update(epoch, row["val_accuracy"])
@@ -175,6 +175,7 @@ def train(
     inputs = {
         "train": dataset_inputs(data, train_items),
         "val_images_sha256": dataset_inputs(data, val_items)["images_sha256"],
+        "data_check": data_check.provenance_input(config, dataset),
         "selected_epoch": selected,
         "epochs_run": len(rows),
     }

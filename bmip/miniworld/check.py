@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from bmip.data.decode import read_rgb
 
 from bmip.miniworld.datasets import SPLIT_FILE, WORLD_FILE
 from bmip.miniworld.pretrain import load_pretrained, normalise
@@ -40,7 +40,7 @@ def classnames(split: dict[str, list]) -> list[str]:
 
 
 def load_images(root: Path, dataset: str, items: list) -> tuple[np.ndarray, np.ndarray]:
-    images = np.stack([np.asarray(Image.open(Path(root) / dataset / "images" / rel).convert("RGB")) for rel, _, _ in items])
+    images = np.stack([np.asarray(read_rgb(Path(root) / dataset / "images" / rel, f"miniworld {dataset}")) for rel, _, _ in items])
     return images, np.array([label for _, label, _ in items])
 
 

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+from bmip.data.decode import read_rgb  # noqa: E402
 
 from bmip.miniworld.datasets import SPLIT_FILE, WORLD_FILE  # noqa: E402
 from bmip.io import atomic_write_bytes  # noqa: E402
@@ -23,7 +23,7 @@ def _samples(root: Path, dataset: str, per_row: int) -> list[tuple[np.ndarray, s
     for rel, label, name in split["test"]:
         first.setdefault(label, [rel, name])
     picked = [first[label] for label in sorted(first)[:per_row]]
-    return [(np.asarray(Image.open(root / dataset / "images" / rel).convert("RGB")), name) for rel, name in picked]
+    return [(np.asarray(read_rgb(root / dataset / "images" / rel, f"miniworld {dataset}")), name) for rel, name in picked]
 
 
 def sample_figure(root: Path, out: Path, per_row: int = 8, datasets: list[str] | None = None) -> Path:

@@ -45,6 +45,7 @@ def test_fresh_experiment_passes(experiment, capsys):
     assert report.findings.counts["runs"] == 12 + 20
     assert report.findings.counts["table numbers"] > 50
     assert report.findings.counts["few-shot split files"] == 12
+    assert report.findings.counts["data check records"] == 12 + 20  # every run names the one it relied on
 
 
 def test_edited_accuracy_in_metrics_is_named(experiment_copy):
@@ -152,3 +153,37 @@ def test_cli_exit_codes_strict_mode_and_json(experiment_copy, tmp_path, capsys):
     empty = tmp_path / "not_an_experiment"
     empty.mkdir()
     assert main(["audit", str(empty)]) == 2
+
+
+def _rehash_data_check(exp: Path, dataset: str) -> None:
+    """Make every run's provenance name the data check record of `dataset` as it is now."""
+    from bmip.io import file_sha256
+
+    digest = file_sha256(exp / "data_check" / f"{dataset}.json")
+    for path in exp.glob("**/provenance.json"):
+        doc = json.loads(path.read_text())
+        if (doc.get("inputs", {}).get("data_check") or {}).get("record") == f"data_check/{dataset}.json":
+            _edit_json(path, lambda d: d["inputs"]["data_check"].update(sha256=digest))
+
+
+def test_a_data_check_that_failed_or_did_not_cover_the_run_is_named(experiment_copy):
+    record = experiment_copy / "data_check" / "toy.json"
+    _edit_json(record, lambda d: d.update(status="failed", problems=[{"path": "red/test_0.png", "problem": "empty"}]))
+    _rehash_data_check(experiment_copy, "toy")  # even with provenance that agrees with the edited record
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, "data_check/toy.json", "records unreadable images, yet train/base2novel/coop/toy/seed1")
+    _edit_json(record, lambda d: d.update(status="passed", problems=[]) or d["parts"]["test"].update(images_sha256="0" * 64))
+    _rehash_data_check(experiment_copy, "toy")
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, "data_check/toy.json", "did not check the test images base2novel/coop/toy/seed1")
+    assert not _mentions(problems, "data_check/toy.json", "records unreadable images")
+
+
+def test_a_run_without_a_data_check_is_a_warning_and_a_missing_record_a_problem(experiment_copy):
+    target = experiment_copy / "base2novel" / "coop" / "toy" / "seed1" / "provenance.json"
+    _edit_json(target, lambda d: d["inputs"].update(data_check=None))
+    report = audit(experiment_copy)
+    assert any("no data check recorded" in f.line() and "base2novel/coop/toy/seed1" in f.line()
+               for f in report.findings.warnings)
+    (experiment_copy / "data_check" / "toy_b.json").unlink()
+    assert _mentions(_problems(experiment_copy), "data_check/toy_b.json", "missing: train/base2novel/coop/toy_b/seed1")

@@ -130,6 +130,7 @@ def test_paper_config_dry_run_lists_the_full_grid():
     assert jobs["evaluate_cross_dataset"] == methods * seeds  # one job per model: all 10 targets
     assert jobs["evaluate_domain_generalization"] == methods * seeds  # all 4 ImageNet variants
     assert jobs["download"] == 15 and jobs["fewshot_splits"] == 11
+    assert jobs["check_data"] == 11 + 1 + 4  # every dataset read: base-to-novel, ImageNet, its 4 variants
     assert not any(rule.startswith("miniworld") for rule in jobs), jobs
 
 
@@ -142,6 +143,7 @@ def test_default_config_batches_datasets_into_one_train_and_one_evaluate_job_per
     assert jobs["train"] == methods and jobs["evaluate"] == methods, jobs
     assert not any(rule.startswith("evaluate_") for rule in jobs), jobs
     assert jobs["miniworld_generate"] == 1 and jobs["miniworld_pretrain"] == 1
+    assert jobs["check_data"] == 1  # every dataset's images, in one job
 
 
 def test_batched_datasets_give_the_numbers_of_per_dataset_jobs(reduced_run, tmp_path):

@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from bmip.config import TRAINED_BY, ConfigError, check_dataset_names, run_config, validate
 from bmip.data import resolve_name
+from bmip.engine import data_check as DC
 from bmip.engine import paths as P
 from bmip.engine.gates import has_gates
 from bmip.report.figures import FIGURES
@@ -187,6 +188,39 @@ def backbone_files():
     return [config["backbone"]["pretrained"]] if MINIWORLD else []
 
 
+def data_check_records(datasets):
+    """The data check records of `datasets` (bmip.engine.data_check): what a job waits for."""
+    return [f"{EXP}/{DC.RECORDS}/{dataset}.json" for dataset in sorted(datasets)]
+
+
+def check_outputs():
+    if BATCH_DATASETS:
+        return data_check_records(DC.checked_datasets(config))
+    return f"{EXP}/{DC.RECORDS}/{{dataset}}.json"
+
+
+def check_datasets(wildcards):
+    """The datasets one check job covers: its own, or every one when datasets are batched."""
+    return DC.checked_datasets(config) if BATCH_DATASETS else [wildcards.dataset]
+
+
+def check_inputs(wildcards):
+    return [dataset_ready(dataset) for dataset in check_datasets(wildcards)]
+
+
+def check_params(wildcards):
+    """What decides which images a check job reads: whether each dataset is trained on, then with
+    which seeds and shots (every checked dataset's test list is read)."""
+    trained = {dataset for _, dataset in P.trainings(config)}
+    return json.dumps(
+        {
+            dataset: {"seeds": SEEDS, "shots": config["shots"]} if dataset in trained else "test only"
+            for dataset in check_datasets(wildcards)
+        },
+        sort_keys=True,
+    )
+
+
 def split_files(wildcards):
     datasets = dict.fromkeys(dataset for _, dataset in trainings_of(wildcards))
     return [
@@ -229,6 +263,7 @@ def eval_inputs(protocols):
                 )
             ),
             "data": sorted({dataset_ready(dataset) for _, dataset in pairs}),
+            "data_check": data_check_records({dataset for _, dataset in pairs}),
         }
 
     return inputs

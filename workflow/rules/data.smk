@@ -109,8 +109,11 @@ else:
 
 
 rule fewshot_splits:
+    # After the data check: a split is drawn from images known to decode, and drawn again once the
+    # broken files a failed check named are removed.
     input:
-        lambda wildcards: dataset_ready(wildcards.dataset),
+        data=lambda wildcards: dataset_ready(wildcards.dataset),
+        data_check=lambda wildcards: data_check_records([wildcards.dataset]),
     output:
         expand(
             f"{EXP}/splits/{{{{dataset}}}}/shot_{config['shots']}-seed_{{seed}}.json",
@@ -131,3 +134,32 @@ rule fewshot_splits:
     shell:
         "{params.bmip} splits {wildcards.dataset} --root {params.root} --shots {params.shots} --seed {params.seeds} "
         "--out {params.out} > {log} 2>&1"
+
+
+
+rule check_data:
+    # Every image the config's runs read (few-shot train and val items of every seed, every test
+    # item), opened and fully decoded before any training (bmip/engine/data_check.py): the split,
+    # train and evaluate jobs depend on the records of their datasets, so an unreadable file stops
+    # the grid before its first GPU hour, with every such file of the checked datasets listed in the
+    # log. One job per dataset, or one for all with workflow.batch_datasets, as training; a dataset
+    # whose files are unchanged since they last passed is not decoded again.
+    priority: 50
+    input:
+        check_inputs,
+    output:
+        check_outputs(),
+    log:
+        f"{EXP}/logs/check_data.log" if BATCH_DATASETS else f"{EXP}/logs/check_data/{{dataset}}.log",
+    conda:
+        ENV
+    threads: max(1, config["workers"])
+    resources:
+        **RES["light"],
+    params:
+        bmip=bmip_command,
+        config=experiment_config,
+        checked=check_params,
+        what=lambda wildcards: "" if BATCH_DATASETS else f"--dataset {wildcards.dataset}",
+    shell:
+        "printf '%s' {params.config:q} | {params.bmip} check-data - {params.what} --workers {threads} > {log} 2>&1"

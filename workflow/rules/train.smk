@@ -9,6 +9,7 @@ rule train:
     input:
         splits=split_files,
         backbone=backbone_files(),
+        data_check=lambda wildcards: data_check_records({d for _, d in trainings_of(wildcards)}),
     output:
         prompts=train_outputs(P.PROMPTS),
         log=train_outputs(P.TRAIN_LOG),
