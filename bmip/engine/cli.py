@@ -76,11 +76,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     targets = _targets(args, evaluations(config))
     _check_single(args, len(args.seed) * len(targets))
-    for protocol, dataset in targets:
-        for seed in args.seed:
-            out = evaluate(config, protocol, args.method, dataset, seed, args.checkpoint, args.out)
-            log.info("metrics in %s", out)
+    for protocol, dataset, seed in by_model(config, [(p, d, s) for p, d in targets for s in args.seed]):
+        out = evaluate(config, protocol, args.method, dataset, seed, args.checkpoint, args.out)
+        log.info("metrics in %s", out)
     return 0
+
+
+def by_model(config: dict, runs: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """Evaluations in an order where those of one trained model on one test set follow each other
+    (base2novel, then open_world of the same dataset and seed), so that the second reuses the
+    first's score matrix (bmip.engine.evaluate keeps the last one)."""
+    from bmip.engine.paths import training_dataset
+
+    groups: dict[tuple, list[tuple[str, str, int]]] = {}
+    for protocol, dataset, seed in runs:
+        model = (TRAINED_BY[protocol], training_dataset(config, protocol, dataset), dataset, seed)
+        groups.setdefault(model, []).append((protocol, dataset, seed))
+    return [run for group in groups.values() for run in group]
 
 
 def run_import_official(args: argparse.Namespace) -> int:
