@@ -95,6 +95,26 @@ def by_model(config: dict, runs: list[tuple[str, str, int]]) -> list[tuple[str, 
     return [run for group in groups.values() for run in group]
 
 
+def run_features(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    claim_for(config)  # before torch starts: it fixes the GPU this process sees
+    from bmip.engine.features import build
+
+    for dataset in args.dataset:
+        built = build(config, dataset)
+        log.info("frozen image features of %s: %s (sha256 %s, %s)", dataset, built.path, built.sha256[:12],
+                 "computed" if built.built else "already there, key checked")
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from bmip.engine.plan import plan, plan_text
+
+    config = load_config(args.config, args.overrides)
+    print(plan_text(plan(config)), end="")  # the command's output, as a table
+    return 0
+
+
 def run_import_official(args: argparse.Namespace) -> int:
     from bmip.official import import_official
 
@@ -144,6 +164,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="--dataset then names the evaluation dataset(s)")
     evaluate.add_argument("--checkpoint", type=Path, help="prompts.safetensors (default: from the results layout)")
     evaluate.set_defaults(func=run_evaluate)
+
+    feats = subparsers.add_parser(
+        "features", help="compute the frozen image features of test sets, shared by the methods whose image tower "
+                         "is not prompted (zsclip, coop, cocoop, lang); the workflow's image_features rule")
+    _config(feats)
+    feats.add_argument("--dataset", nargs="+", required=True, help="the test sets (datasets) to compute")
+    feats.set_defaults(func=run_features)
+
+    planned = subparsers.add_parser(
+        "plan", help="the image-tower forward passes a config's evaluations will run, per rule, before submitting it")
+    _config(planned)
+    planned.set_defaults(func=run_plan)
 
     imp = subparsers.add_parser(
         "import-official", help="turn a checkpoint of the released BMIP code into an official_compat bmip run folder")

@@ -17,20 +17,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
-
-from bmip.backbone import Backbone, weights_sha256
-from bmip.data import Dataset, items_hash, load_dataset
 from bmip.engine import paths
-from bmip.engine.runtime import autocast, backbone_from, compute_setup, eval_batches
 from bmip.io import atomic_write, file_sha256
+
+if TYPE_CHECKING:  # the audit reads a file's key without torch
+    import torch
+
+    from bmip.backbone import Backbone
+    from bmip.data import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ class FeatureCacheError(RuntimeError):
 class FrozenFeatures:
     """A test set's frozen image features and where they came from (for provenance)."""
 
-    features: torch.Tensor  # (n_images, embed_dim), normalised, in the compute precision's dtype
+    features: "torch.Tensor"  # (n_images, embed_dim), normalised, in the compute precision's dtype
     path: Path
     sha256: str
     key_sha256: str
@@ -57,9 +56,13 @@ class FrozenFeatures:
         return {"file": str(self.path), "sha256": self.sha256, "key_sha256": self.key_sha256}
 
 
-def _tower_sha256(backbone: Backbone) -> str:
+def _tower_sha256(backbone: "Backbone") -> str:
     """Weights identity of a backbone: its weight file's sha256, or for random weights (tests) the
     sha256 of the image tower's tensors."""
+    import torch
+
+    from bmip.backbone import weights_sha256
+
     digest = weights_sha256(backbone)
     if digest is not None:
         return digest
@@ -70,8 +73,11 @@ def _tower_sha256(backbone: Backbone) -> str:
     return f"random-init:{h.hexdigest()}"
 
 
-def cache_key(config: dict[str, Any], backbone: Backbone, data: Dataset, device: torch.device, precision: str) -> dict[str, Any]:
+def cache_key(config: dict[str, Any], backbone: "Backbone", data: "Dataset", device: "torch.device",
+              precision: str) -> dict[str, Any]:
     """What the frozen features of `data`'s test split depend on."""
+    from bmip.data import items_hash
+
     return {
         "format": FORMAT,
         "model": backbone.name,
@@ -95,12 +101,18 @@ def features_path(config: dict[str, Any], dataset: str) -> Path:
 
 
 def read_key(path: Path) -> dict[str, Any]:
-    """The key a features file was computed for (its safetensors metadata); no tensor is read."""
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-    if meta.get("format") != FORMAT or "key" not in meta:
+    """The key a features file was computed for, from its safetensors header (8-byte length, then
+    JSON with `__metadata__`): no tensor is read and no torch is needed."""
+    try:
+        with open(path, "rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            meta = json.loads(fh.read(length)).get("__metadata__") or {}
+        key = json.loads(meta["key"]) if meta.get("format") == FORMAT else None
+    except (OSError, ValueError, KeyError, struct.error) as err:
+        raise FeatureCacheError(f"{path} is not a readable {FORMAT} file ({err}); delete it and rerun") from None
+    if not isinstance(key, dict):
         raise FeatureCacheError(f"{path} is not a {FORMAT} file; delete it and rerun (it is rebuilt)")
-    return json.loads(meta["key"])
+    return key
 
 
 def check_key(path: Path, found: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -113,25 +125,33 @@ def check_key(path: Path, found: dict[str, Any], expected: dict[str, Any]) -> No
             "image_features rule, or bmip features builds it)")
 
 
-@torch.no_grad()
-def compute(model_backbone: Backbone, data: Dataset, *, batch: int, workers: int, device: torch.device,
-            precision: str) -> torch.Tensor:
+def compute(model_backbone: "Backbone", data: "Dataset", *, batch: int, workers: int, device: "torch.device",
+            precision: str) -> "torch.Tensor":
     """Normalised frozen image features of `data`'s test split, `batch` images at a time: exactly
     what `PromptedCLIP.features` computes for a method without vision prompts."""
+    import torch
+    import torch.nn.functional as F
+
+    from bmip.engine.runtime import autocast, eval_batches
     from bmip.methods import build_model
 
     model = build_model(model_backbone, "zsclip", [data.classnames[0]], data.template).eval()
     out = []
-    with autocast(device, precision):
+    with torch.no_grad(), autocast(device, precision):
         for images in eval_batches(data.test, data.image_root, model_backbone.image_size, batch, workers,
                                    f"{data.name} frozen image features"):
             out.append(F.normalize(model.encode_image(images.to(device)), dim=-1).cpu())
     return torch.cat(out)
 
 
-def load_or_build(config: dict[str, Any], data: Dataset, backbone: Backbone | None = None) -> FrozenFeatures:
+def load_or_build(config: dict[str, Any], data: "Dataset", backbone: "Backbone | None" = None) -> FrozenFeatures:
     """The frozen features of `data`'s test split for this config: read from the experiment's file
     after checking its key, or computed and written (atomically) when there is none yet."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from bmip.engine.runtime import backbone_from, compute_setup
+
     device, precision = compute_setup(config)
     backbone = backbone or backbone_from(config, device)
     key = cache_key(config, backbone, data, device, precision)
@@ -156,4 +176,6 @@ def load_or_build(config: dict[str, Any], data: Dataset, backbone: Backbone | No
 
 def build(config: dict[str, Any], dataset: str) -> FrozenFeatures:
     """`bmip features`: the workflow's image_features rule, one test set."""
+    from bmip.data import load_dataset
+
     return load_or_build(config, load_dataset(dataset, config["data_root"]))
