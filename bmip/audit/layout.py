@@ -49,6 +49,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (rf"splits/(?P<dataset>{_NAME})/{_NAME}", "fewshot_splits"),
     (rf"train/(?P<training>{_TRAININGS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", "train"),
     (rf"(?P<protocol>{_PROTOCOLS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", EVALUATION),
+    (rf"features/(?P<dataset>{_NAME})/{_NAME}", "image_features"),
     (rf"tables/{_NAME}", "tables"),
     (r"figures/miniworld_samples\.png", "miniworld_figure"),
     (rf"figures/{_NAME}", "figures"),
@@ -58,7 +59,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"audit\.txt", "audit"),
     (r"crate\.zip", "crate"),
     (r"logs/splits/.+", "fewshot_splits"),
-    (rf"logs/(?P<stage>train|download|evaluate|evaluate_(?:{_PROTOCOLS}))/.+", "{stage}"),
+    (rf"logs/(?P<stage>train|download|image_features|evaluate|evaluate_(?:{_PROTOCOLS}))/.+", "{stage}"),
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
 )
 _COMPILED = tuple((re.compile(pattern), rule) for pattern, rule in RULES)

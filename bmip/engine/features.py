@@ -5,7 +5,7 @@ every seed and every protocol.
 The file `<experiment>/features/<dataset>/image_features.safetensors` holds the normalised image
 features of the dataset's whole test split, in its order, as the frozen tower computes them in
 batches of `eval_batch_size` at the run's precision. Its metadata carry the key they were computed
-for (`KEY_FIELDS`: backbone and the sha256 of its weights, dataset, split file and test images
+for (`KEY_FIELDS`: backbone, its activation and the sha256 of its weights, dataset, split file and test images
 hashes, image size, batch size, precision, device type) and that key's sha256. A file whose key
 differs from the one an evaluation expects is refused, naming the fields that differ: a stale
 cache (weights retrained, split changed) or a foreign one (copied from another experiment or
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the audit reads a file's key without torch
 log = logging.getLogger(__name__)
 
 FORMAT = "bmip-image-features/1"
-KEY_FIELDS = ("format", "model", "weights_sha256", "dataset", "split_file_sha256", "test_images_sha256",
+KEY_FIELDS = ("format", "model", "quick_gelu", "weights_sha256", "dataset", "split_file_sha256", "test_images_sha256",
               "image_size", "batch_size", "precision", "device_type")
 
 
@@ -81,6 +81,7 @@ def cache_key(config: dict[str, Any], backbone: "Backbone", data: "Dataset", dev
     return {
         "format": FORMAT,
         "model": backbone.name,
+        "quick_gelu": config["backbone"].get("quick_gelu"),  # an activation: same weights, other features
         "weights_sha256": _tower_sha256(backbone),
         "dataset": data.name,
         "split_file_sha256": file_sha256(data.split_file) if data.split_file else None,
@@ -106,6 +107,8 @@ def read_key(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
             (length,) = struct.unpack("<Q", fh.read(8))
+            if length > path.stat().st_size - 8:
+                raise ValueError(f"a header of {length} bytes in a file of {path.stat().st_size}")
             meta = json.loads(fh.read(length)).get("__metadata__") or {}
         key = json.loads(meta["key"]) if meta.get("format") == FORMAT else None
     except (OSError, ValueError, KeyError, struct.error) as err:

@@ -9,6 +9,7 @@ from bmip.config import TRAINED_BY, ConfigError, check_dataset_names, run_config
 from bmip.data import resolve_name
 from bmip.engine import paths as P
 from bmip.engine.gates import has_gates
+from bmip.methods import frozen_image_tower
 from bmip.report.figures import FIGURES
 from bmip.report.tables import TABLES
 
@@ -229,9 +230,38 @@ def eval_inputs(protocols):
                 )
             ),
             "data": sorted({dataset_ready(dataset) for _, dataset in pairs}),
+            "features": (
+                sorted({features_file(dataset) for _, dataset in pairs})
+                if frozen_image_tower(wildcards.method)
+                else []
+            ),
         }
 
     return inputs
+
+
+# The test sets whose frozen image features the configured methods read (bmip.engine.features).
+FEATURE_DATASETS = (
+    list(dict.fromkeys(d for protocol in PROTOCOLS for d in P.eval_datasets(config, protocol)))
+    if any(frozen_image_tower(method) for method in METHODS)
+    else []
+)
+
+
+def features_data(wildcards):
+    datasets = FEATURE_DATASETS if BATCH_DATASETS else [wildcards.dataset]
+    return sorted({dataset_ready(dataset) for dataset in datasets})
+
+
+def features_file(dataset):
+    """The frozen image features of a test set (bmip.engine.features.features_path)."""
+    return f"{EXP}/features/{dataset}/{P.IMAGE_FEATURES}"
+
+
+def features_settings(wildcards, input):
+    """The config keys frozen image features depend on (the rest of their key is in the inputs)."""
+    keys = ("backbone", "eval_batch_size", "precision", "device")
+    return json.dumps({key: config[key] for key in keys}, sort_keys=True)
 
 
 def eval_runs(protocols):
