@@ -101,21 +101,37 @@ def features_path(config: dict[str, Any], dataset: str) -> Path:
     return paths.experiment_dir(config) / "features" / dataset / paths.IMAGE_FEATURES
 
 
-def read_key(path: Path) -> dict[str, Any]:
-    """The key a features file was computed for, from its safetensors header (8-byte length, then
-    JSON with `__metadata__`): no tensor is read and no torch is needed."""
+def read_header(path: Path) -> dict[str, Any]:
+    """A features file's safetensors header (8-byte length, then JSON: tensor shapes and
+    `__metadata__`), read without torch and without reading a tensor."""
     try:
         with open(path, "rb") as fh:
             (length,) = struct.unpack("<Q", fh.read(8))
             if length > path.stat().st_size - 8:
                 raise ValueError(f"a header of {length} bytes in a file of {path.stat().st_size}")
-            meta = json.loads(fh.read(length)).get("__metadata__") or {}
-        key = json.loads(meta["key"]) if meta.get("format") == FORMAT else None
-    except (OSError, ValueError, KeyError, struct.error) as err:
+            header = json.loads(fh.read(length))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+    except (OSError, ValueError, struct.error) as err:
         raise FeatureCacheError(f"{path} is not a readable {FORMAT} file ({err}); delete it and rerun") from None
+    return header
+
+
+def read_key(path: Path) -> dict[str, Any]:
+    """The key a features file was computed for."""
+    meta = read_header(path).get("__metadata__") or {}
+    try:
+        key = json.loads(meta["key"]) if meta.get("format") == FORMAT else None
+    except (KeyError, ValueError):
+        key = None
     if not isinstance(key, dict):
         raise FeatureCacheError(f"{path} is not a {FORMAT} file; delete it and rerun (it is rebuilt)")
     return key
+
+
+def rows(path: Path) -> int:
+    """How many images a features file holds: the image forwards its image_features job ran."""
+    return int(read_header(path)["features"]["shape"][0])
 
 
 def check_key(path: Path, found: dict[str, Any], expected: dict[str, Any]) -> None:
