@@ -32,7 +32,7 @@ COLUMNS = ("rule", "jobs", "job_seconds", "runs", "run_seconds", "mean_run_secon
 _SAME_JOB_SECONDS = 1.0
 PIPELINE_ORDER = ("write_config", "miniworld_generate", "miniworld_pretrain", "download", "fewshot_splits", "train",
                   "image_features", "evaluate",
-                  "evaluate_base2novel", "evaluate_open_world", "evaluate_cross_dataset",
+                  "evaluate_base_trained", "evaluate_base2novel", "evaluate_open_world", "evaluate_cross_dataset",
                   "evaluate_domain_generalization", "tables", "figures", "miniworld_figure", "provenance")
 
 

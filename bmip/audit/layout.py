@@ -59,7 +59,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"audit\.txt", "audit"),
     (r"crate\.zip", "crate"),
     (r"logs/splits/.+", "fewshot_splits"),
-    (rf"logs/(?P<stage>train|download|image_features|evaluate|evaluate_(?:{_PROTOCOLS}))/.+", "{stage}"),
+    (rf"logs/(?P<stage>train|download|image_features|evaluate|evaluate_(?:base_trained|{_PROTOCOLS}))/.+", "{stage}"),
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
 )
 _COMPILED = tuple((re.compile(pattern), rule) for pattern, rule in RULES)

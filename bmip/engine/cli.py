@@ -42,11 +42,12 @@ def _targets(args: argparse.Namespace, every: list[tuple[str, str]], default: st
         if args.protocol is not None:
             raise ValueError("--all runs every protocol the config names; give --protocol only with --dataset")
         return every
-    protocol = args.protocol or default
-    if protocol is None:
+    protocols = args.protocol or default
+    if protocols is None:
         raise ValueError("--dataset needs --protocol (or give --all instead of both)")
+    protocols = protocols if isinstance(protocols, list) else [protocols]
     datasets = args.dataset if isinstance(args.dataset, list) else [args.dataset]
-    return [(protocol, dataset) for dataset in datasets]
+    return [(protocol, dataset) for protocol in protocols for dataset in datasets]
 
 
 def _check_single(args: argparse.Namespace, runs: int) -> None:
@@ -160,8 +161,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     evaluate = subparsers.add_parser("evaluate", help="evaluate trained runs under a protocol")
     _common(evaluate, "evaluate")
-    evaluate.add_argument("--protocol", choices=sorted(TRAINED_BY),
-                          help="--dataset then names the evaluation dataset(s)")
+    evaluate.add_argument("--protocol", choices=sorted(TRAINED_BY), nargs="+",
+                          help="one or more protocols; --dataset then names the evaluation dataset(s) of each")
     evaluate.add_argument("--checkpoint", type=Path, help="prompts.safetensors (default: from the results layout)")
     evaluate.set_defaults(func=run_evaluate)
 

@@ -5,7 +5,7 @@ every evaluation rule this counts them twice: `before`, one pass per label space
 open-world joint, every ratio of the sweep, each target: how evaluation worked before the single
 pass), and `planned`, what the pipeline runs now (bmip.engine.evaluate): one pass per trained
 model and test set, shared by its base2novel and open_world evaluations inside one job
-(`workflow.batch_datasets`), none for the methods with a frozen image tower, whose features the
+(`evaluate` or `evaluate_base_trained`), none for the methods with a frozen image tower, whose features the
 image_features rule computes once per test set; official_compat BMIP still one pass per label
 space. Test-set sizes come from the data when the dataset is on disk, else from miniworld's
 generator settings or the registry's facts (bmip.data.registry: CoOp's split files); a ratio
@@ -90,7 +90,9 @@ def label_spaces(config: dict[str, Any], protocol: str, tested: TestSet, seed: i
 
 def plan(config: dict[str, Any]) -> dict[str, Any]:
     """{rule: {"evaluations", "before", "planned"}} plus totals; `exact` False where a count is estimated."""
-    batched = bool(config.get("workflow", {}).get("batch_datasets"))
+    # open_world reads base2novel's score matrix when one job runs both (bmip.engine.paths.evaluate_rule).
+    shared = "base2novel" in config["protocols"] and "open_world" in config["protocols"] and \
+        P.evaluate_rule(config, "base2novel") == P.evaluate_rule(config, "open_world")
     sets = {d: test_set(config, d) for protocol in config["protocols"] for d in P.eval_datasets(config, protocol)}
     rules: dict[str, dict[str, float]] = {}
     frozen_sets: set[str] = set()
@@ -109,8 +111,7 @@ def plan(config: dict[str, Any]) -> dict[str, Any]:
                         frozen_sets.add(dataset)
                     elif options.get("official_compat"):
                         rule["planned"] += sum(spaces)
-                    elif not (protocol == "open_world" and batched and "base2novel" in config["protocols"]
-                              and dataset in P.eval_datasets(config, "base2novel")):
+                    elif not (protocol == "open_world" and shared and dataset in P.eval_datasets(config, "base2novel")):
                         rule["planned"] += tested.size
     if frozen_sets:
         rules["image_features"] = {"evaluations": 0, "before": 0, "planned": sum(sets[d].size for d in frozen_sets)}

@@ -284,8 +284,8 @@ def eval_what(protocols):
     def what(wildcards):
         if BATCH_DATASETS:
             return "--all"
-        datasets = " ".join(d for _, d in eval_pairs(protocols, wildcards))
-        return f"--protocol {protocols[0]} --dataset {datasets}"
+        datasets = " ".join(dict.fromkeys(d for _, d in eval_pairs(protocols, wildcards)))
+        return f"--protocol {' '.join(protocols)} --dataset {datasets}"
 
     return what
 

@@ -1,7 +1,8 @@
-# Evaluation. Without workflow.batch_datasets, one rule per configured protocol: base2novel and
-# open_world have one job per (method, dataset[, seed]) on the base-trained model of that
-# dataset; cross_dataset and domain_generalization one job per (method[, seed]) running the
-# source-trained model on every target. With it, the single rule `evaluate` has one job per
+# Evaluation. Without workflow.batch_datasets, one rule per configured protocol, except that
+# base2novel and open_world of the same datasets share evaluate_base_trained: one job per
+# (method, dataset[, seed]) on the base-trained model of that dataset writes both; cross_dataset
+# and domain_generalization have one job per (method[, seed]) running the source-trained model on
+# every target. With it, the single rule `evaluate` has one job per
 # (method[, seed]) covering every protocol and dataset. Each job scores a trained model's test set
 # in one pass (bmip.engine.scoring); the evaluations of the methods whose image tower is frozen
 # (zsclip, coop, cocoop, lang) read the image features of each test set, computed once by the
