@@ -53,7 +53,8 @@ def test_rehearsal_on_cpu_runs_every_measuring_part_and_writes_the_report(tmp_pa
     summary = (tmp_path / "gpu-check.md").read_text()
     assert summary.startswith("# GPU check (passed)") and "## Concurrent jobs on one GPU" in summary
     bound = "decoding" if decode["decode_images_per_s"] < bench["methods"]["coop"]["eval_images_per_s"] else "the model"
-    assert f"| coop | {bench['methods']['coop']['eval_images_per_s']} | {decode['decode_images_per_s']} | {bound} |" in summary
+    eval_rate, decode_rate = bench["methods"]["coop"]["eval_images_per_s"], decode["decode_images_per_s"]
+    assert f"| coop | {eval_rate:.4g} | {decode_rate:.4g} | {bound} |" in summary
     assert (tmp_path / "gpu-check-logs.tar.gz").stat().st_size > 0
 
 
