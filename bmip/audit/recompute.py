@@ -19,6 +19,7 @@ from bmip.audit.findings import Findings
 from bmip.audit.layout import TABLE_PROTOCOL, TABLES_DIR, Experiment, Run
 from bmip.audit.records import read_json
 from bmip.engine import paths as P
+from bmip.methods import VARIANT_MARK
 from bmip.report.tables import TABLES, build_tables, load_metrics
 
 FLOAT_FORMAT = "%.4f"  # bmip.report.tables.write_tables
@@ -193,8 +194,8 @@ def check_tables(exp: Experiment, evaluations: list[Run], findings: Findings) ->
             if error != "missing":  # a missing run is reported once, by the run checks
                 findings.problem(name, error)
             continue
-        if check_metrics_file(run, doc, name, findings):
-            usable.append(path)
+        if check_metrics_file(run, doc, name, findings) and VARIANT_MARK not in run.method:
+            usable.append(path)  # ablation variants are checked here but feed only the ablation tables
     long = load_metrics(usable)
     for name, table in build_tables(long).items():
         if name in TABLES:

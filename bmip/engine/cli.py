@@ -10,6 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from bmip.ablations import method_config
 from bmip.config import TRAINED_BY, TRAIN_CLASSES, check_dataset_names, load_config
 from bmip.engine.gpu_slots import claim_for
 
@@ -55,7 +56,7 @@ def _check_single(args: argparse.Namespace, runs: int) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides)
+    config = method_config(load_config(args.config, args.overrides), args.method)  # a variant: its ablation's grid
     claim_for(config)  # before torch starts: it fixes the GPU this process sees
     from bmip.engine.paths import trainings
     from bmip.engine.train import train
@@ -69,7 +70,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides)
+    config = method_config(load_config(args.config, args.overrides), args.method)  # a variant: its ablation's grid
     claim_for(config)  # before torch starts: it fixes the GPU this process sees
     from bmip.engine.evaluate import evaluate
     from bmip.engine.paths import evaluations

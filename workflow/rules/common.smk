@@ -163,14 +163,15 @@ def gated_metrics_files():
 
 
 def table_files():
-    return expand(f"{EXP}/tables/{{table}}.{{ext}}", table=TABLES, ext=("csv", "md", "tex"))
+    main = expand(f"{EXP}/tables/{{table}}.{{ext}}", table=TABLES, ext=("csv", "md", "tex"))
+    return main + ablation_tables()  # rules/ablations.smk
 
 
 def figure_files():
     figures = expand(
         f"{EXP}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("png", "pdf")
     )
-    return figures + ([f"{EXP}/figures/miniworld_samples.png"] if MINIWORLD else [])
+    return figures + ([f"{EXP}/figures/miniworld_samples.png"] if MINIWORLD else []) + ablation_figures()
 
 
 def dataset_ready(dataset):
