@@ -1,9 +1,10 @@
 # Ablations (config `ablations:`, bmip/ablations.py): every variant of an ablation runs as the method
-# `<method>@<label>` on its ablation's protocols, datasets and seeds. Per ablation, one train job
-# and one evaluate job per variant (every dataset and seed of the ablation: variants are many small
-# runs), by the same `bmip train` / `bmip evaluate` commands as the methods; then one job writes
-# every ablation's table and figure and the paired comparison of the main table.
+# `<method>@<label>` on its ablation's protocols, datasets and seeds, by the same `bmip train` /
+# `bmip evaluate` commands as the methods, in per-ablation rules (ablation_train_<name>,
+# ablation_evaluate_<name>) cut into jobs like the methods' (workflow.batch_datasets, batch_seeds);
+# then one job writes every ablation's table and figure and the paired comparison of the main table.
 import re
+from pathlib import Path
 
 from bmip import ablations as A
 from bmip.report.ablations import ablation_outputs
@@ -21,40 +22,69 @@ def ablation_figures():
     return expand(f"{EXP}/figures/{{name}}.{{ext}}", name=ABLATION_OUTPUTS["figures"], ext=("png", "pdf"))
 
 
-def variant_runs(ablation, wildcards):
-    """The resolved run configs of one variant's trained models: as a param, changing one
-    variant's recipe reruns only that variant's jobs."""
+def ablation_seeds(ablation, wildcards):
+    return list(ablation.seeds) if BATCH_SEEDS else [int(wildcards.seed)]
+
+
+def ablation_trained(grid, wildcards):
+    """The (training protocol, dataset) pairs one variant train job covers: all of its ablation's
+    when datasets are batched, else its own."""
+    return P.trainings(grid) if BATCH_DATASETS else [(wildcards.training, wildcards.dataset)]
+
+
+def ablation_evaluated(grid, wildcards):
+    return P.evaluations(grid) if BATCH_DATASETS else [(wildcards.protocol, wildcards.dataset)]
+
+
+def variant_runs(ablation, pairs, wildcards):
+    """The resolved run configs of the trained models one variant job covers: as a param,
+    changing one variant's recipe reruns only that variant's jobs."""
     grid = A.method_config(config, wildcards.method)
-    runs = [
-        run_config(config, training, wildcards.method, dataset, seed)
-        for training, dataset in P.trainings(grid)
-        for seed in ablation.seeds
-    ]
+    trained = dict.fromkeys((TRAINED_BY.get(p, p), P.training_dataset(grid, p, d) if p in TRAINED_BY else d)
+                            for p, d in pairs(grid, wildcards))
+    runs = [run_config(config, t, wildcards.method, d, s) for t, d in trained for s in ablation_seeds(ablation, wildcards)]
     return json.dumps(runs, sort_keys=True)
 
 
+def _alternatives(names):
+    return "|".join(re.escape(str(n)) for n in dict.fromkeys(names))
+
+
+# Job granularity follows workflow.batch_datasets / batch_seeds, as for the methods: one job per
+# variant (every dataset and seed), per (variant, training protocol, dataset), and/or per seed.
 for _ablation in ABLATIONS:
     _grid = A.method_config(config, _ablation.variants[0].name)  # every variant of an ablation: one grid
-    _seeds = list(_ablation.seeds)
-    _trained = P.trainings(_grid)
-    _method = "|".join(re.escape(name) for name in _ablation.names)
+    _trained, _evals = P.trainings(_grid), P.evaluations(_grid)
+    _constraints = {"method": _alternatives(_ablation.names), "seed": _alternatives(_ablation.seeds),
+                    "training": _alternatives(t for t, _ in _trained), "protocol": _alternatives(p for p, _ in _evals),
+                    "dataset": _alternatives([d for _, d in _trained] + [d for _, d in _evals])}
+    _seed_parts = [] if BATCH_SEEDS else ["seed{seed}"]
+    _seed_list = lambda: list(_ablation.seeds) if BATCH_SEEDS else ["{seed}"]  # noqa: E731
+    _train_pairs = _trained if BATCH_DATASETS else [("{training}", "{dataset}")]
+    _eval_pairs = _evals if BATCH_DATASETS else [("{protocol}", "{dataset}")]
 
     rule:
         name:
             f"ablation_train_{_ablation.name}"
         wildcard_constraints:
-            method=_method,
+            **_constraints,
         input:
-            splits=[f"{EXP}/splits/{d}/shot_{config['shots']}-seed_{s}.json" for d in dict.fromkeys(d for _, d in _trained) for s in _seeds],
+            splits=lambda wildcards, a=_ablation, g=_grid: [
+                f"{EXP}/splits/{d}/shot_{config['shots']}-seed_{s}.json"
+                for d in dict.fromkeys(d for _, d in ablation_trained(g, wildcards))
+                for s in ablation_seeds(a, wildcards)
+            ],
             backbone=backbone_files(),
-            data_check=data_check_records({d for _, d in _trained}),
+            data_check=lambda wildcards, g=_grid: data_check_records({d for _, d in ablation_trained(g, wildcards)}),
         output:
             **{
-                key: [f"{EXP}/train/{t}/{{method}}/{d}/seed{s}/{name}" for t, d in _trained for s in _seeds]
+                key: [f"{EXP}/train/{t}/{{method}}/{d}/seed{s}/{name}" for t, d in _train_pairs for s in _seed_list()]
                 for key, name in (("prompts", P.PROMPTS), ("log", P.TRAIN_LOG), ("provenance", P.PROVENANCE))
             },
         log:
-            f"{EXP}/logs/ablation_train_{_ablation.name}/{{method}}.log",
+            os.path.join(EXP, "logs", f"ablation_train_{_ablation.name}",
+                         *([] if BATCH_DATASETS else ["{training}"]), "{method}",
+                         *([] if BATCH_DATASETS else ["{dataset}"]), *_seed_parts) + ".log",
         conda:
             ENV
         threads: RES["train"]["threads"]
@@ -63,34 +93,36 @@ for _ablation in ABLATIONS:
         params:
             bmip=bmip_command,
             config=experiment_config,
-            runs=lambda wildcards, a=_ablation: variant_runs(a, wildcards),
-            seeds=" ".join(str(s) for s in _seeds),
+            runs=lambda wildcards, a=_ablation: variant_runs(a, ablation_trained, wildcards),
+            what=lambda wildcards: "--all" if BATCH_DATASETS else f"--protocol {wildcards.training} --dataset {wildcards.dataset}",
+            seeds=lambda wildcards, a=_ablation: " ".join(str(s) for s in ablation_seeds(a, wildcards)),
         shell:
             "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} train - --method {wildcards.method:q} "
-            "--all --seed {params.seeds} > {log} 2>&1"
-
-    _evals = P.evaluations(_grid)
+            "{params.what} --seed {params.seeds} > {log} 2>&1"
 
     rule:
         name:
             f"ablation_evaluate_{_ablation.name}"
         wildcard_constraints:
-            method=_method,
+            **_constraints,
         input:
-            prompts=[
-                str(P.checkpoint_for(_grid, p, "{method}", d, s))
-                for p, d in _evals
-                for s in _seeds
-            ],
-            data=sorted({dataset_ready(d) for _, d in _evals}),
-            data_check=data_check_records({d for _, d in _evals}),
+            prompts=lambda wildcards, a=_ablation, g=_grid: list(dict.fromkeys(
+                str(P.checkpoint_for(g, p, wildcards.method, d, s))
+                for p, d in ablation_evaluated(g, wildcards)
+                for s in ablation_seeds(a, wildcards)
+            )),
+            data=lambda wildcards, g=_grid: sorted({dataset_ready(d) for _, d in ablation_evaluated(g, wildcards)}),
+            data_check=lambda wildcards, g=_grid: data_check_records({d for _, d in ablation_evaluated(g, wildcards)}),
         output:
             **{
-                key: [f"{EXP}/{p}/{{method}}/{d}/seed{s}/{name}" for p, d in _evals for s in _seeds]
+                key: [f"{EXP}/{p}/{{method}}/{d}/seed{s}/{name}" for p, d in _eval_pairs for s in _seed_list()]
                 for key, name in (("metrics", P.METRICS), ("provenance", P.PROVENANCE))
             },
         log:
-            f"{EXP}/logs/ablation_evaluate_{_ablation.name}/{{method}}.log",
+            # folders in the order of the runs' own (the crate tells a job's files by them)
+            os.path.join(EXP, "logs", f"ablation_evaluate_{_ablation.name}",
+                         *([] if BATCH_DATASETS else ["{protocol}"]), "{method}",
+                         *([] if BATCH_DATASETS else ["{dataset}"]), *_seed_parts) + ".log",
         conda:
             ENV
         threads: RES["evaluate"]["threads"]
@@ -99,12 +131,13 @@ for _ablation in ABLATIONS:
         params:
             bmip=bmip_command,
             config=experiment_config,
-            runs=lambda wildcards, a=_ablation: variant_runs(a, wildcards),
-            settings=json.dumps({p: _grid["protocols"][p] for p in _grid["protocols"]}, sort_keys=True),
-            seeds=" ".join(str(s) for s in _seeds),
+            runs=lambda wildcards, a=_ablation: variant_runs(a, ablation_evaluated, wildcards),
+            settings=json.dumps(_grid["protocols"], sort_keys=True),
+            what=lambda wildcards: "--all" if BATCH_DATASETS else f"--protocol {wildcards.protocol} --dataset {wildcards.dataset}",
+            seeds=lambda wildcards, a=_ablation: " ".join(str(s) for s in ablation_seeds(a, wildcards)),
         shell:
             "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} evaluate - --method {wildcards.method:q} "
-            "--all --seed {params.seeds} > {log} 2>&1"
+            "{params.what} --seed {params.seeds} > {log} 2>&1"
 
 
 def ablation_metrics():
@@ -128,8 +161,16 @@ if ABLATIONS or PAIRED:
             variants=ablation_metrics(),
             methods=[m for m in metrics_files() if "/base2novel/" in m] if PAIRED else [],
         output:
-            tables=ablation_tables(),
-            figures=ablation_figures(),
+            tables=[
+                report(path, caption="../report/ablations.rst", category="Tables", labels={"table": Path(path).stem})
+                if path.endswith(".csv") else path
+                for path in ablation_tables()
+            ],
+            figures=[
+                report(path, caption="../report/figures/ablation.rst", category="Figures", labels={"figure": Path(path).stem})
+                if path.endswith(".png") else path
+                for path in ablation_figures()
+            ],
         log:
             f"{EXP}/logs/ablation_report.log",
         conda:
