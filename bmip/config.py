@@ -72,13 +72,19 @@ def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     unknown = sorted(set(config["methods"]) - set(method_names()))
     if unknown:
         raise ConfigError(f"{source}: methods: unknown method(s) {unknown}; choose from {method_names()}")
+    return config
+
+
+def check_ablations(config: dict[str, Any], source: str = "config") -> None:
+    """Refuse an `ablations:` entry that does not fit the rest of the config (protocols, datasets
+    and seeds outside its grid, a variant named like a method, a run name declared twice), naming
+    the key. Run after `check_dataset_names`, whose message about a misspelt dataset comes first."""
     from bmip.ablations import AblationError, ablations
 
     try:
         ablations(config)
     except AblationError as err:
         raise ConfigError(f"{source}: {err}") from None
-    return config
 
 
 def dataset_keys(config: dict[str, Any]) -> list[tuple[str, str]]:

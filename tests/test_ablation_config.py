@@ -6,7 +6,7 @@ import copy
 import pytest
 
 from bmip.ablations import ablations, method_config
-from bmip.config import ConfigError, config_hash, run_config, validate
+from bmip.config import ConfigError, check_ablations, config_hash, run_config, validate
 from bmip.engine.check import check_recipes
 from bmip.engine.paths import evaluations, trainings
 
@@ -31,6 +31,7 @@ def _config(ablation=None, **changes):
 def _refused(config, *texts, check=False):
     with pytest.raises(ConfigError) as err:
         checked = validate(config)
+        check_ablations(checked)
         if check:
             check_recipes(checked)
     for text in texts:

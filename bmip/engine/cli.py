@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from bmip.ablations import method_config
-from bmip.config import TRAINED_BY, TRAIN_CLASSES, check_dataset_names, load_config
+from bmip.config import TRAINED_BY, TRAIN_CLASSES, check_ablations, check_dataset_names, load_config
 from bmip.engine.gpu_slots import claim_for
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,9 @@ def run_check_config(args: argparse.Namespace) -> int:
     from bmip.engine.check import check_compute, check_recipes
 
     config = load_config(args.config, args.overrides)
-    check_dataset_names(config, "the config on standard input" if str(args.config) == "-" else str(args.config))
+    source = "the config on standard input" if str(args.config) == "-" else str(args.config)
+    check_dataset_names(config, source)
+    check_ablations(config, source)
     compute = check_compute(config)
     built = check_recipes(config)
     log.info("the config is valid and its %d (training protocol, method) recipes build on %s", built,

@@ -5,7 +5,7 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 
-from bmip.config import TRAINED_BY, ConfigError, check_dataset_names, run_config, validate
+from bmip.config import TRAINED_BY, ConfigError, check_ablations, check_dataset_names, run_config, validate
 from bmip.data import resolve_name
 from bmip.engine import data_check as DC
 from bmip.engine import paths as P
@@ -16,6 +16,7 @@ from bmip.report.tables import TABLES
 try:
     _validated = validate(dict(config), "the workflow config")
     check_dataset_names(_validated, "the workflow config")
+    check_ablations(_validated, "the workflow config")
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 config.clear()
