@@ -167,7 +167,7 @@ def latex(caption: str, table: pd.DataFrame) -> str:
 
 def _write(out_dir: Path, name: str, table: pd.DataFrame, title: str, note: str) -> Path:
     csv = out_dir / f"{name}.csv"
-    atomic_write(csv, lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
+    atomic_write(csv, lambda tmp: tmp.write_text(csv_text(table)))
     atomic_write(out_dir / f"{name}.md", lambda tmp: tmp.write_text(markdown(title, table, note)))
     atomic_write(out_dir / f"{name}.tex", lambda tmp: tmp.write_text(latex(f"{title}. {note}", table)))
     return csv
@@ -182,31 +182,45 @@ def paired_methods(config: dict[str, Any]) -> tuple[list[str], str]:
     return methods, "bmip" if "bmip" in methods else methods[0]
 
 
-def write_ablations(config: dict[str, Any], metric_files: Iterable[Path], tables_dir: Path,
-                    figures_dir: Path) -> list[Path]:
-    """Every ablation's table and figure, and `paired_base2novel` (every method against BMIP)."""
+def build_ablation_tables(config: dict[str, Any], long: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, str, str]]:
+    """(table, title, note) by file name: every ablation's, and `paired_base2novel` (every method
+    against BMIP) where the config has base2novel and more than one method."""
     from bmip.ablations import ablations
 
-    long = load_metrics(metric_files)
-    tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
-    written = []
+    out = {}
     for ablation in ablations(config):
-        table = ablation_table(long, ablation)
         metric = "/".join(sorted({PRIMARY[p].upper() if PRIMARY[p] == "hm" else PRIMARY[p] for p in ablation.protocols}))
         note = NOTE.format(metric=metric, reference=ablation.reference, resamples=RESAMPLES, seed=BOOTSTRAP_SEED)
-        written.append(_write(tables_dir, f"ablation_{ablation.name}", table, f"Ablation {ablation.name}", note))
-        from bmip.report.figures.ablation import draw_ablation
-        from bmip.report.figures.common import figure_style, save
-
-        with figure_style():
-            written += save(draw_ablation(table, ablation), figures_dir / f"ablation_{ablation.name}")
+        out[f"ablation_{ablation.name}"] = (ablation_table(long, ablation), f"Ablation {ablation.name}", note)
     if "base2novel" in config["protocols"] and len(config["methods"]) > 1:
         methods, reference = paired_methods(config)
         runs = per_run(long, "base2novel")
         runs = runs[runs["method"].isin(methods)]
         table = comparison_table(runs, methods, reference, "base2novel", list(config["protocols"]["base2novel"]["datasets"]))
         note = NOTE.format(metric="HM", reference=reference, resamples=RESAMPLES, seed=BOOTSTRAP_SEED)
-        written.append(_write(tables_dir, "paired_base2novel", table, "Base-to-novel, paired against " + reference, note))
+        out["paired_base2novel"] = (table, "Base-to-novel, paired against " + reference, note)
+    return out
+
+
+def csv_text(table: pd.DataFrame) -> str:
+    """A table's CSV as written (what the audit recomputes and compares)."""
+    return table.to_csv(index=False, float_format="%.4f")
+
+
+def write_ablations(config: dict[str, Any], metric_files: Iterable[Path], tables_dir: Path,
+                    figures_dir: Path) -> list[Path]:
+    """Every ablation's table and figure, and `paired_base2novel` (every method against BMIP)."""
+    from bmip.ablations import ablations
+    from bmip.report.figures.ablation import draw_ablation
+    from bmip.report.figures.common import figure_style, save
+
+    tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
+    built = build_ablation_tables(config, load_metrics(metric_files))
+    written = [_write(tables_dir, name, table, title, note) for name, (table, title, note) in built.items()]
+    for ablation in ablations(config):
+        with figure_style():
+            written += save(draw_ablation(built[f"ablation_{ablation.name}"][0], ablation),
+                            figures_dir / f"ablation_{ablation.name}")
     return written
 
 

@@ -93,3 +93,25 @@ def test_a_sweep_is_one_variant_per_value(tmp_path):
     files = [f for i, name in enumerate(ablation.names) for f in _metrics(tmp_path, name, i - 2.0, rng, base)]
     written = write_ablations(config, files, tmp_path / "t", tmp_path / "f")
     assert (tmp_path / "f" / "ablation_mixing.png").is_file() and written
+
+
+def test_the_audit_recomputes_an_ablation_table_and_names_an_edited_one(tmp_path):
+    from bmip.audit.findings import Findings
+    from bmip.audit.layout import Experiment
+    from bmip.audit.recompute import check_ablation_tables
+
+    config = _config()
+    rng = np.random.default_rng(2)
+    base = {(d, s): float(rng.uniform(50, 80)) for d in DATASETS for s in (1, 2, 3)}
+    files = [f for name, shift in (("bmip@gate", 0.0), ("bmip@sum", -1.0), ("bmip@mean", 1.0))
+             for f in _metrics(tmp_path, name, shift, rng, base)]
+    write_ablations(config, list(reversed(files)), tmp_path / "tables", tmp_path / "figures")  # any order
+    exp = Experiment(path=tmp_path, config=config, root=tmp_path)
+    findings = Findings()
+    check_ablation_tables(exp, files, findings)
+    assert not findings.problems
+    csv = tmp_path / "tables" / "ablation_mixing.csv"
+    csv.write_text(csv.read_text().replace(",-1.0000,", ",-0.5000,", 1))
+    check_ablation_tables(exp, files, findings)
+    assert [(p.file, "differs from the table recomputed" in p.message) for p in findings.problems] == [
+        ("tables/ablation_mixing.csv", True)]
