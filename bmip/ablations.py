@@ -84,6 +84,25 @@ def _split(key: str, value: Any) -> tuple[dict[str, Any], int | None]:
     return {"options": {key: value}}, None
 
 
+def _check_sweep_value(where: str, key: str, value: Any) -> None:
+    """A torch seed or recipe value of a sweep must be one the recipe schema takes (method options
+    are checked by building the method: `bmip check-config`)."""
+    if key == "torch_seed":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise AblationError(f"{where}: torch_seed {value!r} is not a non-negative integer")
+        return
+    if key in RECIPE_KEYS:
+        from jsonschema import Draft202012Validator
+
+        from bmip.config import _schema
+
+        schema = _schema()
+        rule = schema["$defs"]["recipe"]["properties"][key]
+        errors = list(Draft202012Validator(rule).iter_errors(value))
+        if errors:
+            raise AblationError(f"{where}: {errors[0].message} (recipe key {key!r})")
+
+
 def _ablation(config: dict[str, Any], name: str, spec: dict[str, Any]) -> Ablation:
     where = f"ablations.{name}"
     method = spec["method"]
@@ -115,14 +134,16 @@ def _ablation(config: dict[str, Any], name: str, spec: dict[str, Any]) -> Ablati
         if label in method_names():
             raise AblationError(f"{where}.variants.{label}: a variant's name must not be a method name "
                                 f"({label!r} would read as that method); rename the variant")
-        override = {k: body[k] for k in ("options",) if k in body}
-        override.update(body.get("recipe") or {})
+        override = copy.deepcopy(body.get("recipe") or {})
+        if body.get("options"):
+            override["options"] = {**override.get("options", {}), **body["options"]}
         overrides = tuple(common + ([json.dumps(override, sort_keys=True)] if override else []))
         variants.append(Variant(f"{method}{VARIANT_MARK}{label}", name, method, label, f"{where}.variants.{label}",
                                 overrides, body.get("torch_seed")))
     sweep = spec.get("sweep") or {}
     sweep_key = next(iter(sweep), None)
     for i, value in enumerate(sweep.get(sweep_key, []) if sweep_key else []):
+        _check_sweep_value(f"{where}.sweep.{sweep_key}[{i}]", sweep_key, value)
         override, seed = _split(sweep_key, value)
         label = f"{sweep_key}={_label(value)}"
         overrides = tuple(common + ([json.dumps(override, sort_keys=True)] if override else []))

@@ -64,6 +64,9 @@ def test_variants_are_named_method_at_label_with_their_own_grid():
     ({"reference": "mean"}, ["ablations.mixing.reference: 'mean' is not one of its variants ['gate', 'sum']"]),
     ({"sweep": {"depth": [1, 2], "n_ctx": [1]}}, ["ablations.mixing.sweep", "has too many properties"]),
     ({"variants": {"gate": {"optoins": {}}}}, ["ablations.mixing.variants.gate", "'optoins' was unexpected"]),
+    ({"sweep": {"torch_seed": [1, 2.5]}}, ["ablations.mixing.sweep.torch_seed[1]: torch_seed 2.5 is not a non-negative integer"]),
+    ({"sweep": {"lr": [0.01, -1]}}, ["ablations.mixing.sweep.lr[1]: -1 is less than or equal to the minimum of 0",
+                                     "(recipe key 'lr')"]),
 ])
 def test_inconsistent_ablations_are_refused_naming_the_key(ablation, texts):
     _refused(_config(ablation), *texts)
