@@ -115,3 +115,29 @@ def test_the_audit_recomputes_an_ablation_table_and_names_an_edited_one(tmp_path
     check_ablation_tables(exp, files, findings)
     assert [(p.file, "differs from the table recomputed" in p.message) for p in findings.problems] == [
         ("tables/ablation_mixing.csv", True)]
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_the_ablation_figure_keeps_texts_off_data_and_legends_outside(tmp_path, sweep):
+    import pandas as pd
+
+    from bmip.report.ablations import build_ablation_tables
+    from bmip.report.figures.ablation import draw_ablation
+    from bmip.report.figures.common import figure_style
+    from bmip.report.tables import load_metrics
+    from tests.report.figure_checks import layout_problems
+
+    labels = {"gate": {}, **{m: {"options": {"aggregation": m}} for m in
+                             ("sum", "mean", "constant_gate", "attention_pool", "joint", "exchange")}}
+    config = _config(**({"variants": None, "sweep": {"depth": [1, 2, 3]}, "reference": "depth=3"} if sweep
+                        else {"variants": labels}))
+    (ablation,) = ablations(config)
+    rng = np.random.default_rng(3)
+    base = {(d, s): float(rng.uniform(50, 80)) for d in DATASETS for s in (1, 2, 3)}
+    files = [f for i, name in enumerate(ablation.names) for f in _metrics(tmp_path, name, 0.7 * i - 2, rng, base)]
+    table = build_ablation_tables(config, load_metrics(files))["ablation_mixing"][0]
+    assert isinstance(table, pd.DataFrame)
+    with figure_style():
+        fig = draw_ablation(table, ablation)
+        assert layout_problems(fig) == []
+        fig.savefig(tmp_path / "ablation.png")

@@ -31,54 +31,71 @@ def _positions(ablation: Any) -> tuple[list[float], list[str], bool]:
 
 
 def draw_ablation(table: pd.DataFrame, ablation: Any) -> Figure:
-    fig = new_figure("page", 2.5)
+    """Left: the primary metric per variant; right: the paired differences with their intervals.
+    Named variants are rows (a forest plot, the reference on top); a numeric sweep is lines over x."""
+    rows_n = len(ablation.variants)
+    x, ticks, swept = _positions(ablation)
+    fig = new_figure("page", 2.5 if swept else max(1.9, 0.9 + 0.2 * rows_n))
     if table.empty:
         return empty(fig, f"results of ablation {ablation.name}")
     protocol = ablation.protocols[0]
     rows = table[table["protocol"] == protocol]
     metric = "hm" if "hm" in rows and rows["hm"].notna().any() else "accuracy"
     name = "HM" if metric == "hm" else "accuracy"
-    x, ticks, swept = _positions(ablation)
+    if not swept:
+        x = [float(-i) for i in range(rows_n)]  # top to bottom in declared order
     order = {v.name: i for i, v in enumerate(ablation.variants)}
     is_avg = rows["dataset"].astype(str).str.startswith("Average over")
     datasets = list(dict.fromkeys(rows.loc[~is_avg, "dataset"].astype(str)))
-    left, right = fig.subplots(1, 2, width_ratios=[1.4, 1])
+    left, right = fig.subplots(1, 2, sharey=not swept)
     style = method_style(ablation.method)
+
+    def plot(ax, pos, values, **kw):  # values along y for a sweep, along x for named variants
+        return ax.plot(pos, values, **kw) if swept else ax.plot(values, pos, **kw)
+
     handles, labels = [], []
     linestyle = "-" if swept else "none"
     for i, dataset in enumerate(datasets):
         part = rows[rows["dataset"].astype(str) == dataset].sort_values("method", key=lambda s: s.map(order))
-        xs = [x[order[m]] for m in part["method"]]
         colour, marker = DATASET_GREYS[i % len(DATASET_GREYS)], DATASET_MARKERS[i % len(DATASET_MARKERS)]
-        left.plot(xs, part[metric], color=colour, marker=marker, markersize=3, linewidth=0.7, linestyle=linestyle,
-                  zorder=2)
-        handles.append(Line2D([], [], color=colour, marker=marker, markersize=3, linewidth=0.7, linestyle=linestyle))
+        kw = dict(color=colour, marker=marker, markersize=3, linewidth=0.7, linestyle=linestyle)
+        plot(left, [x[order[m]] for m in part["method"]], part[metric], zorder=2, **kw)
+        handles.append(Line2D([], [], **kw))
         labels.append(dataset_label(dataset))
     average = rows[is_avg].sort_values("method", key=lambda s: s.map(order))
-    xs = [x[order[m]] for m in average["method"]]
-    left.plot(xs, average[metric], color=style.color, marker=style.marker, markersize=6, linewidth=1.8,
-              linestyle="-" if swept else "none", zorder=4)
-    handles.append(Line2D([], [], color=style.color, marker=style.marker, markersize=6, linewidth=1.8,
-                          linestyle="-" if swept else "none"))
+    kw = dict(color=style.color, marker=style.marker, markersize=6, linewidth=1.8, linestyle=linestyle)
+    plot(left, [x[order[m]] for m in average["method"]], average[metric], zorder=4, **kw)
+    handles.append(Line2D([], [], **kw))
     labels.append(f"{AVERAGE} ({style.label})")
-    left.set(ylabel=f"{name} (%)", title=f"{name} per variant ({protocol})")
-    # Right: the paired difference of each variant to the reference, average over datasets x seeds.
+    # Right: each variant's paired difference to the reference, over datasets x seeds.
     others = average[~average["method"].eq(ablation.reference)]
-    ox = np.array([x[order[m]] for m in others["method"]])
-    low = (others["delta"] - others["delta_low"]).to_numpy()
-    high = (others["delta_high"] - others["delta"]).to_numpy()
-    right.errorbar(ox, others["delta"], yerr=[low, high], fmt=style.marker, color=style.color, markersize=5,
-                   ecolor="#4d4d4d", elinewidth=0.9, capsize=2, zorder=3)
-    ref_x = x[order[ablation.reference]]
-    right.axhline(0, color="#4d4d4d", linewidth=0.6, linestyle=":", zorder=1)
-    right.plot([ref_x], [0], marker="o", markersize=4, markerfacecolor="white", markeredgecolor="#4d4d4d", zorder=3)
+    pos = np.array([x[order[m]] for m in others["method"]])
+    err = [(others["delta"] - others["delta_low"]).to_numpy(), (others["delta_high"] - others["delta"]).to_numpy()]
+    bars = dict(fmt=style.marker, color=style.color, markersize=5, ecolor="#4d4d4d", elinewidth=0.9, capsize=2, zorder=3)
+    if swept:
+        right.errorbar(pos, others["delta"], yerr=err, **bars)
+        right.axhline(0, color="#4d4d4d", linewidth=0.6, linestyle=":", zorder=1)
+    else:
+        right.errorbar(others["delta"], pos, xerr=err, **bars)
+        right.axvline(0, color="#4d4d4d", linewidth=0.6, linestyle=":", zorder=1)
+    ref = x[order[ablation.reference]]
+    plot(right, [ref], [0], marker="o", markersize=4, markerfacecolor="white", markeredgecolor="#4d4d4d", zorder=3)
     reference = next(v.label for v in ablation.variants if v.name == ablation.reference)
-    right.set(ylabel=f"Δ {name} vs {reference} (points)", title="paired difference, 95% bootstrap CI")
-    for ax in (left, right):
-        ax.set_xticks(x, ticks)
-        if swept:
-            ax.set_xlabel(ablation.sweep_key)
-        fit_xticklabels(ax)
+    delta_label = f"Δ {name} vs {reference} (points)"
+    left.set_title(f"{name} per variant ({protocol})")
+    right.set_title("paired difference, 95% bootstrap CI")
+    if swept:
+        left.set(ylabel=f"{name} (%)", xlabel=ablation.sweep_key)
+        right.set(ylabel=delta_label, xlabel=ablation.sweep_key)
+        for ax in (left, right):
+            ax.set_xticks(x, ticks)
+            fit_xticklabels(ax)
+    else:
+        left.set(xlabel=f"{name} (%)")
+        right.set(xlabel=delta_label)
+        left.set_yticks(x, ticks)
+        left.set_ylim(x[-1] - 0.6, x[0] + 0.6)
+        right.tick_params(labelleft=False)
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False,
                handlelength=1.8, columnspacing=1.2)
     return fig
