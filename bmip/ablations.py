@@ -164,7 +164,8 @@ def _ablation(config: dict[str, Any], name: str, spec: dict[str, Any]) -> Ablati
 
 
 def _key(config: dict[str, Any]) -> str:
-    # Key order kept: variants are listed (tables, figures) in the order the config declares them.
+    # Key order kept: variants are listed (tables, figures) in the order the config reaches us in
+    # (the workflow hands its jobs the config with sorted keys: there, in name order).
     return json.dumps({k: config.get(k) for k in ("ablations", "protocols", "seeds")}, default=str)
 
 
