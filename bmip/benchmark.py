@@ -116,7 +116,22 @@ def benchmark(
         del net, optimiser
         if progress is not None:
             progress(_record(results, settings, dev, precision))
-    return _record(results, settings, dev, precision)
+    return {**_record(results, settings, dev, precision), "variant_parameters": variant_parameters(backbone)}
+
+
+def variant_parameters(backbone: Any) -> dict[str, int]:
+    """Learnable parameters of each BMIP mixing and direction variant (docs/methods.md), built at
+    BMIP's recipe options on this backbone: what a variant adds or removes, without timing it."""
+    from bmip.methods.bmip import AGGREGATIONS, DIRECTIONS
+
+    options = recipe({}, "base2novel", "bmip")["options"]
+    depth = min(options.get("depth", 9), backbone.text_layers, backbone.vision_layers)
+    variants = [("aggregation", a) for a in AGGREGATIONS] + [("directions", d) for d in DIRECTIONS[1:]]
+    counts = {}
+    for key, value in variants:
+        net = build_model(backbone, f"bmip@{value}", ["object"], options={**options, "depth": depth, key: value})
+        counts[f"bmip@{value}"] = sum(p.numel() for p in net.method.parameters() if p.requires_grad)
+    return counts
 
 
 def _record(results: dict[str, Any], settings: dict[str, Any], dev: torch.device, precision: str) -> dict[str, Any]:

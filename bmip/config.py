@@ -75,6 +75,18 @@ def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     return config
 
 
+def check_ablations(config: dict[str, Any], source: str = "config") -> None:
+    """Refuse an `ablations:` entry that does not fit the rest of the config (protocols, datasets
+    and seeds outside its grid, a variant named like a method, a run name declared twice), naming
+    the key. Run after `check_dataset_names`, whose message about a misspelt dataset comes first."""
+    from bmip.ablations import AblationError, ablations
+
+    try:
+        ablations(config)
+    except AblationError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
 def dataset_keys(config: dict[str, Any]) -> list[tuple[str, str]]:
     """(config key, dataset name) of every dataset a config names, in config order."""
     out = []
@@ -171,15 +183,30 @@ def _builtin_recipes() -> dict[str, Any]:
     return yaml.safe_load(RECIPES_FILE.read_text())
 
 
-def recipe(config: dict[str, Any], training: str, method: str) -> dict[str, Any]:
-    """The method's recipe for a training protocol: built-ins, then the config's overrides."""
+def recipe(config: dict[str, Any], training: str, method: str, dataset: str | None = None) -> dict[str, Any]:
+    """The recipe of a method (or ablation variant) for a training protocol and dataset: built-ins,
+    then the config's overrides; for a variant, its ablation's and its own overrides; last, the
+    per-dataset values (`recipes.<protocol>.<method>.datasets.<dataset>`) of every layer, the most
+    specific setting, as the released CoPrompt and PromptSRC code sets some per dataset."""
+    from bmip.ablations import AblationError, variant_of
+
+    try:
+        variant = variant_of(config, method)
+    except AblationError as err:
+        raise ConfigError(str(err)) from None
+    base = variant.method if variant is not None else method
     builtin = _builtin_recipes()
     user = config.get("recipes", {})
     resolved = dict(RECIPE_DEFAULTS)
     for layer in (builtin, user):
-        resolved = _merge(resolved, layer.get("default", {}).get(method, {}))
+        resolved = _merge(resolved, layer.get("default", {}).get(base, {}))
         if training != "base2novel":
-            resolved = _merge(resolved, layer.get(training, {}).get(method, {}))
+            resolved = _merge(resolved, layer.get(training, {}).get(base, {}))
+    for override in variant.recipe_overrides() if variant is not None else []:
+        resolved = _merge(resolved, override)
+    per_dataset = resolved.pop("datasets", {})
+    if dataset is not None and dataset in per_dataset:
+        resolved = _merge(resolved, per_dataset[dataset])
     return resolved
 
 
@@ -187,8 +214,15 @@ def run_config(config: dict[str, Any], training: str, method: str, dataset: str,
     """Everything that determines one training run's numbers."""
     if training not in TRAIN_CLASSES:
         raise ConfigError(f"unknown training protocol {training!r}; choose from {sorted(TRAIN_CLASSES)}")
-    if method not in method_names():
+    if method not in method_names() and "@" not in method:
         raise ConfigError(f"unknown method {method!r}; choose from {method_names()}")
+    resolved = recipe(config, training, method, dataset)  # a variant's: refuses an undeclared one
+    from bmip.ablations import variant_of
+
+    variant = variant_of(config, method)
+    torch_seed = seed if config["torch_seed"] is None else config["torch_seed"]
+    if variant is not None and variant.torch_seed is not None:
+        torch_seed = variant.torch_seed
     return {
         "experiment": config["experiment"],
         "training": training,
@@ -196,9 +230,9 @@ def run_config(config: dict[str, Any], training: str, method: str, dataset: str,
         "method": method,
         "dataset": dataset,
         "seed": seed,
-        "torch_seed": seed if config["torch_seed"] is None else config["torch_seed"],
+        "torch_seed": torch_seed,
         "shots": config["shots"],
-        "recipe": recipe(config, training, method),
+        "recipe": resolved,
         "selection": config["selection"],
         "backbone": {key: config["backbone"][key] for key in ("model", "pretrained", "quick_gelu")},
     }

@@ -20,3 +20,8 @@ def test_benchmark_runs_every_method_and_writes_json(tmp_path, capsys):
     assert record["methods"]["zsclip"]["learnable_parameters"] == 0
     assert "bmip_over_maple_train_step" in record["ratios"]
     assert record["machine"]["device"] == "cpu" and record["settings"]["model"] == "test-vit-tiny"
+    counts, blocks = record["variant_parameters"], 8  # BMIP's recipe depth 9: 8 deep blocks
+    assert counts["bmip@gate"] == record["methods"]["bmip"]["learnable_parameters"]
+    assert counts["bmip@gate"] - counts["bmip@mean"] == 2 * 2 * blocks  # (a_k, b_k) per block and tower
+    assert counts["bmip@gate"] - counts["bmip@constant_gate"] == 2 * blocks  # no a_k
+    assert counts["bmip@exchange"] > counts["bmip@mean"] and counts["bmip@text_to_vision"] < counts["bmip@gate"]

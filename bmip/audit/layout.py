@@ -16,6 +16,7 @@ import yaml
 from bmip.config import TRAINED_BY, TRAIN_CLASSES
 from bmip.engine import paths as P
 from bmip.io import file_sha256
+from bmip.methods import VARIANT_MARK
 
 CONFIG = "config.yaml"
 MANIFEST = "manifest.json"
@@ -51,8 +52,10 @@ RULES: tuple[tuple[str, str], ...] = (
     (rf"train/(?P<training>{_TRAININGS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", "train"),
     (rf"(?P<protocol>{_PROTOCOLS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", EVALUATION),
     (rf"features/(?P<dataset>{_NAME})/{_NAME}", "image_features"),
+    (r"tables/(ablation|paired)_[^/]+", "ablation_report"),
     (rf"tables/{_NAME}", "tables"),
     (r"figures/miniworld_samples\.png", "miniworld_figure"),
+    (r"figures/ablation_[^/]+", "ablation_report"),
     (rf"figures/{_NAME}", "figures"),
     (rf"provenance/{_NAME}", "provenance"),
     (r"cost\.(csv|md)", "cost"),
@@ -61,7 +64,8 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"crate\.zip", "crate"),
     (r"logs/splits/.+", "fewshot_splits"),
     (r"logs/check_data(/.+|\.log)", "check_data"),
-    (rf"logs/(?P<stage>train|download|image_features|evaluate|evaluate_(?:base_trained|{_PROTOCOLS}))/.+", "{stage}"),
+    (rf"logs/(?P<stage>train|download|image_features|evaluate|evaluate_(?:base_trained|{_PROTOCOLS})"
+     r"|ablation_(?:train|evaluate)_[a-z0-9_]+)/.+", "{stage}"),
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
 )
 _COMPILED = tuple((re.compile(pattern), rule) for pattern, rule in RULES)
@@ -87,10 +91,23 @@ def rule_of(relpath: str, config: dict[str, Any] | None = None) -> tuple[str | N
         if match:
             groups = match.groupdict()
             wildcards = {k: v for k, v in groups.items() if k not in _NOT_WILDCARDS}
+            if VARIANT_MARK in groups.get("method", "") and rule in ("train", EVALUATION):
+                return _ablation_rule(config, groups["method"], "train" if rule == "train" else "evaluate"), wildcards
             if rule == EVALUATION:
                 return P.evaluate_rule(config or {}, groups["protocol"]), wildcards
             return rule.format(**groups), wildcards
     return None, {}
+
+
+def _ablation_rule(config: dict[str, Any] | None, variant: str, stage: str) -> str | None:
+    """The per-ablation rule of a variant's run (workflow/rules/ablations.smk); None for a variant
+    the config does not declare (a stray folder)."""
+    from bmip.ablations import AblationError, ablation_of
+
+    try:
+        return f"ablation_{stage}_{ablation_of(config or {}, variant).name}"
+    except (KeyError, AblationError):
+        return None
 
 
 @dataclass(frozen=True, order=True)
@@ -149,6 +166,8 @@ class Experiment:
 
     def rule_for(self, run: Run) -> str:
         """The workflow rule that made a run."""
+        if VARIANT_MARK in run.method:
+            return _ablation_rule(self.config, run.method, "train" if run.kind == "train" else "evaluate") or "?"
         return "train" if run.kind == "train" else P.evaluate_rule(self.config or {}, run.protocol)
 
     def run_dir(self, run: Run) -> Path:
@@ -181,20 +200,30 @@ class Experiment:
 
     def expected_evaluations(self) -> list[Run]:
         """Every evaluation the config's grid asks for (the runs the tables rule reads)."""
-        config = self.config or {}
-        runs = []
-        for protocol, spec in config.get("protocols", {}).items():
-            datasets = spec["datasets"] if "datasets" in spec else spec.get("targets", [])
-            runs += [Run("evaluate", protocol, m, d, int(s))
-                     for m in config["methods"] for d in datasets for s in config["seeds"]]
-        return runs
+        if not self.config:
+            return []
+        config = self.config
+        runs = [Run("evaluate", protocol, m, d, int(s)) for protocol in config.get("protocols", {})
+                for m in config["methods"] for d in P.eval_datasets(config, protocol) for s in config["seeds"]]
+        # the ablation variants' after the methods', in their own grids
+        return runs + [Run("evaluate", protocol, m, d, int(s)) for m, grid in self._variant_grids()
+                       for protocol, d in P.evaluations(grid) for s in grid["seeds"]]
+
+    def _variant_grids(self) -> list[tuple[str, dict[str, Any]]]:
+        """(ablation variant, the config its runs follow: its ablation's protocols, datasets, seeds)."""
+        from bmip.ablations import method_config, variants
+
+        config = {"ablations": {}, **(self.config or {})}
+        return [(v, method_config(config, v)) for v in variants(config)]
 
     def expected_trainings(self) -> list[Run]:
         """Every trained model the config's grid asks for."""
         if self.config is None:
             return []
         return [Run("train", training, m, d, int(s))
-                for training, d in P.trainings(self.config) for m in self.config["methods"] for s in self.config["seeds"]]
+                for training, d in P.trainings(self.config) for m in self.config["methods"] for s in self.config["seeds"]] + [
+            Run("train", training, m, d, int(s)) for m, grid in self._variant_grids()
+            for training, d in P.trainings(grid) for s in grid["seeds"]]
 
     def found_evaluations(self) -> list[Run]:
         """Evaluations on disk (a run folder with a metrics file)."""

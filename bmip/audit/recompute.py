@@ -19,6 +19,7 @@ from bmip.audit.findings import Findings
 from bmip.audit.layout import TABLE_PROTOCOL, TABLES_DIR, Experiment, Run
 from bmip.audit.records import read_json
 from bmip.engine import paths as P
+from bmip.methods import VARIANT_MARK
 from bmip.report.tables import TABLES, build_tables, load_metrics
 
 FLOAT_FORMAT = "%.4f"  # bmip.report.tables.write_tables
@@ -184,7 +185,7 @@ def compare_table(name: str, recomputed: pd.DataFrame, long: pd.DataFrame, exp: 
 
 def check_tables(exp: Experiment, evaluations: list[Run], findings: Findings) -> None:
     """Check every metrics file, rebuild every table from the usable ones, compare with the CSVs."""
-    usable = []
+    usable, variants = [], []  # methods' metrics files (the main tables), ablation variants'
     for run in evaluations:
         path = exp.run_dir(run) / P.METRICS
         name = exp.rel(path)
@@ -194,8 +195,26 @@ def check_tables(exp: Experiment, evaluations: list[Run], findings: Findings) ->
                 findings.problem(name, error)
             continue
         if check_metrics_file(run, doc, name, findings):
-            usable.append(path)
+            (variants if VARIANT_MARK in run.method else usable).append(path)
     long = load_metrics(usable)
     for name, table in build_tables(long).items():
         if name in TABLES:
             compare_table(name, table, long, exp, findings)
+    check_ablation_tables(exp, usable + variants, findings)
+
+
+def check_ablation_tables(exp: Experiment, metric_files: list[Path], findings: Findings) -> None:
+    """Each ablation table (and the paired main table) rebuilt from the runs' metrics files by the
+    function that wrote it: the CSV must be the same text (the bootstrap is seeded)."""
+    from bmip.report.ablations import build_ablation_tables, csv_text
+
+    if not exp.config or not (exp.config.get("ablations") or "base2novel" in exp.config.get("protocols", {})):
+        return
+    for name, (table, _, _) in build_ablation_tables({"ablations": {}, **exp.config}, load_metrics(metric_files)).items():
+        path = exp.path / TABLES_DIR / f"{name}.csv"
+        if not path.is_file():
+            if name.startswith("ablation_"):  # (an experiment from before paired tables has none of those)
+                findings.problem(exp.rel(path), "missing: the config's ablations: declare it")
+        elif path.read_text() != csv_text(table):
+            findings.problem(exp.rel(path), "differs from the table recomputed from its runs' metrics files "
+                                            "(bmip.report.ablations); rerun the ablation_report rule")

@@ -11,6 +11,7 @@ from typing import Any
 
 from bmip.audit.layout import Experiment, Run
 from bmip.engine import paths as P
+from bmip.methods import VARIANT_MARK
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,10 @@ def evaluations(experiment: Experiment) -> list[Run]:
 
 
 def table_runs(experiment: Experiment, protocol: str) -> list[RunRecord]:
-    """Each evaluation of `protocol` that feeds a table, with its provenance, in grid order."""
-    return [read_record(experiment, run) for run in evaluations(experiment) if run.protocol == protocol]
+    """Each evaluation of `protocol` that feeds a main table (no ablation variant), with its
+    provenance, in grid order."""
+    return [read_record(experiment, run) for run in evaluations(experiment)
+            if run.protocol == protocol and VARIANT_MARK not in run.method]
 
 
 def all_records(experiment: Experiment) -> list[RunRecord]:

@@ -35,16 +35,43 @@ def check_recipes(config: dict[str, Any]) -> int:
     except BackboneError as err:
         raise ConfigError(f"backbone.model: {err}") from None
     problems, built = [], 0
-    for training in dict.fromkeys(training for training, _ in trainings(config)):
+    seen = set()
+    for training, dataset in trainings(config):
         for method in config["methods"]:
+            options = recipe(config, training, method, dataset)["options"]
+            if (training, method, repr(options)) in seen:  # per-dataset overrides: each distinct set once
+                continue
+            seen.add((training, method, repr(options)))
             try:
-                build_method(backbone, method, recipe(config, training, method)["options"])
+                build_method(backbone, method, options)
                 built += 1
             except (TypeError, ValueError) as err:  # MethodConfigError is a ValueError
-                problems.append(f"{recipe_keys(training, method)} ({training} training on {spec['model']}): {err}")
+                keys = recipe_keys(training, method)
+                if options != recipe(config, training, method)["options"]:
+                    keys += " + " + recipe_keys(training, method).replace(".options", f".datasets.{dataset}.options")
+                problems.append(f"{keys} ({training} training on {spec['model']}): {err}")
+    problems += _check_variants(config, backbone, spec["model"])
     if problems:
         raise ConfigError("method recipes that do not fit the backbone:\n  " + "\n  ".join(problems))
     return built
+
+
+def _check_variants(config: dict[str, Any], backbone: Any, model: str) -> list[str]:
+    """Build every ablation variant for each training protocol it runs under; a problem names the
+    variant's config key (an unknown option or option value, a sweep value the backbone cannot take)."""
+    from bmip.ablations import ablations, method_config
+    from bmip.methods import build_method
+
+    problems = []
+    for ablation in ablations(config):
+        for variant in ablation.variants:
+            for training in dict.fromkeys(t for t, _ in trainings(method_config(config, variant.name))):
+                try:
+                    build_method(backbone, variant.name, recipe(config, training, variant.name)["options"])
+                except (TypeError, ValueError) as err:
+                    value = "" if variant.swept is None else f" = {variant.swept!r}"
+                    problems.append(f"{variant.key}{value} (variant {variant.name}, {training} training on {model}): {err}")
+    return problems
 
 
 def check_compute(config: dict[str, Any]) -> str:

@@ -10,7 +10,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from bmip.config import TRAINED_BY, TRAIN_CLASSES, check_dataset_names, load_config
+from bmip.ablations import method_config
+from bmip.config import TRAINED_BY, TRAIN_CLASSES, check_ablations, check_dataset_names, load_config
 from bmip.engine.gpu_slots import claim_for
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def _check_single(args: argparse.Namespace, runs: int) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides)
+    config = method_config(load_config(args.config, args.overrides), args.method)  # a variant: its ablation's grid
     claim_for(config)  # before torch starts: it fixes the GPU this process sees
     from bmip.engine.paths import trainings
     from bmip.engine.train import train
@@ -70,7 +71,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    config = load_config(args.config, args.overrides)
+    config = method_config(load_config(args.config, args.overrides), args.method)  # a variant: its ablation's grid
     claim_for(config)  # before torch starts: it fixes the GPU this process sees
     from bmip.engine.evaluate import evaluate
     from bmip.engine.paths import evaluations
@@ -130,7 +131,9 @@ def run_check_config(args: argparse.Namespace) -> int:
     from bmip.engine.check import check_compute, check_recipes
 
     config = load_config(args.config, args.overrides)
-    check_dataset_names(config, "the config on standard input" if str(args.config) == "-" else str(args.config))
+    source = "the config on standard input" if str(args.config) == "-" else str(args.config)
+    check_dataset_names(config, source)
+    check_ablations(config, source)
     compute = check_compute(config)
     built = check_recipes(config)
     log.info("the config is valid and its %d (training protocol, method) recipes build on %s", built,

@@ -2,7 +2,10 @@
 
 Adding a method = one module with a `PromptMethod` subclass and one entry in `METHODS`.
 A name `<base>+<regulariser>` adds a regulariser of `REGULARIZERS` (PromptSRC, CoPrompt) to a base
-in `REGULARIZED_BASES`.
+in `REGULARIZED_BASES`. A name `<method>@<variant>` is an ablation variant of a method
+(`ablations:` of an experiment config, bmip.ablations): the same module with other options or
+recipe values, under a name of its own so that its runs, tables and checkpoints never mix with
+the method's.
 Names are checked without importing torch or open_clip (the config validation and the light
 commands need only them); a method's module is imported when a model is built.
 """
@@ -63,18 +66,28 @@ def method_names() -> list[str]:
     return list(METHODS) + [f"{base}+{reg}" for reg in REGULARIZERS for base in REGULARIZED_BASES]
 
 
+VARIANT_MARK = "@"
+
+
+def method_of(name: str) -> str:
+    """The method a (variant) name runs: 'bmip@sum' -> 'bmip', 'bmip' -> 'bmip'."""
+    return name.partition(VARIANT_MARK)[0]
+
+
 def frozen_image_tower(name: str) -> bool:
     """True for the methods whose image features are the frozen backbone's (no torch needed)."""
-    base, reg = split_name(name)
+    base, reg = split_name(method_of(name))
     return base in FROZEN_IMAGE_TOWER and reg is None
 
 
 def split_name(name: str) -> tuple[str, str | None]:
-    """'bmip+promptsrc' -> ('bmip', 'promptsrc'), 'bmip' -> ('bmip', None); raises on unknown names,
-    listing the valid ones."""
-    if name not in method_names():
-        raise MethodConfigError(f"unknown method {name!r}; choose one of {method_names()}")
-    base, _, reg = name.partition("+")
+    """'bmip+promptsrc' -> ('bmip', 'promptsrc'), 'bmip' -> ('bmip', None), 'bmip@sum' -> ('bmip',
+    None); raises on unknown names, listing the valid ones."""
+    method, mark, variant = name.partition(VARIANT_MARK)
+    if method not in method_names() or (mark and not variant):
+        raise MethodConfigError(f"unknown method {name!r}; choose one of {method_names()} "
+                                f"(an ablation variant is <method>{VARIANT_MARK}<variant>)")
+    base, _, reg = method.partition("+")
     return base, reg or None
 
 
@@ -115,6 +128,7 @@ def build_model(
     from bmip.prompting import PromptedCLIP
 
     method, regulariser, resolved = build_method(backbone, name, options)
+    # The full name, variant included: a checkpoint of `bmip@sum` refuses to load as `bmip@mean`.
     model = PromptedCLIP(backbone, method, classnames, template, regulariser)
     model.method_name, model.method_options = name, resolved
     return model.to(backbone.clip.logit_scale.device)

@@ -28,11 +28,20 @@ block c+1, and text block c+1 through F_vt for c <= D-3) and its own optimiser s
 D-1 updates are applied one after the other in place: the prompt moves by about (D-1)·lr per
 Adam step and weight decay is applied D-1 times. `optimizer_params` hands the optimiser those
 aliases; checkpoints still hold the one prompt.
+
+Ablations of the mixing (docs/methods.md, "BMIP's mixing variants"), options of this one method:
+`aggregation` replaces the gated mix by a fixed connector — `sum`, `mean` (w = 0.5),
+`constant_gate` (w = sigmoid(b_k): a learned gate without the attention statistic),
+`attention_pool` (BITP's `atten`), `joint` (own and foreign side by side: 2N slots), `exchange`
+(a Linear over the concatenated features) — and `directions` keeps only one flow
+(`text_to_vision`: only the vision tower mixes in the other's prompt; `vision_to_text`: only the
+text tower). Only the tensors a variant uses are created, so `gate` + `both` is today's BMIP
+tensor for tensor and random draw for random draw.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +58,12 @@ class BMIPConfig:
     ctx_init: str = "a photo of a"
     per_layer_projections: bool = False
     official_compat: bool = False
+    aggregation: str = "gate"
+    directions: str = "both"
+
+
+AGGREGATIONS = ("gate", "sum", "mean", "constant_gate", "attention_pool", "joint", "exchange")
+DIRECTIONS = ("both", "text_to_vision", "vision_to_text")
 
 
 @torch.no_grad()
@@ -83,27 +98,47 @@ class BMIP(PromptMethod):
         check_depth(self.name, depth, min(backbone.text_layers, backbone.vision_layers))
         if depth < 1:
             raise MethodConfigError("method 'bmip': depth must be >= 1")
+        self._check_variant(config)
         compat = self.compat = config.official_compat
-        n, dt, dv = config.n_ctx, backbone.text_width, backbone.vision_width
+        mix, n, dt, dv = config.aggregation, config.n_ctx, backbone.text_width, backbone.vision_width
+        self.aggregation = mix
+        # Which towers mix the other's deep prompt into their own (blocks 1..D-1).
+        self.vision_receives = config.directions in ("both", "text_to_vision")
+        self.text_receives = config.directions in ("both", "vision_to_text")
         self.depth, self.per_layer = depth, config.per_layer_projections
-        self.text_tokens = self.vision_tokens = n
+        # joint: own and foreign prompts side by side, so 2N slots per tower (layer 0 included).
+        self.text_tokens = self.vision_tokens = 2 * n if mix == "joint" else n
         # Last block whose text slots get fresh prompts (the released code stops one block early).
         self.last_text_block = depth - 2 if compat else depth - 1
-        self.ctx, self.prompt_prefix = text_context(backbone, n, config.ctx_init)
+        self.ctx, self.prompt_prefix = text_context(backbone, self.text_tokens, config.ctx_init)
 
-        n_tv = depth if self.per_layer else (2 if compat else 1)
+        deep_tv = self.vision_receives and depth > 1
+        n_tv = depth if self.per_layer and deep_tv else (2 if compat else 1)
         self.proj_tv = nn.ModuleList(nn.Linear(dt, dv) for _ in range(n_tv if depth > 1 else 1))
         if depth > 1:
             self.text_prompts = normal_prompts(depth - 1, n, dt)
             self.vision_prompts = normal_prompts(1 if compat else depth - 1, n, dv)
-            n_vt = self.last_text_block if self.per_layer else 1
-            self.proj_vt = nn.ModuleList(nn.Linear(dv, dt) for _ in range(n_vt))
+            if self.text_receives:
+                n_vt = self.last_text_block if self.per_layer else 1
+                self.proj_vt = nn.ModuleList(nn.Linear(dv, dt) for _ in range(n_vt))
             if compat:
                 self.vision_gate = nn.Parameter(torch.empty(depth - 1, 2).uniform_(-1, 1))
                 self.text_gate_bias = nn.Parameter(torch.empty(max(self.last_text_block, 0)).uniform_(-1, 1))
-            else:
-                self.vision_gate = nn.Parameter(torch.zeros(depth - 1, 2))
-                self.text_gate = nn.Parameter(torch.zeros(depth - 1, 2))
+            elif mix == "gate":
+                if self.vision_receives:
+                    self.vision_gate = nn.Parameter(torch.zeros(depth - 1, 2))
+                if self.text_receives:
+                    self.text_gate = nn.Parameter(torch.zeros(depth - 1, 2))
+            elif mix == "constant_gate":
+                if self.vision_receives:
+                    self.vision_gate_bias = nn.Parameter(torch.zeros(depth - 1))
+                if self.text_receives:
+                    self.text_gate_bias = nn.Parameter(torch.zeros(depth - 1))
+            elif mix == "exchange":
+                if self.vision_receives:
+                    self.exchange_v = nn.Linear(2 * dv, dv)
+                if self.text_receives:
+                    self.exchange_t = nn.Linear(2 * dt, dt)
         # official_compat: one alias per deep vision block over `vision_prompts`' memory (not
         # registered: state dicts and checkpoints hold the prompt once).
         self._aliases = [nn.Parameter(self.vision_prompts.detach()) for _ in range(depth - 1 if compat else 0)]
@@ -117,6 +152,23 @@ class BMIP(PromptMethod):
         """official_compat's vision statistic is the batch mean: an image's logits depend on its
         batch-mates, so its evaluation keeps the released code's per-label-space batches."""
         return not self.compat
+
+    @staticmethod
+    def _check_variant(config: BMIPConfig) -> None:
+        """Refuse an unknown or impossible mixing variant, naming the option and its valid values."""
+        if config.aggregation not in AGGREGATIONS:
+            raise MethodConfigError(f"method 'bmip': option aggregation: unknown value {config.aggregation!r}; "
+                                    f"choose one of {list(AGGREGATIONS)}")
+        if config.directions not in DIRECTIONS:
+            raise MethodConfigError(f"method 'bmip': option directions: unknown value {config.directions!r}; "
+                                    f"choose one of {list(DIRECTIONS)}")
+        if config.official_compat and (config.aggregation, config.directions) != ("gate", "both"):
+            raise MethodConfigError("method 'bmip': official_compat reproduces the released gated BMIP; it takes "
+                                    "only aggregation: gate and directions: both")
+        if config.aggregation == "joint" and config.directions != "both":
+            raise MethodConfigError("method 'bmip': aggregation: joint gives both towers 2N slots from layer 0 on "
+                                    "(the vision layer-0 prompt is projected from the 2N text tokens); it needs "
+                                    "directions: both")
 
     # ---------------------------------------------------------------- projections
     def _tv(self, k: int) -> nn.Linear:
@@ -177,25 +229,54 @@ class BMIP(PromptMethod):
     def vision_shallow(self) -> torch.Tensor:
         return self._tv(0)(self.ctx)
 
+    def _mix(self, tower: str, k: int, own: torch.Tensor, foreign: torch.Tensor,
+             gate: Callable[[], tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+        """Block k's prompt of `tower` from its own deep prompt and the other tower's projected one
+        (both (N, d)), by the configured aggregation; `gate` gives BMIP's (w, s) when needed."""
+        mix = self.aggregation
+        if mix in ("gate", "constant_gate"):
+            w, s = gate()
+            self._record(tower, k, w, s)
+            return w * own + (1 - w) * foreign
+        if mix == "sum":
+            return own + foreign
+        if mix == "mean":
+            return 0.5 * own + 0.5 * foreign
+        if mix == "attention_pool":  # BITP's atten: own + softmax(own · foreignᵀ) · foreign
+            return own + torch.softmax(own @ foreign.transpose(-1, -2), dim=-1) @ foreign
+        if mix == "joint":
+            return torch.cat([own, foreign], dim=-2)
+        linear = self.exchange_v if tower == "vision" else self.exchange_t  # exchange
+        return linear(torch.cat([own, foreign], dim=-1))
+
     def vision_deep(self, k: int, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor | None:
         if k >= self.depth:
             return None
-        a, b = self.vision_gate[k - 1]
-        s = self.vision_statistic(block, x, slots)
-        w = torch.sigmoid(a * s + b).unsqueeze(-1)  # (B|1, N, 1)
-        self._record("vision", k, w, s)
-        foreign = self._tv(k)(self.text_prompts[k - 1])
-        return w * self._vision_prompt(k) + (1 - w) * foreign
+        own = self._vision_prompt(k)
+        if not self.vision_receives:
+            return own
+
+        def gate() -> tuple[torch.Tensor, torch.Tensor | None]:
+            if self.aggregation == "constant_gate":
+                return torch.sigmoid(self.vision_gate_bias[k - 1]).view(1, 1, 1), None
+            a, b = self.vision_gate[k - 1]
+            s = self.vision_statistic(block, x, slots)
+            return torch.sigmoid(a * s + b).unsqueeze(-1), s  # (B|1, N, 1)
+
+        return self._mix("vision", k, own, self._tv(k)(self.text_prompts[k - 1]), gate)
 
     def text_deep(self, k: int, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor | None:
         if k > self.last_text_block:
             return None
-        if self.compat:
-            s, w = None, torch.sigmoid(self.text_gate_bias[k - 1]).view(1, 1, 1)
-        else:
+        own = self.text_prompts[k - 1]
+        if not self.text_receives:
+            return own
+
+        def gate() -> tuple[torch.Tensor, torch.Tensor | None]:
+            if self.compat or self.aggregation == "constant_gate":
+                return torch.sigmoid(self.text_gate_bias[k - 1]).view(1, 1, 1), None
             a, b = self.text_gate[k - 1]
             s = self.text_statistic(block, x, slots)
-            w = torch.sigmoid(a * s + b).unsqueeze(-1)  # (C, N, 1)
-        self._record("text", k, w, s)
-        foreign = self._vt(k)(self._vision_prompt(k))
-        return w * self.text_prompts[k - 1] + (1 - w) * foreign
+            return torch.sigmoid(a * s + b).unsqueeze(-1), s  # (C, N, 1)
+
+        return self._mix("text", k, own, self._vt(k)(self._vision_prompt(k)), gate)

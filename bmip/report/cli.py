@@ -19,11 +19,26 @@ def run_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_ablations(args: argparse.Namespace) -> int:
+    from bmip.report.ablations import run_cli
+
+    return run_cli(args.config, args.metrics, args.tables, args.figures)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     agg = subparsers.add_parser("aggregate", help="tables (CSV, Markdown, LaTeX) from metrics.json files")
     agg.add_argument("metrics", nargs="+", type=Path, help="metrics.json files")
     agg.add_argument("--out", type=Path, required=True, help="folder for <table>.csv, .md and .tex")
     agg.set_defaults(func=run_aggregate)
+
+    abl = subparsers.add_parser(
+        "ablations", help="each ablation's table and figure and the main table's paired comparison, with seeded "
+                          "95%% bootstrap intervals of the paired differences")
+    abl.add_argument("config", type=Path, help="the experiment's resolved config (results/<experiment>/config.yaml)")
+    abl.add_argument("metrics", nargs="+", type=Path, help="metrics.json files of the variants (and of the methods)")
+    abl.add_argument("--tables", type=Path, required=True, help="folder for ablation_<name>.csv/.md/.tex")
+    abl.add_argument("--figures", type=Path, required=True, help="folder for ablation_<name>.png/.pdf")
+    abl.set_defaults(func=run_ablations)
 
     fig = subparsers.add_parser(
         "figures", help="figures (PNG + PDF) from the tables, training logs and BMIP gate files; "

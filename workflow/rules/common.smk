@@ -5,7 +5,7 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 
-from bmip.config import TRAINED_BY, ConfigError, check_dataset_names, run_config, validate
+from bmip.config import TRAINED_BY, ConfigError, check_ablations, check_dataset_names, run_config, validate
 from bmip.data import resolve_name
 from bmip.engine import data_check as DC
 from bmip.engine import paths as P
@@ -17,6 +17,7 @@ from bmip.report.tables import TABLES
 try:
     _validated = validate(dict(config), "the workflow config")
     check_dataset_names(_validated, "the workflow config")
+    check_ablations(_validated, "the workflow config")
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 config.clear()
@@ -164,14 +165,15 @@ def gated_metrics_files():
 
 
 def table_files():
-    return expand(f"{EXP}/tables/{{table}}.{{ext}}", table=TABLES, ext=("csv", "md", "tex"))
+    main = expand(f"{EXP}/tables/{{table}}.{{ext}}", table=TABLES, ext=("csv", "md", "tex"))
+    return main + ablation_tables()  # rules/ablations.smk
 
 
 def figure_files():
     figures = expand(
         f"{EXP}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("png", "pdf")
     )
-    return figures + ([f"{EXP}/figures/miniworld_samples.png"] if MINIWORLD else [])
+    return figures + ([f"{EXP}/figures/miniworld_samples.png"] if MINIWORLD else []) + ablation_figures()
 
 
 def dataset_ready(dataset):

@@ -1,0 +1,186 @@
+# Ablations (config `ablations:`, bmip/ablations.py): every variant of an ablation runs as the method
+# `<method>@<label>` on its ablation's protocols, datasets and seeds, by the same `bmip train` /
+# `bmip evaluate` commands as the methods, in per-ablation rules (ablation_train_<name>,
+# ablation_evaluate_<name>) cut into jobs like the methods' (workflow.batch_datasets, batch_seeds);
+# then one job writes every ablation's table and figure and the paired comparison of the main table.
+import re
+from pathlib import Path
+
+from bmip import ablations as A
+from bmip.report.ablations import ablation_outputs
+
+ABLATIONS = A.ablations(config)
+ABLATION_OUTPUTS = ablation_outputs(config)
+PAIRED = "paired_base2novel" in ABLATION_OUTPUTS["tables"]
+
+
+def ablation_tables():
+    return expand(f"{EXP}/tables/{{name}}.{{ext}}", name=ABLATION_OUTPUTS["tables"], ext=("csv", "md", "tex"))
+
+
+def ablation_figures():
+    return expand(f"{EXP}/figures/{{name}}.{{ext}}", name=ABLATION_OUTPUTS["figures"], ext=("png", "pdf"))
+
+
+def ablation_seeds(ablation, wildcards):
+    return list(ablation.seeds) if BATCH_SEEDS else [int(wildcards.seed)]
+
+
+def ablation_trained(grid, wildcards):
+    """The (training protocol, dataset) pairs one variant train job covers: all of its ablation's
+    when datasets are batched, else its own."""
+    return P.trainings(grid) if BATCH_DATASETS else [(wildcards.training, wildcards.dataset)]
+
+
+def ablation_evaluated(grid, wildcards):
+    return P.evaluations(grid) if BATCH_DATASETS else [(wildcards.protocol, wildcards.dataset)]
+
+
+def variant_runs(ablation, pairs, wildcards):
+    """The resolved run configs of the trained models one variant job covers: as a param,
+    changing one variant's recipe reruns only that variant's jobs."""
+    grid = A.method_config(config, wildcards.method)
+    trained = dict.fromkeys((TRAINED_BY.get(p, p), P.training_dataset(grid, p, d) if p in TRAINED_BY else d)
+                            for p, d in pairs(grid, wildcards))
+    runs = [run_config(config, t, wildcards.method, d, s) for t, d in trained for s in ablation_seeds(ablation, wildcards)]
+    return json.dumps(runs, sort_keys=True)
+
+
+def _alternatives(names):
+    return "|".join(re.escape(str(n)) for n in dict.fromkeys(names))
+
+
+# Job granularity follows workflow.batch_datasets / batch_seeds, as for the methods: one job per
+# variant (every dataset and seed), per (variant, training protocol, dataset), and/or per seed.
+for _ablation in ABLATIONS:
+    _grid = A.method_config(config, _ablation.variants[0].name)  # every variant of an ablation: one grid
+    _trained, _evals = P.trainings(_grid), P.evaluations(_grid)
+    _constraints = {"method": _alternatives(_ablation.names), "seed": _alternatives(_ablation.seeds),
+                    "training": _alternatives(t for t, _ in _trained), "protocol": _alternatives(p for p, _ in _evals),
+                    "dataset": _alternatives([d for _, d in _trained] + [d for _, d in _evals])}
+    _seed_parts = [] if BATCH_SEEDS else ["seed{seed}"]
+    _seed_list = lambda: list(_ablation.seeds) if BATCH_SEEDS else ["{seed}"]  # noqa: E731
+    _train_pairs = _trained if BATCH_DATASETS else [("{training}", "{dataset}")]
+    _eval_pairs = _evals if BATCH_DATASETS else [("{protocol}", "{dataset}")]
+
+    rule:
+        name:
+            f"ablation_train_{_ablation.name}"
+        wildcard_constraints:
+            **_constraints,
+        input:
+            splits=lambda wildcards, a=_ablation, g=_grid: [
+                f"{EXP}/splits/{d}/shot_{config['shots']}-seed_{s}.json"
+                for d in dict.fromkeys(d for _, d in ablation_trained(g, wildcards))
+                for s in ablation_seeds(a, wildcards)
+            ],
+            backbone=backbone_files(),
+            data_check=lambda wildcards, g=_grid: data_check_records({d for _, d in ablation_trained(g, wildcards)}),
+        output:
+            **{
+                key: [f"{EXP}/train/{t}/{{method}}/{d}/seed{s}/{name}" for t, d in _train_pairs for s in _seed_list()]
+                for key, name in (("prompts", P.PROMPTS), ("log", P.TRAIN_LOG), ("provenance", P.PROVENANCE))
+            },
+        log:
+            os.path.join(EXP, "logs", f"ablation_train_{_ablation.name}",
+                         *([] if BATCH_DATASETS else ["{training}"]), "{method}",
+                         *([] if BATCH_DATASETS else ["{dataset}"]), *_seed_parts) + ".log",
+        conda:
+            ENV
+        threads: RES["train"]["threads"]
+        resources:
+            **job_resources("train"),
+        params:
+            bmip=bmip_command,
+            config=experiment_config,
+            runs=lambda wildcards, a=_ablation: variant_runs(a, ablation_trained, wildcards),
+            what=lambda wildcards: "--all" if BATCH_DATASETS else f"--protocol {wildcards.training} --dataset {wildcards.dataset}",
+            seeds=lambda wildcards, a=_ablation: " ".join(str(s) for s in ablation_seeds(a, wildcards)),
+        shell:
+            "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} train - --method {wildcards.method:q} "
+            "{params.what} --seed {params.seeds} > {log} 2>&1"
+
+    rule:
+        name:
+            f"ablation_evaluate_{_ablation.name}"
+        wildcard_constraints:
+            **_constraints,
+        input:
+            prompts=lambda wildcards, a=_ablation, g=_grid: list(dict.fromkeys(
+                str(P.checkpoint_for(g, p, wildcards.method, d, s))
+                for p, d in ablation_evaluated(g, wildcards)
+                for s in ablation_seeds(a, wildcards)
+            )),
+            data=lambda wildcards, g=_grid: sorted({dataset_ready(d) for _, d in ablation_evaluated(g, wildcards)}),
+            data_check=lambda wildcards, g=_grid: data_check_records({d for _, d in ablation_evaluated(g, wildcards)}),
+        output:
+            **{
+                key: [f"{EXP}/{p}/{{method}}/{d}/seed{s}/{name}" for p, d in _eval_pairs for s in _seed_list()]
+                for key, name in (("metrics", P.METRICS), ("provenance", P.PROVENANCE))
+            },
+        log:
+            # folders in the order of the runs' own (the crate tells a job's files by them)
+            os.path.join(EXP, "logs", f"ablation_evaluate_{_ablation.name}",
+                         *([] if BATCH_DATASETS else ["{protocol}"]), "{method}",
+                         *([] if BATCH_DATASETS else ["{dataset}"]), *_seed_parts) + ".log",
+        conda:
+            ENV
+        threads: RES["evaluate"]["threads"]
+        resources:
+            **job_resources("evaluate"),
+        params:
+            bmip=bmip_command,
+            config=experiment_config,
+            runs=lambda wildcards, a=_ablation: variant_runs(a, ablation_evaluated, wildcards),
+            settings=json.dumps(_grid["protocols"], sort_keys=True),
+            what=lambda wildcards: "--all" if BATCH_DATASETS else f"--protocol {wildcards.protocol} --dataset {wildcards.dataset}",
+            seeds=lambda wildcards, a=_ablation: " ".join(str(s) for s in ablation_seeds(a, wildcards)),
+        shell:
+            "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} evaluate - --method {wildcards.method:q} "
+            "{params.what} --seed {params.seeds} > {log} 2>&1"
+
+
+def ablation_metrics():
+    return [
+        f"{EXP}/{p}/{v}/{d}/seed{s}/{P.METRICS}"
+        for a in ABLATIONS
+        for v in a.names
+        for p, d in P.evaluations(A.method_config(config, v))
+        for s in a.seeds
+    ]
+
+
+if ABLATIONS or PAIRED:
+
+    rule ablation_report:
+        # Every ablation's table (per variant, per dataset and averaged, with the paired difference
+        # to its reference and a seeded 95% bootstrap interval) and figure, and the same paired
+        # comparison for the main base-to-novel table.
+        input:
+            config=f"{EXP}/config.yaml",
+            variants=ablation_metrics(),
+            methods=[m for m in metrics_files() if "/base2novel/" in m] if PAIRED else [],
+        output:
+            tables=[
+                report(path, caption="../report/ablations.rst", category="Tables", labels={"table": Path(path).stem})
+                if path.endswith(".csv") else path
+                for path in ablation_tables()
+            ],
+            figures=[
+                report(path, caption="../report/figures/ablation.rst", category="Figures", labels={"figure": Path(path).stem})
+                if path.endswith(".png") else path
+                for path in ablation_figures()
+            ],
+        log:
+            f"{EXP}/logs/ablation_report.log",
+        conda:
+            ENV
+        resources:
+            **RES["light"],
+        params:
+            bmip=bmip_command,
+            tables=f"{EXP}/tables",
+            figures=f"{EXP}/figures",
+        shell:
+            "{params.bmip} ablations {input.config} {input.variants} {input.methods} --tables {params.tables} "
+            "--figures {params.figures} > {log} 2>&1"
