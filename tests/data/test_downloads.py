@@ -126,7 +126,7 @@ def toy(http_server, monkeypatch):
     http_server.routes["/split_toy.json"] = Route(SPLIT, content_type="application/json")
     spec = DatasetSpec(
         name="toy", display_name="Toy", coop_name="Toy", dataset_dir="toy", image_dir="images", reader="coop_json",
-        template="a photo of a {}.", num_classes=2, split_file="split_toy.json",
+        template="a photo of a {}.", num_classes=2, test_images=2, split_file="split_toy.json",
         sources=(
             Source(filename="toy.tar.gz", dest="toy", urls=(http_server.url("/toy.tar.gz"),),
                    md5=hashlib.md5(archive).hexdigest(), extract=True, member="toy-1.0", provides="toy/images"),
@@ -168,7 +168,7 @@ def test_nested_archive_like_caltech(http_server, tmp_path, monkeypatch):
                     provides="caltech-101/101_ObjectCategories", sha256=hashlib.sha256(outer).hexdigest())
     spec = DatasetSpec(name="nested", display_name="Nested", coop_name="Nested", dataset_dir="caltech-101",
                        image_dir="101_ObjectCategories", reader="coop_json", template="{}", num_classes=1,
-                       sources=(source,))
+                       test_images=1, sources=(source,))
     monkeypatch.setitem(DATASETS, "nested", spec)
     download("nested", tmp_path, progress=False, keep_archives=True)
     assert (tmp_path / "caltech-101/101_ObjectCategories/x/1.jpg").read_bytes() == b"1"
