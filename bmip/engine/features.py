@@ -4,7 +4,7 @@ every seed and every protocol.
 
 The file `<experiment>/features/<dataset>/image_features.safetensors` holds the normalised image
 features of the dataset's whole test split, in its order, as the frozen tower computes them in
-batches of `eval_batch_size` at the run's precision. Its metadata carry the key they were computed
+batches of `eval_batch_size` at the run's precision. Its metadata (one JSON entry) carry the key they were computed
 for (`KEY_FIELDS`: backbone, its activation and the sha256 of its weights, dataset, split file and test images
 hashes, image size, batch size, precision, device type) and that key's sha256. A file whose key
 differs from the one an evaluation expects is refused, naming the fields that differ: a stale
@@ -93,6 +93,9 @@ def cache_key(config: dict[str, Any], backbone: "Backbone", data: "Dataset", dev
     }
 
 
+METADATA = "bmip"  # the safetensors metadata entry holding {"format", "key"} as JSON
+
+
 def key_sha256(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -121,8 +124,9 @@ def read_key(path: Path) -> dict[str, Any]:
     """The key a features file was computed for."""
     meta = read_header(path).get("__metadata__") or {}
     try:
-        key = json.loads(meta["key"]) if meta.get("format") == FORMAT else None
-    except (KeyError, ValueError):
+        doc = json.loads(meta[METADATA])
+        key = doc["key"] if isinstance(doc, dict) and doc.get("format") == FORMAT else None
+    except (KeyError, ValueError, TypeError):
         key = None
     if not isinstance(key, dict):
         raise FeatureCacheError(f"{path} is not a {FORMAT} file; delete it and rerun (it is rebuilt)")
@@ -186,7 +190,9 @@ def load_or_build(config: dict[str, Any], data: "Dataset", backbone: "Backbone |
     else:
         features = compute(backbone, data, batch=config["eval_batch_size"], workers=config["workers"],
                            device=device, precision=precision)
-        meta = {"format": FORMAT, "key": json.dumps(key, sort_keys=True), "key_sha256": key_sha256(key)}
+        # One metadata entry: safetensors writes its metadata map in no fixed order, so several
+        # entries would give other bytes for the same features in another process.
+        meta = {METADATA: json.dumps({"format": FORMAT, "key": key}, sort_keys=True)}
         atomic_write(path, lambda tmp: save_file({"features": features.contiguous()}, str(tmp), metadata=meta))
         log.info("wrote the frozen image features of %s (%d images) to %s", data.name, len(data.test), path)
         built = True

@@ -334,3 +334,61 @@ def eval_outputs(protocols, name):
         for target in (["{dataset}"] if eval_per_dataset(protocols) else P.eval_datasets(config, protocol))
         for path in per_seed(f"{EXP}/{protocol}/{{method}}/{target}/seed{{seed}}/{name}")
     ]
+
+
+# Ablations (config `ablations:`, bmip/ablations.py; rules in ablations.smk).
+import re
+from pathlib import Path
+
+from bmip import ablations as A
+from bmip.report.ablations import ablation_outputs
+
+ABLATIONS = A.ablations(config)
+ABLATION_OUTPUTS = ablation_outputs(config)
+PAIRED = "paired_base2novel" in ABLATION_OUTPUTS["tables"]
+
+
+def ablation_tables():
+    return expand(f"{EXP}/tables/{{name}}.{{ext}}", name=ABLATION_OUTPUTS["tables"], ext=("csv", "md", "tex"))
+
+
+def ablation_figures():
+    return expand(f"{EXP}/figures/{{name}}.{{ext}}", name=ABLATION_OUTPUTS["figures"], ext=("png", "pdf"))
+
+
+def ablation_seeds(ablation, wildcards):
+    return list(ablation.seeds) if BATCH_SEEDS else [int(wildcards.seed)]
+
+
+def ablation_trained(grid, wildcards):
+    """The (training protocol, dataset) pairs one variant train job covers: all of its ablation's
+    when datasets are batched, else its own."""
+    return P.trainings(grid) if BATCH_DATASETS else [(wildcards.training, wildcards.dataset)]
+
+
+def ablation_evaluated(grid, wildcards):
+    return P.evaluations(grid) if BATCH_DATASETS else [(wildcards.protocol, wildcards.dataset)]
+
+
+def variant_runs(ablation, pairs, wildcards):
+    """The resolved run configs of the trained models one variant job covers: as a param,
+    changing one variant's recipe reruns only that variant's jobs."""
+    grid = A.method_config(config, wildcards.method)
+    trained = dict.fromkeys((TRAINED_BY.get(p, p), P.training_dataset(grid, p, d) if p in TRAINED_BY else d)
+                            for p, d in pairs(grid, wildcards))
+    runs = [run_config(config, t, wildcards.method, d, s) for t, d in trained for s in ablation_seeds(ablation, wildcards)]
+    return json.dumps(runs, sort_keys=True)
+
+
+def _alternatives(names):
+    return "|".join(re.escape(str(n)) for n in dict.fromkeys(names))
+
+
+def ablation_metrics():
+    return [
+        f"{EXP}/{p}/{v}/{d}/seed{s}/{P.METRICS}"
+        for a in ABLATIONS
+        for v in a.names
+        for p, d in P.evaluations(A.method_config(config, v))
+        for s in a.seeds
+    ]
