@@ -26,13 +26,14 @@ METHODS: dict[str, str] = {
     "ivlp": "ivlp.IVLP",
     "maple": "maple.MaPLe",
     "bmip": "bmip.BMIP",
+    "biastune": "biastune.BiasTune",
 }
 # name -> "<module in bmip/methods>.<Regularizer subclass>"
 REGULARIZERS: dict[str, str] = {
     "promptsrc": "promptsrc.PromptSRC",
     "coprompt": "coprompt.CoPrompt",
 }
-REGULARIZED_BASES = ("bmip", "maple", "ivlp")
+REGULARIZED_BASES = ("bmip", "maple", "ivlp", "biastune")
 
 
 class MethodConfigError(ValueError):
