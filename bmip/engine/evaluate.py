@@ -18,7 +18,8 @@ import torch
 from bmip.checkpoint import CheckpointError, load_model, read_metadata
 from bmip.config import TRAINED_BY, ConfigError, config_hash, run_config
 from bmip.data import Item, load_dataset, open_world_split, subsample_classes, subsample_classes_ratio
-from bmip.engine import data_check, gates, paths
+from bmip.data.masks import has_masks, patch_foreground
+from bmip.engine import data_check, gates, mechanism, paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
     accuracy_report, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, harmonic_mean,
@@ -67,25 +68,35 @@ def evaluate(
             "resolves to now (recipe, options, shots or seeds differ); retrain it"
         )
 
-    gated = gates.has_gates(method)
+    gated, analysed = gates.has_gates(method), mechanism.has_mechanism(method)
     recorded: dict[str, Any] = {}
+    mechanisms: dict[str, Any] = {}
+    masked: list[bool] = []
 
     def score(items: Sequence[Item], classnames: list[str], template: str, root: Path, desc: str,
-              part: str | None = None) -> dict[str, Any]:
-        """Accuracy in one label space; BMIP's gate statistics too when `part` names it."""
+              part: str | None = None, dataset: Any = None) -> dict[str, Any]:
+        """Accuracy in one label space; BMIP's gate statistics and the mechanism record too when
+        `part` names it (the foreground share where `dataset` has object masks)."""
         model.set_classnames(classnames, template)
         recorder = gates.recording(model.method) if gated and part else contextlib.nullcontext({})
-        with recorder as stats:
+        foreground = None
+        if analysed and part and dataset is not None and has_masks(dataset):
+            foreground = patch_foreground(dataset, items, backbone.image_size, model.clip.visual.conv1.kernel_size[0])
+        masked.append(foreground is not None)
+        probe = mechanism.recording(model, foreground) if analysed and part else contextlib.nullcontext({})
+        with recorder as stats, probe as mechanics:
             preds = predict(model, items, root, batch=config["eval_batch_size"], workers=config["workers"],
                             device=device, precision=precision, desc=desc)
         if gated and part:
             recorded[part] = stats
+        if analysed and part:
+            mechanisms[part] = mechanics
         return accuracy_report(_labels(items), preds, classnames)
 
     if protocol in ("cross_dataset", "domain_generalization"):
         data = load_dataset(dataset, config["data_root"])
         tested = data.test
-        results = {"all": score(tested, data.classnames, data.template, data.image_root, dataset, "all")}
+        results = {"all": score(tested, data.classnames, data.template, data.image_root, dataset, "all", data)}
         summary = {"accuracy": results["all"]["accuracy"]}
     else:
         data, train_items, val_items = fewshot_data(config, dataset, seed)
@@ -94,7 +105,7 @@ def evaluate(
             results = {}
             for part, subsample in (("base", "base"), ("novel", "new")):
                 _, _, test, names = subsample_classes(train_items, val_items, data.test, subsample)
-                results[part] = score(test, names, data.template, data.image_root, f"{dataset} {part}", part)
+                results[part] = score(test, names, data.template, data.image_root, f"{dataset} {part}", part, data)
             summary = {"base": results["base"]["accuracy"], "novel": results["novel"]["accuracy"]}
             summary["hm"] = harmonic_mean(summary["base"], summary["novel"])
         else:
@@ -103,6 +114,8 @@ def evaluate(
     identity = {"protocol": protocol, "method": method, "dataset": dataset, "seed": seed}
     if gated:  # before metrics.json, which marks the evaluation done
         gates.write_gates(out / paths.GATES, identity, recorded)
+    if analysed:
+        mechanism.write_mechanism(out / paths.MECHANISM, identity, any(masked), mechanisms)
     metrics = {**identity, "trained_on": source, "summary": summary, "results": results}
     write_json(out / paths.METRICS, metrics)
     inputs = {"test": dataset_inputs(data, tested), "data_check": data_check.provenance_input(config, dataset),
@@ -116,7 +129,8 @@ def evaluate(
 
 def _open_world(config, model: PromptedCLIP, score, data, train_items, val_items, seed):
     split = open_world_split(train_items, val_items, data.test)
-    joint = score(split.test, split.classnames, data.template, data.image_root, f"{data.name} open-world", "joint")
+    joint = score(split.test, split.classnames, data.template, data.image_root, f"{data.name} open-world", "joint",
+                  data)
     results: dict[str, Any] = {"joint": joint}
     summary: dict[str, Any] = {"accuracy": joint["accuracy"]}
     # Base-part / novel-part accuracy inside the joint label space, from the per-class counts.

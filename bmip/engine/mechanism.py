@@ -333,10 +333,10 @@ def problems(doc: Any, identity: dict[str, Any], biased: dict[str, int] | None =
                 continue
             blocks, layers = record.get("blocks") or {}, record.get("layers")
             want = biased.get(tower, 0) if biased is not None else layers
-            if not isinstance(want, int) or sorted(blocks, key=lambda k: int(k) if str(k).isdigit() else -1) != [
-                    str(k) for k in range(want)]:
-                out.append(f"{part}/{tower}: blocks {sorted(blocks)}, expected 0..{want if isinstance(want, int) else '?'}"
-                           " minus 1 (every block the prompts pass through)")
+            expected = [str(k) for k in range(want)] if isinstance(want, int) else None
+            if expected is None or sorted(blocks, key=lambda k: (len(k), k)) != expected:
+                out.append(f"{part}/{tower}: blocks {sorted(blocks, key=lambda k: (len(k), k))}, expected {expected} "
+                           "(every block the prompts pass through; bias tuning: its depth)")
             for k, entry in sorted(blocks.items()):
                 out += block_problems(f"{part}/{tower}/{k}", entry, bool(masks), tower)
     return out
