@@ -46,10 +46,17 @@ Biases = Callable[[int], "tuple[torch.Tensor, torch.Tensor] | None"]
 
 
 class BlockProbe(Protocol):
-    """Reads a block's input (after its prompt slots were filled) in the one forward pass."""
+    """Sees a block's input (after its prompt slots were filled) in the one forward pass.
+
+    A probe that records (the mechanism record) returns None. An intervention (`bmip analyze`'s
+    causal checks, never in training or evaluation) returns the block's output to use instead.
+    `reference_towers`: the towers ("vision", "text") whose unprompted zero-shot pass over the same
+    inputs the probe also wants to see first, as tower "<tower>/zsclip"."""
+
+    reference_towers: frozenset[str]
 
     def __call__(self, tower: str, k: int, block: nn.Module, x: torch.Tensor, slots: Slots,
-                 biases: "tuple[torch.Tensor, torch.Tensor] | None") -> None: ...
+                 biases: "tuple[torch.Tensor, torch.Tensor] | None") -> "torch.Tensor | None": ...
 
 
 def biased_block(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None,
@@ -73,9 +80,13 @@ def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, slots: Slots, deep: DeepH
                 prompts = prompts.to(x.dtype).expand(x.shape[0], -1, -1)
                 x = torch.cat([x[:, : slots.start], prompts, x[:, end:]], dim=1)
         added = biases(k) if biases is not None else None
-        if probe is not None:
-            probe(tower, k, block, x, slots, added)
-        x = block(x, attn_mask=slots.attn_mask) if added is None else biased_block(block, x, slots.attn_mask, added)
+        replaced = probe(tower, k, block, x, slots, added) if probe is not None else None
+        if replaced is not None:
+            x = replaced
+        elif added is None:
+            x = block(x, attn_mask=slots.attn_mask)
+        else:
+            x = biased_block(block, x, slots.attn_mask, added)
     return x
 
 
@@ -226,6 +237,13 @@ class PromptedCLIP(nn.Module):
                 ctx = ctx.to(dtype).unsqueeze(0).expand(n_cls, -1, -1)
                 x = torch.cat([x[:, :1], ctx, x[:, 1 + n :]], dim=1)
         length = x.shape[1]
+        if self.probe is not None and "text" in self.probe.reference_towers and n:
+            # the same class prompts unprompted: the prompt positions keep the words they replace
+            with torch.no_grad():
+                plain = self.token_embeds.to(dtype) + clip.positional_embedding[:length].to(dtype)
+                reference = Slots(start=1, length=n, attn_mask=clip.attn_mask[:length, :length], eot=self.eot)
+                run_blocks(clip.transformer.resblocks, plain, reference, lambda *_: None, tower="text/zsclip",
+                           probe=self.probe)
         x = x + clip.positional_embedding[:length].to(dtype)
         slots = Slots(start=1, length=n, attn_mask=clip.attn_mask[:length, :length], eot=eot)
         x = run_blocks(clip.transformer.resblocks, x, slots, method.text_deep, tower="text",
@@ -239,10 +257,9 @@ class PromptedCLIP(nn.Module):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Unnormalised image features, with the method's vision prompts.
 
-        A probe that asks for a zero-shot reference (`probe.zero_shot_reference`: the foreground
-        share on images with object masks) also sees the same images pass the unprompted tower,
-        as tower "vision/zsclip"; its features are discarded."""
-        if self.probe is not None and getattr(self.probe, "zero_shot_reference", False):
+        A probe that asks for a vision reference (`BlockProbe.reference_towers`) first sees the
+        same images pass the unprompted tower, as tower "vision/zsclip"; its features are discarded."""
+        if self.probe is not None and "vision" in self.probe.reference_towers:
             with torch.no_grad():
                 self._vision_pooled(images, PromptMethod(self.backbone, None), "vision/zsclip")
         x = self._vision_pooled(images, self.method, "vision")

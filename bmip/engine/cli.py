@@ -83,6 +83,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_analyze(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    claim_for(config)  # before torch starts: it fixes the GPU this process sees
+    from bmip.engine.analyze import analyze
+
+    datasets = args.dataset or config["analysis"]["datasets"]
+    if args.out and len(datasets) * len(args.seed) > 1:
+        raise ValueError("--out names one analysis folder; give a single seed and dataset with it")
+    for dataset in datasets:
+        for seed in args.seed:
+            log.info("causal checks in %s", analyze(config, args.method, dataset, seed, args.checkpoint, args.out))
+    return 0
+
+
 def run_import_official(args: argparse.Namespace) -> int:
     from bmip.official import import_official
 
@@ -151,6 +165,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="--dataset then names the evaluation dataset(s)")
     evaluate.add_argument("--checkpoint", type=Path, help="prompts.safetensors (default: from the results layout)")
     evaluate.set_defaults(func=run_evaluate)
+
+    analysis = subparsers.add_parser(
+        "analyze", help="causal checks of the prompt mechanism on base-to-novel models (reconstruction of Ma et al.)")
+    _config(analysis)
+    analysis.add_argument("--method", required=True)
+    analysis.add_argument("--dataset", nargs="+", help="default: the config's analysis.datasets")
+    analysis.add_argument("--seed", type=int, nargs="+", required=True)
+    analysis.add_argument("--checkpoint", type=Path, help="prompts.safetensors (default: from the results layout)")
+    analysis.add_argument("--out", type=Path, help="output folder of a single analysis (default: the results layout)")
+    analysis.set_defaults(func=run_analyze)
 
     imp = subparsers.add_parser(
         "import-official", help="turn a checkpoint of the released BMIP code into an official_compat bmip run folder")

@@ -154,7 +154,7 @@ class MechanismProbe:
         self.blocks: dict[tuple[str, int], _Block] = {}
         self.layers: dict[str, int] = {}
         self.foreground = foreground
-        self.zero_shot_reference = foreground is not None
+        self.reference_towers = frozenset({"vision"} if foreground is not None else ())
         self._cursor = {"vision": 0, REFERENCE: 0}
         self._batch: dict[str, "torch.Tensor | None"] = {}
 
