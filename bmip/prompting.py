@@ -126,8 +126,14 @@ def attention_terms(block: nn.Module, x: torch.Tensor, slots: Slots, rows: torch
     In float32 from the block's own LayerNorm and projection weights. Linear algebra keeps it cheap
     (no keys or values per token are formed): q.k_j = (W_k^T q).h_j + q.b_k, and
     sum_j a_j v_j = W_v (sum_j a_j h_j) + (sum_j a_j) b_v, with h = ln_1(x); the cost is
-    O(B.R.H.N.width) instead of the O(B.N.width^2) of a second attention pass.
+    O(B.R.H.N.width) instead of the O(B.N.width^2) of a second attention pass. Autocast is off
+    inside, so the statistics are float32 under a bf16 evaluation too.
     """
+    with torch.autocast(x.device.type, enabled=False):
+        return _attention_terms(block, x, slots, rows)
+
+
+def _attention_terms(block: nn.Module, x: torch.Tensor, slots: Slots, rows: torch.Tensor) -> AttentionTerms:
     attn = block.attn
     width, heads = x.shape[-1], attn.num_heads
     head_dim = width // heads

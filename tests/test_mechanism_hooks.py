@@ -17,6 +17,8 @@ from tests.shared import CLASSNAMES
 class Capture:
     """A probe that keeps every block input it sees."""
 
+    reference_towers = frozenset()
+
     def __init__(self) -> None:
         self.seen: dict[tuple[str, int], tuple] = {}
 
