@@ -169,7 +169,7 @@ def analyze(config: dict[str, Any], method: str, dataset: str, seed: int, checkp
         finally:
             model.probe = None
         labels = torch.tensor([it.label for it in items])
-        return 100.0 * float((preds == labels).float().mean()) if len(items) else float("nan")
+        return 100.0 * int((preds == labels).sum()) / len(items) if len(items) else float("nan")
 
     checks: dict[str, dict[str, float]] = {check: {} for check in CHECKS}
     for part, subsample in (("base", "base"), ("novel", "new")):
