@@ -159,3 +159,20 @@ def test_foreground_share_for_method_and_zero_shot_on_the_same_images(tiny_backb
     got = record["vision"]["blocks"]["2"]["foreground"]["zsclip"]["over_heads"]["mean"]
     assert got == pytest.approx(float(expected), abs=1e-5)
     assert 0 < record["vision"]["blocks"]["2"]["foreground"]["method"]["over_heads"]["mean"] < 1
+
+
+def test_the_zero_shot_reference_is_computed_once_per_image_set(tiny_backbone):
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    foreground = torch.rand(2, 16, generator=torch.Generator().manual_seed(7))
+    reference: dict = {}
+    records = []
+    for seed in (0, 1):  # two "seeds" of a method: other prompts, the same test images
+        torch.manual_seed(seed)
+        model = build_model(tiny_backbone, "ivlp", CLASSNAMES).eval()
+        with torch.no_grad(), mechanism.recording(model, foreground, reference) as record:
+            assert model.probe.reference_towers == (frozenset({"vision"}) if seed == 0 else frozenset())
+            model(images)
+        records.append(record)
+    shares = [r["vision"]["blocks"]["3"]["foreground"] for r in records]
+    assert shares[0]["zsclip"] == shares[1]["zsclip"] and shares[0]["zsclip"]["over_heads"]["n"] == 2
+    assert shares[0]["method"] != shares[1]["method"]

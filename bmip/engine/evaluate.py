@@ -17,7 +17,7 @@ import torch
 
 from bmip.checkpoint import CheckpointError, load_model, read_metadata
 from bmip.config import TRAINED_BY, ConfigError, config_hash, run_config
-from bmip.data import Item, load_dataset, open_world_split, subsample_classes, subsample_classes_ratio
+from bmip.data import Item, items_hash, load_dataset, open_world_split, subsample_classes, subsample_classes_ratio
 from bmip.data.masks import has_masks, patch_foreground
 from bmip.engine import data_check, gates, mechanism, paths
 from bmip.engine.provenance import RunClock, provenance
@@ -29,6 +29,9 @@ from bmip.io import file_sha256, write_json
 from bmip.prompting import PromptedCLIP
 
 log = logging.getLogger(__name__)
+# Zero-shot CLIP's foreground share per (backbone, dataset, test items), for every evaluation of this
+# process (the workflow's jobs evaluate every seed of a method): bmip.engine.mechanism.recording.
+ZERO_SHOT_FOREGROUND: dict[tuple[str, str, str, str], dict] = {}
 
 
 def _labels(items: Sequence[Item]) -> torch.Tensor:
@@ -83,7 +86,11 @@ def evaluate(
         if analysed and part and dataset is not None and has_masks(dataset):
             foreground = patch_foreground(dataset, items, backbone.image_size, model.clip.visual.conv1.kernel_size[0])
         masked.append(foreground is not None)
-        probe = mechanism.recording(model, foreground) if analysed and part else contextlib.nullcontext({})
+        reference = None
+        if foreground is not None:
+            key = (backbone.name, str(backbone.pretrained), dataset.name, items_hash(items))
+            reference = ZERO_SHOT_FOREGROUND.setdefault(key, {})
+        probe = mechanism.recording(model, foreground, reference) if analysed and part else contextlib.nullcontext({})
         with recorder as stats, probe as mechanics:
             preds = predict(model, items, root, batch=config["eval_batch_size"], workers=config["workers"],
                             device=device, precision=precision, desc=desc)

@@ -150,11 +150,18 @@ class MechanismProbe:
     tower starts (block 0), so it must see the images exactly once and in order.
     """
 
-    def __init__(self, foreground: "torch.Tensor | None" = None) -> None:
+    def __init__(self, foreground: "torch.Tensor | None" = None,
+                 reference: "dict[int, tuple[Moments, Moments]] | None" = None) -> None:
         self.blocks: dict[tuple[str, int], _Block] = {}
         self.layers: dict[str, int] = {}
         self.foreground = foreground
-        self.reference_towers = frozenset({"vision"} if foreground is not None else ())
+        # Zero-shot CLIP's foreground share on these images is the same for every method and seed:
+        # `reference` (block -> moments) is filled by the first probe and reused by the next ones.
+        self.reference = reference if reference is not None else {}
+        reused = foreground is not None and bool(self.reference)
+        for k, moments in self.reference.items():
+            self._entry("vision", k).fg["zsclip"] = moments
+        self.reference_towers = frozenset({"vision"} if foreground is not None and not reused else ())
         self._cursor = {"vision": 0, REFERENCE: 0}
         self._batch: dict[str, "torch.Tensor | None"] = {}
 
@@ -187,7 +194,7 @@ class MechanismProbe:
                 if foreground is not None:
                     terms = attention_terms(block, x, slots, rows)
                     share = foreground_share(terms.weights, foreground)
-                    moments = self._entry("vision", k).fg["zsclip"]
+                    moments = self.reference.setdefault(k, self._entry("vision", k).fg["zsclip"])
                     moments[0].add(share)
                     moments[1].add(share.mean(dim=1))
                 return
@@ -244,11 +251,14 @@ class MechanismProbe:
 
 
 @contextlib.contextmanager
-def recording(model: Any, foreground: "torch.Tensor | None" = None) -> Iterator[dict[str, Any]]:
+def recording(model: Any, foreground: "torch.Tensor | None" = None,
+              reference: "dict[int, tuple[Moments, Moments]] | None" = None) -> Iterator[dict[str, Any]]:
     """Attach a `MechanismProbe` to `model` (a PromptedCLIP) for the passes inside the block; the
     yielded dict is filled with the per-tower summary when the block exits. The foreground share
-    (and its zero-shot reference pass) only for methods with vision prompt positions."""
-    probe = MechanismProbe(foreground if model.method.vision_tokens else None)
+    (and its zero-shot reference pass) only for methods with vision prompt positions; `reference`:
+    zero-shot CLIP's foreground statistics for the same images from an earlier recording (filled
+    when empty), so that the reference pass runs once per image set, not once per seed."""
+    probe = MechanismProbe(foreground if model.method.vision_tokens else None, reference)
     model.probe = probe
     result: dict[str, Any] = {}
     try:
