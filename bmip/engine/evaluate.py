@@ -83,9 +83,10 @@ def evaluate(
         model.set_classnames(classnames, template)
         recorder = gates.recording(model.method) if gated and part else contextlib.nullcontext({})
         foreground = None
-        if analysed and part and dataset is not None and has_masks(dataset):
+        masks = analysed and part is not None and dataset is not None and has_masks(dataset)
+        masked.append(masks)
+        if masks and model.method.vision_tokens:  # the foreground share needs vision prompt positions
             foreground = patch_foreground(dataset, items, backbone.image_size, model.clip.visual.conv1.kernel_size[0])
-        masked.append(foreground is not None)
         reference = None
         if foreground is not None:
             key = (backbone.name, str(backbone.pretrained), dataset.name, items_hash(items))
