@@ -212,6 +212,15 @@ class PromptedCLIP(nn.Module):
         self.clip.eval()  # the backbone is frozen: no dropout or norm statistics ever change
         return self
 
+    @property
+    def frozen_image_tower(self) -> bool:
+        """True when the image features are the frozen backbone's: no vision prompt and no image
+        adapter (zero-shot CLIP, CoOp, CoCoOp, deep language prompting). Their evaluations share
+        one cached pass per test set (bmip.engine.features). Bias tuning has no vision prompt
+        positions but adds its vectors to the vision blocks: not frozen."""
+        return (self.method.vision_tokens == 0 and self.method.residual_biases("vision") is None
+                and not (self.regularizer is not None and self.regularizer.adapts_image))
+
     # ------------------------------------------------------------------ towers
     def encode_text(self, context: torch.Tensor | None = None) -> torch.Tensor:
         """Unnormalised text features of every class prompt.
@@ -314,6 +323,12 @@ class PromptedCLIP(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(normalised image features, normalised text features, logits) for a batch."""
         image = F.normalize(self.encode_image(images), dim=-1)
+        text, logits = self.logits_for(image, text)
+        return image, text, logits
+
+    def logits_for(self, image: torch.Tensor, text: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normalised text features, logits) for normalised image features: what `features` does
+        after the image tower, so that an evaluation can start from image features it computed once."""
         if self.method.image_conditioned:
             text = F.normalize(self.encode_text(self.method.conditional_context(image)), dim=-1)
             logits = self.logit_scale() * torch.einsum("be,bce->bc", image, text.to(image.dtype))
@@ -322,7 +337,7 @@ class PromptedCLIP(nn.Module):
             logits = self.logit_scale() * image @ text.to(image.dtype).t()
         if self.clip.logit_bias is not None:
             logits = logits + self.clip.logit_bias
-        return image, text, logits
+        return text, logits
 
     def forward(self, images: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """Logits over the current class set; pass `text` to reuse precomputed text features."""

@@ -8,6 +8,8 @@ runs out of time is recorded and the next one starts, and the report is rewritte
   logits          bf16-autocast vs fp32 logits of one batch, every method (ViT-B-16, random weights)
   benchmark_bf16  `bmip benchmark` per method at the paper's batch sizes in bf16: step time,
                   images/s, peak GPU memory
+  decode          images/s the evaluation DataLoader decodes from JPEGs with --workers, no model,
+                  against each method's in-memory evaluation images/s: which one bounds evaluation
   workflow        the reduced workflow end to end on the GPU, workflow.jobs_per_gpu jobs sharing it
                   through the slot allocator; checks every run's provenance (device, bf16, GPU
                   UUID, slot; no two overlapping runs in one slot)
@@ -64,6 +66,7 @@ PARTS = (
     Part("environment", "Machine and versions", 120, 0),
     Part("logits", "bf16 vs fp32 logits on one batch", 180, 30),
     Part("benchmark_bf16", "Benchmark per method, bf16", 240, 40),
+    Part("decode", "Decoding vs the model in evaluation", 120, 20),
     Part("workflow", "Reduced workflow end to end", 300, 60),
     Part("concurrency", "Concurrent jobs on one GPU", 300, 60),
     Part("benchmark_fp32", "Benchmark per method, fp32", 240, 40),
@@ -201,6 +204,36 @@ def part_benchmark_bf16(s: dict[str, Any]) -> dict[str, Any]:
 
 def part_benchmark_fp32(s: dict[str, Any]) -> dict[str, Any]:
     return _benchmark(s, "fp32")
+
+
+def part_decode(s: dict[str, Any]) -> dict[str, Any]:
+    """Images per second the evaluation DataLoader decodes and test-transforms with the configured
+    workers, from JPEG files of a typical dataset's size (500 x 375), with no model: evaluation can
+    go no faster than this, whatever the GPU. The markdown compares it with each method's
+    evaluation throughput on images already in memory (benchmark_bf16)."""
+    import numpy as np
+    from PIL import Image
+
+    from bmip.data import Item
+    from bmip.engine.runtime import loader
+
+    root = Path(s["out"]) / "decode-images"
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    n = s["decode_images"]
+    ramp = np.linspace(0, 255, 500)[None, :, None] * np.ones((375, 1, 3))
+    for i in range(n):  # smooth content plus noise: compresses like a photo, not like pure noise
+        pixels = np.clip(ramp * rng.uniform(0.3, 1.0, 3) + rng.normal(0, 12, ramp.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(root / f"{i}.jpg", quality=90)
+    items = [Item(f"{i}.jpg", 0, "x") for i in range(n)]
+    seconds = []
+    for _ in range(2):  # the first pass also starts the workers; the second is the figure
+        t0 = time.perf_counter()
+        images = sum(batch.shape[0] for batch, _ in loader(items, root, 224, s["eval_batch_size"], s["workers"]))
+        seconds.append(time.perf_counter() - t0)
+    shutil.rmtree(root)
+    return {"images": images, "workers": s["workers"], "size": "500x375 JPEG -> 224",
+            "first_pass_s": round(seconds[0], 3), "decode_images_per_s": round(images / seconds[1], 1), "problems": []}
 
 
 def part_workflow(s: dict[str, Any]) -> dict[str, Any]:
@@ -409,6 +442,7 @@ def worker(settings_file: Path, barrier: Path, n: int, result: Path) -> None:
 PART_FUNCTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "environment": part_environment, "logits": part_logits, "benchmark_bf16": part_benchmark_bf16,
     "workflow": part_workflow, "concurrency": part_concurrency, "benchmark_fp32": part_benchmark_fp32,
+    "decode": part_decode,
 }
 
 
@@ -528,7 +562,10 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"- problem: {problem}")
         if result.get("problems"):
             lines.append("")
-        lines += RENDER.get(part.name, lambda r: [])(result) if result else []
+        if part.name == "decode" and result:
+            lines += _render_decode(result, (parts.get("benchmark_bf16") or {}).get("result") or {})
+        else:
+            lines += RENDER.get(part.name, lambda r: [])(result) if result else []
     return "\n".join(lines) + "\n"
 
 
@@ -559,6 +596,20 @@ def _render_benchmark(r: dict[str, Any]) -> list[str]:
         ["method", "batch", "train step s", "train images/s", "eval images/s", "peak GPU MiB"],
         [[m, v["batch_size"], v["train_step_s"], v["train_images_per_s"], v["eval_images_per_s"], v.get("peak_gpu_mib")]
          for m, v in r["methods"].items()])
+
+
+def _render_decode(r: dict[str, Any], bench: dict[str, Any]) -> list[str]:
+    """Decode throughput against each method's in-memory evaluation throughput: the smaller bounds."""
+    decode = r["decode_images_per_s"]
+    lines = [f"The DataLoader with {r['workers']} workers decodes {decode} images/s ({r['size']}, {r['images']} "
+             "images, second pass).", ""]
+    methods = bench.get("methods") or {}
+    if not methods:
+        return lines + ["No bf16 benchmark to compare with: run the benchmark_bf16 part too.", ""]
+    return lines + _table(["method", "eval images/s in memory (bf16)", "decode images/s", "bounded by"],
+                          [[m, v["eval_images_per_s"], decode,
+                            "decoding" if v["eval_images_per_s"] and decode < v["eval_images_per_s"] else "the model"]
+                           for m, v in methods.items()])
 
 
 def _render_workflow(r: dict[str, Any]) -> list[str]:
@@ -597,6 +648,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, help="timed benchmark steps (default 10; 5 with --quick)")
     p.add_argument("--warmup", type=int, help="untimed steps first (default 3; 2 with --quick)")
     p.add_argument("--eval-batch-size", type=int, default=100)
+    p.add_argument("--workers", type=int, default=8, help="DataLoader workers of the decode part (paper.yaml: 8)")
+    p.add_argument("--decode-images", type=int, default=800, help="JPEG files the decode part reads")
     p.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8], help="concurrent jobs to measure")
     p.add_argument("--concurrency-method", default="bmip")
     p.add_argument("--window", type=float, help="seconds each concurrent job trains (default 10; 5 with --quick)")
@@ -626,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
         "out": str(out), "parts": ["environment", *(p for p in args.parts if p != "environment")], "device": args.device, "model": args.model, "classes": args.classes,
         "methods": args.methods, "steps": args.steps or (5 if args.quick else 10),
         "warmup": args.warmup or (2 if args.quick else 3), "eval_batch_size": args.eval_batch_size,
+        "workers": args.workers, "decode_images": args.decode_images,
         "levels": args.levels, "concurrency_method": args.concurrency_method,
         "window_s": args.window or (5.0 if args.quick else 10.0), "jobs_per_gpu": args.jobs_per_gpu,
     }

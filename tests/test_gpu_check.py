@@ -31,13 +31,16 @@ def test_without_a_gpu_it_says_so_and_exits_non_zero_without_a_traceback(tmp_pat
 
 def test_rehearsal_on_cpu_runs_every_measuring_part_and_writes_the_report(tmp_path):
     done = _gpu_check(tmp_path, "--device", "cpu", "--model", "test-vit-tiny", "--classes", "5",
-                      "--methods", "coop", "--parts", "logits", "benchmark_bf16", "concurrency",
+                      "--methods", "coop", "--parts", "logits", "benchmark_bf16", "decode", "concurrency",
+                      "--workers", "1", "--decode-images", "16",
                       "--levels", "1", "2", "--window", "1", "--steps", "1", "--warmup", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "gpu-check.json").read_text())
     assert report["status"] == "passed"
     parts = report["parts"]
-    assert [parts[p]["status"] for p in ("environment", "logits", "benchmark_bf16", "concurrency")] == ["ok"] * 4
+    assert [parts[p]["status"] for p in ("environment", "logits", "benchmark_bf16", "decode", "concurrency")] == ["ok"] * 5
+    decode = parts["decode"]["result"]
+    assert decode["images"] == 16 and decode["workers"] == 1 and decode["decode_images_per_s"] > 0
     logits = parts["logits"]["result"]["methods"]
     assert set(logits) == {"coop"}
     assert all(r["finite"] and r["max_abs_diff"] < 0.25 for r in logits.values())
@@ -49,6 +52,9 @@ def test_rehearsal_on_cpu_runs_every_measuring_part_and_writes_the_report(tmp_pa
     assert set(levels) == {"1", "2"} and all(level["total_images_per_s"] > 0 for level in levels.values())
     summary = (tmp_path / "gpu-check.md").read_text()
     assert summary.startswith("# GPU check (passed)") and "## Concurrent jobs on one GPU" in summary
+    bound = "decoding" if decode["decode_images_per_s"] < bench["methods"]["coop"]["eval_images_per_s"] else "the model"
+    eval_rate, decode_rate = bench["methods"]["coop"]["eval_images_per_s"], decode["decode_images_per_s"]
+    assert f"| coop | {eval_rate:.4g} | {decode_rate:.4g} | {bound} |" in summary
     assert (tmp_path / "gpu-check-logs.tar.gz").stat().st_size > 0
 
 

@@ -22,15 +22,17 @@ import pandas as pd
 
 from bmip.audit.layout import Experiment, Run
 from bmip.audit.records import RunRecord, all_records, hardware_label
+from bmip.engine import paths as P
 from bmip.io import atomic_write
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("rule", "jobs", "job_seconds", "runs", "run_seconds", "mean_run_seconds", "max_run_seconds",
-           "peak_rss_mib", "hardware")
+           "peak_rss_mib", "hardware", "image_forwards", "image_features_reused")
 _SAME_JOB_SECONDS = 1.0
 PIPELINE_ORDER = ("write_config", "miniworld_generate", "miniworld_pretrain", "download", "fewshot_splits", "check_data",
-                  "train", "evaluate", "evaluate_base2novel", "evaluate_open_world", "evaluate_cross_dataset",
+                  "train", "image_features", "evaluate",
+                  "evaluate_base_trained", "evaluate_base2novel", "evaluate_open_world", "evaluate_cross_dataset",
                   "evaluate_domain_generalization", "tables", "figures", "miniworld_figure", "provenance")
 
 
@@ -81,8 +83,11 @@ def _order(rule: str) -> tuple[int, str]:
     return (PIPELINE_ORDER.index(rule) if rule in PIPELINE_ORDER else len(PIPELINE_ORDER), rule)
 
 
-def cost_table(records: list[RunRecord], jobs: list[dict[str, Any]], rule_for: Callable[[Run], str]) -> pd.DataFrame:
-    """One row per rule and a `total` row: Snakemake job time and the runs' own wall time."""
+def cost_table(records: list[RunRecord], jobs: list[dict[str, Any]], rule_for: Callable[[Run], str],
+               feature_rows: int | None = None) -> pd.DataFrame:
+    """One row per rule and a `total` row: Snakemake job time and the runs' own wall time, and the
+    image-tower forwards evaluations ran and the image features they reused (their provenance's
+    `work`); `feature_rows`: the images of the frozen-feature files, the image_features rule's forwards."""
     runs: dict[str, list[RunRecord]] = defaultdict(list)
     for record in records:
         if record.get("time", "wall_seconds") is not None:
@@ -91,7 +96,9 @@ def cost_table(records: list[RunRecord], jobs: list[dict[str, Any]], rule_for: C
     for job in jobs:
         by_rule[job["rule"]].append(job)
     rows = []
-    for rule in sorted(set(runs) | set(by_rule), key=_order):
+    forwards = {"image_features": feature_rows} if feature_rows else {}
+    for rule in sorted(set(runs) | set(by_rule) | set(forwards), key=_order):
+        work = [r.get("work") for r in runs[rule] if isinstance(r.get("work"), dict)]
         seconds = [float(r.get("time", "wall_seconds")) for r in runs[rule]]
         peaks = [float(r.get("time", "peak_rss_mib")) for r in runs[rule] if r.get("time", "peak_rss_mib") is not None]
         rows.append({
@@ -104,6 +111,8 @@ def cost_table(records: list[RunRecord], jobs: list[dict[str, Any]], rule_for: C
             "max_run_seconds": round(max(seconds), 3) if seconds else None,
             "peak_rss_mib": max(peaks) if peaks else None,
             "hardware": "; ".join(sorted({hardware_label(r) for r in runs[rule]})) or None,
+            "image_forwards": sum(w.get("image_forwards", 0) for w in work) if work else forwards.get(rule),
+            "image_features_reused": sum(w.get("image_features_reused", 0) for w in work) if work else None,
         })
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     total = {
@@ -116,9 +125,11 @@ def cost_table(records: list[RunRecord], jobs: list[dict[str, Any]], rule_for: C
         "max_run_seconds": table["max_run_seconds"].max(),
         "peak_rss_mib": table["peak_rss_mib"].max(),
         "hardware": "; ".join(sorted({hardware_label(r) for rs in runs.values() for r in rs})) or None,
+        "image_forwards": table["image_forwards"].sum(min_count=1),
+        "image_features_reused": table["image_features_reused"].sum(min_count=1),
     }
     table = pd.concat([table, pd.DataFrame([total], columns=list(COLUMNS))], ignore_index=True)
-    return table.astype({"jobs": "Int64", "runs": "Int64"})
+    return table.astype({"jobs": "Int64", "runs": "Int64", "image_forwards": "Int64", "image_features_reused": "Int64"})
 
 
 def _duration(seconds: float | None) -> str:
@@ -154,6 +165,10 @@ def cost_markdown(name: str, table: pd.DataFrame, records: list[RunRecord], jobs
         f"Measured inside the training and evaluation runs: **{_duration(total['run_seconds'])}** "
         f"over {int(total['runs'])} runs; peak memory of one process {total['peak_rss_mib']} MiB.",
         f"Elapsed, first start to last end: **{_duration(_elapsed(records, jobs))}** (parallel jobs overlap).",
+        *([f"Image-tower forward passes: **{int(total['image_forwards']):,}**, and "
+           f"{int(total['image_features_reused']) if pd.notna(total['image_features_reused']) else 0:,} image features "
+           "reused (frozen image features of a test set, or a model's score matrix shared by its evaluations)."]
+          if pd.notna(total["image_forwards"]) else []),
         "",
         table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".1f", missingval=""),
         "",
@@ -170,6 +185,20 @@ def cost_markdown(name: str, table: pd.DataFrame, records: list[RunRecord], jobs
     return "\n".join(lines)
 
 
+def feature_rows(exp: Experiment) -> int | None:
+    """Images held by the experiment's frozen-feature files (bmip.engine.features), if any."""
+    from bmip.engine.features import FeatureCacheError, rows
+
+    files = sorted((exp.path / "features").glob(f"*/{P.IMAGE_FEATURES}"))
+    total = 0
+    for path in files:
+        try:
+            total += rows(path)
+        except (FeatureCacheError, KeyError, TypeError, IndexError, ValueError):
+            log.warning("%s is not a readable features file: its image forwards are not counted", path)
+    return total if files else None
+
+
 def write_cost(experiment_dir: Path, csv_path: Path, md_path: Path) -> pd.DataFrame:
     """Write the cost summary as CSV and Markdown (atomically); returns the table."""
     exp = Experiment.open(experiment_dir)
@@ -177,7 +206,7 @@ def write_cost(experiment_dir: Path, csv_path: Path, md_path: Path) -> pd.DataFr
     jobs = snakemake_jobs(exp)
     if not jobs:
         log.info("no Snakemake job records under %s: cost from the runs' provenance only", exp.root)
-    table = cost_table(records, jobs, exp.rule_for)
+    table = cost_table(records, jobs, exp.rule_for, feature_rows(exp))
     atomic_write(Path(csv_path), lambda tmp: table.to_csv(tmp, index=False, float_format="%.3f"))
     text = cost_markdown(exp.name, table, records, jobs)
     atomic_write(Path(md_path), lambda tmp: tmp.write_text(text))

@@ -39,7 +39,9 @@ METADATA = "ro-crate-metadata.json"
 RO_CRATE_VERSION = "1.1"
 WORKFLOW_DIR = Path(bmip.__file__).resolve().parent.parent / "workflow"
 WORKFLOW_FILES = ("Snakefile", "rules/*.smk")
-CHECKPOINTS = (P.PROMPTS,)  # listed by sha256 and size, embedded only with include_checkpoints
+# Tensors listed by sha256 and size, embedded only with include_checkpoints: trained prompts, and
+# frozen image features (derived from the weights and the data, recomputed by `bmip features`).
+CHECKPOINTS = (P.PROMPTS, P.IMAGE_FEATURES)
 WFRUN = "https://w3id.org/ro/terms/workflow-run#"
 # Terms of the workflow-run vocabulary the crate uses, declared inline so that reading the crate
 # needs no context but RO-Crate 1.1's.
@@ -329,8 +331,10 @@ class _Builder:
             data = inputs.get("train") or {}
         else:
             checkpoint = self.exp.rel(self.exp.run_dir(self.exp.training_of(run)) / P.PROMPTS)
-            if checkpoint in self.entity:
-                objects.append(self.entity[checkpoint])
+            features = self.exp.rel(self.exp.path / "features" / run.dataset / P.IMAGE_FEATURES)
+            for used in (checkpoint, features if inputs.get("frozen_image_features") else None):
+                if used in self.entity:
+                    objects.append(self.entity[used])
             data = inputs.get("test") or {}
         objects.append(self.external(data.get("split_file"), data.get("split_file_sha256"),
                                      f"the split file of dataset {data.get('dataset')}"))

@@ -51,6 +51,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (rf"train/(?P<training>{_TRAININGS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", "train"),
     (rf"(?P<protocol>{_PROTOCOLS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", EVALUATION),
     (rf"analysis/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/causal\.json", "analyze"),
+    (rf"features/(?P<dataset>{_NAME})/{_NAME}", "image_features"),
     (rf"tables/{_NAME}", "tables"),
     (r"figures/miniworld_samples\.png", "miniworld_figure"),
     (rf"figures/{_NAME}", "figures"),
@@ -61,7 +62,8 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"crate\.zip", "crate"),
     (r"logs/splits/.+", "fewshot_splits"),
     (r"logs/check_data(/.+|\.log)", "check_data"),
-    (rf"logs/(?P<stage>train|download|evaluate|analyze|evaluate_(?:{_PROTOCOLS}))/.+", "{stage}"),
+    (rf"logs/(?P<stage>train|download|image_features|evaluate|analyze|evaluate_(?:base_trained|{_PROTOCOLS}))/.+",
+     "{stage}"),
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
 )
 _COMPILED = tuple((re.compile(pattern), rule) for pattern, rule in RULES)

@@ -256,6 +256,7 @@ def check_evaluation(exp: Experiment, run: Run, trained: dict[Run, RunRecord], f
     _check_gates(exp, run, record, findings)
     _check_mechanism(exp, run, record, findings)
     _check_data_check(exp, record, {"test": record.get("inputs", "test", "images_sha256")}, findings)
+    _check_work(exp, run, record, findings)
     _check_data_file(exp, record, record.get("inputs", "test"), findings)
     _check_backbone(exp, record, findings)
     return record
@@ -285,6 +286,76 @@ def _check_mechanism(exp: Experiment, run: Run, record: RunRecord, findings: Fin
     for problem in mechanism.problems(doc, identity, biased):
         findings.problem(name, problem)
     findings.count("mechanism records")
+
+
+def _scored(metrics: Any) -> int | None:
+    """Images an evaluation scored, summed over its label spaces (each ratio of the sweep included)."""
+    results = metrics.get("results") if isinstance(metrics, dict) else None
+    if not isinstance(results, dict):
+        return None
+    spaces = [v for v in results.values() if isinstance(v, dict) and "label_space" in v]
+    spaces += [v for v in (results.get("ratio") or {}).values() if isinstance(v, dict)]
+    totals = [v.get("total") for v in spaces]
+    return sum(totals) if all(isinstance(t, int) for t in totals) else None
+
+
+def _check_work(exp: Experiment, run: Run, record: RunRecord, findings: Findings) -> None:
+    """The image forwards an evaluation recorded, plus the features it reused, are the images it
+    scored: its test set once for a single pass, every label space's images otherwise. The frozen
+    image features it read are the experiment's file, unchanged, and computed for its own weights,
+    test images and precision."""
+    from bmip.engine.features import FeatureCacheError, key_sha256, read_key
+    from bmip.methods import frozen_image_tower
+
+    name = exp.rel(exp.run_dir(run) / P.PROVENANCE)
+    work = record.get("work")
+    if not isinstance(work, dict):
+        findings.problem(name, "no 'work' record (image forwards and reused features): evaluated by an older bmip; "
+                               "rerun the evaluation")
+        return
+    forwards, reused = work.get("image_forwards"), work.get("image_features_reused")
+    if not all(isinstance(v, int) and v >= 0 for v in (forwards, reused)):
+        findings.problem(name, f"work.image_forwards {forwards!r} and work.image_features_reused {reused!r} must be "
+                               "counts")
+        return
+    metrics, error = read_json(exp.run_dir(run) / P.METRICS)
+    expected = record.get("inputs", "test", "n_images") if work.get("single_pass") else _scored(metrics)
+    if error is None and expected is not None and forwards + reused != expected:
+        how = "its test set, in one pass" if work.get("single_pass") else "its label spaces, one pass each"
+        findings.problem(name, f"records {forwards} image forwards and {reused} reused image features, but "
+                               f"{how} holds {expected} images")
+    frozen = record.get("inputs", "frozen_image_features")
+    if frozen is None:
+        if frozen_image_tower(run.method) and work.get("single_pass"):
+            findings.problem(name, f"{run.method} has a frozen image tower, but the evaluation records no frozen "
+                                   "image features file")
+        return
+    path = exp.path / "features" / run.dataset / P.IMAGE_FEATURES
+    recorded = str(frozen.get("file") or "").replace("\\", "/")
+    if not recorded.endswith(f"features/{run.dataset}/{P.IMAGE_FEATURES}"):
+        findings.problem(name, f"read frozen image features {recorded!r}, not {exp.rel(path)} of its results layout")
+    if not exp.has(path):
+        findings.problem(exp.rel(path), f"missing: {run.relpath} read its image features from it")
+        return
+    if exp.sha256(path) != frozen.get("sha256"):
+        findings.problem(exp.rel(path), f"changed since {run.relpath} read it (sha256 {exp.sha256(path)[:12]}…, "
+                                        f"recorded {str(frozen.get('sha256'))[:12]}…)")
+    if not path.is_file():  # a crate lists it by hash only
+        return
+    try:
+        key = read_key(path)
+    except FeatureCacheError as err:
+        findings.problem(exp.rel(path), str(err))
+        return
+    own = {"dataset": run.dataset, "test_images_sha256": record.get("inputs", "test", "images_sha256"),
+           "precision": record.get("hardware", "precision"), "weights_sha256": record.get("backbone", "weights_sha256")}
+    wrong = [f"{k} {str(key.get(k))[:16]} vs the run's {str(v)[:16]}" for k, v in own.items()
+             if v is not None and key.get(k) != v]
+    if key_sha256(key) != frozen.get("key_sha256"):
+        wrong.append("key_sha256 is not the hash of its key")
+    if wrong:
+        findings.problem(exp.rel(path), f"was computed for another setting than {run.relpath}: {'; '.join(wrong)}")
+    findings.count("frozen image feature reads")
 
 
 def _check_gates(exp: Experiment, run: Run, record: RunRecord, findings: Findings) -> None:

@@ -42,11 +42,12 @@ def _targets(args: argparse.Namespace, every: list[tuple[str, str]], default: st
         if args.protocol is not None:
             raise ValueError("--all runs every protocol the config names; give --protocol only with --dataset")
         return every
-    protocol = args.protocol or default
-    if protocol is None:
+    protocols = args.protocol or default
+    if protocols is None:
         raise ValueError("--dataset needs --protocol (or give --all instead of both)")
+    protocols = protocols if isinstance(protocols, list) else [protocols]
     datasets = args.dataset if isinstance(args.dataset, list) else [args.dataset]
-    return [(protocol, dataset) for dataset in datasets]
+    return [(protocol, dataset) for protocol in protocols for dataset in datasets]
 
 
 def _check_single(args: argparse.Namespace, runs: int) -> None:
@@ -76,10 +77,42 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     targets = _targets(args, evaluations(config))
     _check_single(args, len(args.seed) * len(targets))
-    for protocol, dataset in targets:
-        for seed in args.seed:
-            out = evaluate(config, protocol, args.method, dataset, seed, args.checkpoint, args.out)
-            log.info("metrics in %s", out)
+    for protocol, dataset, seed in by_model(config, [(p, d, s) for p, d in targets for s in args.seed]):
+        out = evaluate(config, protocol, args.method, dataset, seed, args.checkpoint, args.out)
+        log.info("metrics in %s", out)
+    return 0
+
+
+def by_model(config: dict, runs: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """Evaluations in an order where those of one trained model on one test set follow each other
+    (base2novel, then open_world of the same dataset and seed), so that the second reuses the
+    first's score matrix (bmip.engine.evaluate keeps the last one)."""
+    from bmip.engine.paths import training_dataset
+
+    groups: dict[tuple, list[tuple[str, str, int]]] = {}
+    for protocol, dataset, seed in runs:
+        model = (TRAINED_BY[protocol], training_dataset(config, protocol, dataset), dataset, seed)
+        groups.setdefault(model, []).append((protocol, dataset, seed))
+    return [run for group in groups.values() for run in group]
+
+
+def run_features(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    claim_for(config)  # before torch starts: it fixes the GPU this process sees
+    from bmip.engine.features import build
+
+    for dataset in args.dataset:
+        built = build(config, dataset)
+        log.info("frozen image features of %s: %s (sha256 %s, %s)", dataset, built.path, built.sha256[:12],
+                 "computed" if built.built else "already there, key checked")
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from bmip.engine.plan import plan, plan_text
+
+    config = load_config(args.config, args.overrides)
+    print(plan_text(plan(config)), end="")  # the command's output, as a table
     return 0
 
 
@@ -161,8 +194,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     evaluate = subparsers.add_parser("evaluate", help="evaluate trained runs under a protocol")
     _common(evaluate, "evaluate")
-    evaluate.add_argument("--protocol", choices=sorted(TRAINED_BY),
-                          help="--dataset then names the evaluation dataset(s)")
+    evaluate.add_argument("--protocol", choices=sorted(TRAINED_BY), nargs="+",
+                          help="one or more protocols; --dataset then names the evaluation dataset(s) of each")
     evaluate.add_argument("--checkpoint", type=Path, help="prompts.safetensors (default: from the results layout)")
     evaluate.set_defaults(func=run_evaluate)
 
@@ -175,6 +208,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     analysis.add_argument("--checkpoint", type=Path, help="prompts.safetensors (default: from the results layout)")
     analysis.add_argument("--out", type=Path, help="output folder of a single analysis (default: the results layout)")
     analysis.set_defaults(func=run_analyze)
+
+    feats = subparsers.add_parser(
+        "features", help="compute the frozen image features of test sets, shared by the methods whose image tower "
+                         "is not prompted (zsclip, coop, cocoop, lang); the workflow's image_features rule")
+    _config(feats)
+    feats.add_argument("--dataset", nargs="+", required=True, help="the test sets (datasets) to compute")
+    feats.set_defaults(func=run_features)
+
+    planned = subparsers.add_parser(
+        "plan", help="the image-tower forward passes a config's evaluations will run, per rule, before submitting it")
+    _config(planned)
+    planned.set_defaults(func=run_plan)
 
     imp = subparsers.add_parser(
         "import-official", help="turn a checkpoint of the released BMIP code into an official_compat bmip run folder")

@@ -9,8 +9,8 @@ bar. Every unreadable file of every checked dataset is reported in one error; in
 
 The result is recorded per dataset in `<experiment>/data_check/<dataset>.json`, keyed by the
 split file's sha256, the checked item lists' hashes and the checked files' sizes and modification
-times. A copy of each record is kept in `data_check/.cache/` (a hidden file: Snakemake removes a
-job's outputs before it reruns and after it fails, the cache it does not own): a dataset whose key
+times. A copy of each record is kept beside it as `data_check/.<dataset>.json` (hidden: Snakemake
+removes a job's outputs before it reruns and after it fails, not this copy it does not own): a dataset whose key
 is unchanged is not decoded again, so a rerun after fixing one dataset decodes only that one.
 Training and evaluation record the record's file and sha256 in their provenance, and `bmip audit`
 checks that it passed and covers the images they read.
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "bmip-data-check/1"
 RECORDS = "data_check"          # <experiment>/data_check/<dataset>.json
-CACHE = ".cache"                # <experiment>/data_check/.cache/<dataset>.json: the records' copies, reused
 SHOW_PER_DATASET = 50           # listed in the error per dataset; the record lists them all
 _CHUNK = 64                     # files per thread task
 
@@ -47,7 +46,7 @@ def record_path(config: dict[str, Any], dataset: str) -> Path:
 
 
 def cache_path(config: dict[str, Any], dataset: str) -> Path:
-    return paths.experiment_dir(config) / RECORDS / CACHE / f"{dataset}.json"
+    return paths.experiment_dir(config) / RECORDS / f".{dataset}.json"
 
 
 def part_names(seed: int) -> tuple[str, str]:

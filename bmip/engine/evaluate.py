@@ -5,11 +5,17 @@
 * open_world: the base-trained model on the whole test split against all class names at once
   (overall, base-part and novel-part accuracy in that joint label space, and their HM), plus the
   ratio sweep of the authors' earlier code (m classes, r% of them base, Dassl's random selection).
+
+Every label space is a choice of rows and columns of one score matrix (bmip.engine.scoring), and
+so is every prompt method's mechanism record (mechanism.json): one pass records the base, novel
+and joint (or a target's "all") spaces at once. official_compat BMIP, whose logits depend on the
+batch, scores each label space in its own pass, and records each space's mechanism on it.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,21 +23,26 @@ import torch
 
 from bmip.checkpoint import CheckpointError, load_model, read_metadata
 from bmip.config import TRAINED_BY, ConfigError, config_hash, run_config
-from bmip.data import Item, items_hash, load_dataset, open_world_split, subsample_classes, subsample_classes_ratio
+from bmip.data import (
+    Item, base_novel_labels, items_hash, load_dataset, open_world_split, ratio_selection, subsample_classes,
+    subsample_classes_ratio,
+)
 from bmip.data.masks import has_masks, patch_foreground
-from bmip.engine import data_check, gates, mechanism, paths
+from bmip.engine import data_check, features, gates, mechanism, paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
-    accuracy_report, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, harmonic_mean,
+    accuracy_report, autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, harmonic_mean,
     predict,
 )
+from bmip.engine.scoring import ScoreMatrix, score_matrix
 from bmip.io import file_sha256, write_json
 from bmip.prompting import PromptedCLIP
 
 log = logging.getLogger(__name__)
-# Zero-shot CLIP's foreground share per (backbone, dataset, test items), for every evaluation of this
-# process (the workflow's jobs evaluate every seed of a method): bmip.engine.mechanism.recording.
-ZERO_SHOT_FOREGROUND: dict[tuple[str, str, str, str], dict] = {}
+# Zero-shot CLIP's foreground share per (backbone, dataset, images, label spaces), for every
+# evaluation of this process (the workflow's jobs evaluate every seed of a method):
+# bmip.engine.mechanism.recording.
+ZERO_SHOT_FOREGROUND: dict[tuple, dict] = {}
 
 
 def _labels(items: Sequence[Item]) -> torch.Tensor:
@@ -74,71 +85,90 @@ def evaluate(
     gated, analysed = gates.has_gates(method), mechanism.has_mechanism(method)
     recorded: dict[str, Any] = {}
     mechanisms: dict[str, Any] = {}
-    masked: list[bool] = []
+    single_pass = model.method.label_space_independent
+    work = {"single_pass": single_pass, "image_forwards": 0, "image_features_reused": 0}
+    if protocol in ("cross_dataset", "domain_generalization"):
+        data = load_dataset(dataset, config["data_root"])
+        train_items = val_items = None
+        classnames = data.classnames
+    else:
+        data, train_items, val_items = fewshot_data(config, dataset, seed)
+        classnames = open_world_split(train_items, val_items, data.test).classnames
+    masks = analysed and has_masks(data)
+    matrix = _shared_matrix(config, model, checkpoint, data, classnames, device, precision, gated, work,
+                            _mechanism_spaces(train_items, len(classnames)) if analysed else None, masks) \
+        if single_pass else None
 
-    def score(items: Sequence[Item], classnames: list[str], template: str, root: Path, desc: str,
-              part: str | None = None, dataset: Any = None) -> dict[str, Any]:
-        """Accuracy in one label space; BMIP's gate statistics and the mechanism record too when
-        `part` names it (the foreground share where `dataset` has object masks)."""
-        model.set_classnames(classnames, template)
+    def score(items: Sequence[Item], names: list[str], columns: Sequence[int], desc: str,
+              part: str | None = None) -> dict[str, Any]:
+        """Accuracy in the label space of `columns` (labels of `data`, in the space's order; `items`
+        and `names` as the protocol's subsampling gives them); BMIP's gates and the mechanism
+        record too when `part` names it."""
+        labels = _labels(items)
+        if matrix is not None:
+            rows, space_labels = matrix.rows(columns)
+            if not torch.equal(space_labels, labels):
+                raise RuntimeError(f"{desc}: the label space's images are not those of columns {list(columns)}")
+            preds = matrix.predict(rows, columns)
+            if gated and part:
+                model.set_classnames(names, data.template)
+                with gates.recording(model.method) as text, torch.no_grad(), autocast(device, precision):
+                    model.text_features()  # this space's text gates (bmip.engine.scoring says why)
+                recorded[part] = {"vision": matrix.vision_gate_stats(rows), "text": text["text"]}
+            if analysed and part:
+                mechanisms[part] = matrix.mechanism_for(part, columns)
+            return accuracy_report(labels, preds, names)
+        model.set_classnames(names, data.template)
         recorder = gates.recording(model.method) if gated and part else contextlib.nullcontext({})
-        foreground = None
-        masks = analysed and part is not None and dataset is not None and has_masks(dataset)
-        masked.append(masks)
-        if masks and model.method.vision_tokens:  # the foreground share needs vision prompt positions
-            foreground = patch_foreground(dataset, items, backbone.image_size, model.clip.visual.conv1.kernel_size[0])
-        reference = None
-        if foreground is not None:
-            key = (backbone.name, str(backbone.pretrained), dataset.name, items_hash(items))
-            reference = ZERO_SHOT_FOREGROUND.setdefault(key, {})
-        probe = mechanism.recording(model, foreground, reference) if analysed and part else contextlib.nullcontext({})
+        probe = contextlib.nullcontext({})
+        if analysed and part:
+            foreground, reference = _foreground(data, items, model, backbone, masks, None)
+            probe = mechanism.recording(model, foreground, reference)
         with recorder as stats, probe as mechanics:
-            preds = predict(model, items, root, batch=config["eval_batch_size"], workers=config["workers"],
+            preds = predict(model, items, data.image_root, batch=config["eval_batch_size"], workers=config["workers"],
                             device=device, precision=precision, desc=desc)
+        work["image_forwards"] += len(items)
         if gated and part:
             recorded[part] = stats
         if analysed and part:
             mechanisms[part] = mechanics
-        return accuracy_report(_labels(items), preds, classnames)
+        return accuracy_report(labels, preds, names)
 
+    tested = data.test
     if protocol in ("cross_dataset", "domain_generalization"):
-        data = load_dataset(dataset, config["data_root"])
-        tested = data.test
-        results = {"all": score(tested, data.classnames, data.template, data.image_root, dataset, "all", data)}
+        results = {"all": score(tested, data.classnames, range(len(data.classnames)), dataset, "all")}
         summary = {"accuracy": results["all"]["accuracy"]}
+    elif protocol == "base2novel":
+        results = {}
+        for part, subsample, columns in zip(("base", "novel"), ("base", "new"), base_novel_labels(train_items)):
+            _, _, test, names = subsample_classes(train_items, val_items, data.test, subsample)
+            results[part] = score(test, names, columns, f"{dataset} {part}", part)
+        summary = {"base": results["base"]["accuracy"], "novel": results["novel"]["accuracy"]}
+        summary["hm"] = harmonic_mean(summary["base"], summary["novel"])
     else:
-        data, train_items, val_items = fewshot_data(config, dataset, seed)
-        tested = data.test
-        if protocol == "base2novel":
-            results = {}
-            for part, subsample in (("base", "base"), ("novel", "new")):
-                _, _, test, names = subsample_classes(train_items, val_items, data.test, subsample)
-                results[part] = score(test, names, data.template, data.image_root, f"{dataset} {part}", part, data)
-            summary = {"base": results["base"]["accuracy"], "novel": results["novel"]["accuracy"]}
-            summary["hm"] = harmonic_mean(summary["base"], summary["novel"])
-        else:
-            results, summary = _open_world(config, model, score, data, train_items, val_items, seed)
+        results, summary = _open_world(config, score, data, train_items, val_items, seed)
 
     identity = {"protocol": protocol, "method": method, "dataset": dataset, "seed": seed}
     if gated:  # before metrics.json, which marks the evaluation done
         gates.write_gates(out / paths.GATES, identity, recorded)
     if analysed:
-        mechanism.write_mechanism(out / paths.MECHANISM, identity, any(masked), mechanisms)
+        mechanism.write_mechanism(out / paths.MECHANISM, identity, masks, mechanisms)
     metrics = {**identity, "trained_on": source, "summary": summary, "results": results}
     write_json(out / paths.METRICS, metrics)
     inputs = {"test": dataset_inputs(data, tested), "data_check": data_check.provenance_input(config, dataset),
               "checkpoint": str(checkpoint),
               "checkpoint_sha256": file_sha256(checkpoint)}
+    if "frozen_image_features" in work:
+        inputs["frozen_image_features"] = work.pop("frozen_image_features")
     if imported is not None:
         inputs["imported_from"] = imported
-    write_json(out / paths.PROVENANCE, provenance("evaluate", run, clock=clock, inputs=inputs, backbone=backbone_record(backbone)))
+    write_json(out / paths.PROVENANCE, provenance("evaluate", run, clock=clock, inputs=inputs, backbone=backbone_record(backbone), work=work))
     return out
 
 
-def _open_world(config, model: PromptedCLIP, score, data, train_items, val_items, seed):
+def _open_world(config, score, data, train_items, val_items, seed):
     split = open_world_split(train_items, val_items, data.test)
-    joint = score(split.test, split.classnames, data.template, data.image_root, f"{data.name} open-world", "joint",
-                  data)
+    joint = score(split.test, split.classnames, range(len(split.classnames)), f"{data.name} open-world", "joint")
     results: dict[str, Any] = {"joint": joint}
     summary: dict[str, Any] = {"accuracy": joint["accuracy"]}
     # Base-part / novel-part accuracy inside the joint label space, from the per-class counts.
@@ -151,7 +181,70 @@ def _open_world(config, model: PromptedCLIP, score, data, train_items, val_items
     sweep = {}
     for ratio in config["protocols"]["open_world"]["ratios"]:
         _, _, test, names = subsample_classes_ratio(train_items, val_items, data.test, "new", ratio, seed)
-        sweep[str(ratio)] = score(test, names, data.template, data.image_root, f"{data.name} ratio {ratio}")
+        columns = ratio_selection(train_items, ratio, random.Random(seed))  # the classes the line above kept
+        sweep[str(ratio)] = score(test, names, columns, f"{data.name} ratio {ratio}")
         summary[f"ratio_{ratio}"] = sweep[str(ratio)]["accuracy"]
     results["ratio"] = sweep
     return results, summary
+
+
+# The score matrix of the last model evaluated in this process: `bmip evaluate --all` runs the
+# base2novel and open_world evaluations of one trained model one after the other (bmip.engine.cli),
+# and the second reads the first's matrix instead of running the model again.
+_LAST: dict[tuple, ScoreMatrix] = {}
+
+
+def _mechanism_spaces(train_items, n_classes: int) -> dict[str, list[int]]:
+    """The label spaces (name -> columns) of a prompt method's mechanism record that every
+    evaluation of this model reads from its one pass: base, novel and the open-world joint space of
+    a base-trained model (base2novel and open_world share its score matrix), a target's "all"."""
+    every = list(range(n_classes))
+    if train_items is None:
+        return {"all": every}
+    base, novel = base_novel_labels(train_items)
+    return {"base": base, "novel": novel, "joint": every}
+
+
+def _foreground(data, items: Sequence[Item], model: PromptedCLIP, backbone, masks: bool,
+                spaces: dict[str, list[int]] | None) -> tuple[torch.Tensor | None, dict | None]:
+    """(patch foreground of `items`, zero-shot CLIP's reference statistics for them, shared by
+    this process's evaluations), or (None, None): the share needs object masks and vision prompt
+    positions (a frozen or only bias-tuned image tower has no prompt attention to read)."""
+    if not (masks and model.method.vision_tokens):
+        return None, None
+    foreground = patch_foreground(data, items, backbone.image_size, model.clip.visual.conv1.kernel_size[0])
+    key = (backbone.name, str(backbone.pretrained), data.name, items_hash(items),
+           tuple((name, tuple(cols)) for name, cols in (spaces or {}).items()))
+    return foreground, ZERO_SHOT_FOREGROUND.setdefault(key, {})
+
+
+def _shared_matrix(config, model: PromptedCLIP, checkpoint: Path, data, classnames: list[str], device, precision,
+                   gated: bool, work: dict[str, Any], spaces: dict[str, list[int]] | None = None,
+                   masks: bool = False) -> ScoreMatrix:
+    """The model's (test images x all classes) scores: this process's last matrix when it is the
+    same model, test set and classes, else one pass (image features from the frozen cache for a
+    frozen image tower). `spaces`: the label spaces whose mechanism the pass records. `work`
+    records what was computed and what reused."""
+    key = (str(checkpoint), file_sha256(checkpoint), data.name, items_hash(data.test), tuple(classnames),
+           str(device), precision, config["eval_batch_size"],
+           tuple((name, tuple(cols)) for name, cols in (spaces or {}).items()), masks)
+    matrix = _LAST.get(key)
+    if matrix is not None:
+        work.update(image_features_reused=len(data.test), reused="the same model's score matrix, computed by an "
+                    "earlier evaluation in this process")
+    else:
+        frozen = features.load_or_build(config, data, model.backbone) if model.frozen_image_tower else None
+        foreground, reference = _foreground(data, data.test, model, model.backbone, masks, spaces)
+        matrix = score_matrix(model, data, classnames, batch=config["eval_batch_size"], workers=config["workers"],
+                              device=device, precision=precision, frozen=frozen, record_gates=gated,
+                              spaces=spaces, foreground=foreground, reference=reference)
+        _LAST.clear()
+        _LAST[key] = matrix
+        work["image_forwards"] = matrix.image_forwards
+        if frozen is not None:
+            work["image_forwards"] = len(data.test) if frozen.built else 0
+            work["image_features_reused"] = 0 if frozen.built else len(data.test)
+            work["reused"] = None if frozen.built else "frozen image features file"
+    if matrix.frozen is not None:
+        work["frozen_image_features"] = matrix.frozen.record()
+    return matrix

@@ -14,6 +14,7 @@ PROMPTS = "prompts.safetensors"
 METRICS = "metrics.json"
 GATES = "gates.json"  # BMIP runs only: bmip.engine.gates
 MECHANISM = "mechanism.json"  # every prompt method (not zsclip): bmip.engine.mechanism
+IMAGE_FEATURES = "image_features.safetensors"  # <experiment>/features/<dataset>/: bmip.engine.features
 PROVENANCE = "provenance.json"
 TRAIN_LOG = "train_log.csv"
 STATE = "state.pt"
@@ -55,10 +56,21 @@ def evaluations(config: dict[str, Any]) -> list[tuple[str, str]]:
     return [(protocol, dataset) for protocol in config["protocols"] for dataset in eval_datasets(config, protocol)]
 
 
+BASE_TRAINED = ("base2novel", "open_world")  # the protocols that evaluate the base-trained model
+
+
 def evaluate_rule(config: dict[str, Any], protocol: str) -> str:
-    """The workflow rule evaluating under `protocol`: one rule per protocol, or the single
-    `evaluate` rule (one job per method) when `workflow.batch_datasets` is set."""
-    return "evaluate" if config.get("workflow", {}).get("batch_datasets") else f"evaluate_{protocol}"
+    """The workflow rule evaluating under `protocol`: the single `evaluate` rule (one job per
+    method) when `workflow.batch_datasets` is set; else `evaluate_base_trained` for base2novel and
+    open_world when both evaluate the same datasets (one job per model and dataset scores its test
+    set once for both, bmip.engine.scoring), and one rule per protocol otherwise."""
+    if config.get("workflow", {}).get("batch_datasets"):
+        return "evaluate"
+    protocols = config.get("protocols") or {}
+    if protocol in BASE_TRAINED and all(p in protocols for p in BASE_TRAINED):
+        if len({tuple(protocols[p].get("datasets") or ()) for p in BASE_TRAINED}) == 1:
+            return "evaluate_base_trained"
+    return f"evaluate_{protocol}"
 
 
 def trainings(config: dict[str, Any]) -> list[tuple[str, str]]:

@@ -137,9 +137,12 @@ def provenance(
     clock: RunClock,
     inputs: dict[str, Any],
     backbone: dict[str, Any],
+    work: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The full record: code, config (+ hash), data hashes, backbone, environment, timing, command."""
-    return {
+    """The full record: code, config (+ hash), data hashes, backbone, environment, timing, command;
+    for an evaluation also `work`, what it computed: the image-tower forwards it ran and the image
+    features it reused (bmip.engine.evaluate), which `bmip audit` checks and cost.md sums."""
+    record = {
         "kind": kind,
         "code": code_version(),
         "config": run,
@@ -153,3 +156,6 @@ def provenance(
         "time": clock.record(),
         "command": sys.argv,
     }
+    if work is not None:
+        record["work"] = work
+    return record

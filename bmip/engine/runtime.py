@@ -208,17 +208,23 @@ def predict(
     With workers=0 the images come from this process's EvalImageCache; with workers, from a
     DataLoader decoding them in parallel (large datasets on a GPU machine)."""
     model.eval()
-    size = model.backbone.image_size
+    preds = []
+    with autocast(device, precision):
+        text = model.text_features()
+        for images in eval_batches(items, root, model.backbone.image_size, batch, workers, desc):
+            preds.append(model(images.to(device), text).argmax(dim=-1).cpu())
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+def eval_batches(items: Sequence[Item], root: Path, size: int, batch: int, workers: int,
+                 desc: str = "evaluate") -> Iterator[torch.Tensor]:
+    """Test-transformed images of `items` in order, `batch` at a time: from this process's
+    EvalImageCache with workers=0, else from a DataLoader decoding them in parallel."""
     if workers == 0:
         batches = EVAL_IMAGES.batches(items, root, size, batch, desc)
     else:
         batches = (images for images, _ in loader(items, root, size, batch, workers, desc))
-    preds = []
-    with autocast(device, precision):
-        text = model.text_features()
-        for images in tqdm(batches, total=-(-len(items) // batch), desc=desc, unit="batch", leave=False):
-            preds.append(model(images.to(device), text).argmax(dim=-1).cpu())
-    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+    yield from tqdm(batches, total=-(-len(items) // batch), desc=desc, unit="batch", leave=False)
 
 
 def accuracy_report(labels: torch.Tensor, preds: torch.Tensor, classnames: Sequence[str]) -> dict[str, Any]:

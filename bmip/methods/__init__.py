@@ -34,6 +34,10 @@ REGULARIZERS: dict[str, str] = {
     "coprompt": "coprompt.CoPrompt",
 }
 REGULARIZED_BASES = ("bmip", "maple", "ivlp", "biastune")
+# Base methods whose image tower is never prompted (PromptedCLIP.frozen_image_tower with their
+# default options): the workflow gives their evaluations the shared frozen image features of
+# each test set (bmip.engine.features) without building a model.
+FROZEN_IMAGE_TOWER = ("zsclip", "coop", "cocoop", "lang")
 
 
 class MethodConfigError(ValueError):
@@ -58,6 +62,12 @@ def regularizer_class(name: str) -> type["Regularizer"]:
 def method_names() -> list[str]:
     """Every valid method name, combinations included."""
     return list(METHODS) + [f"{base}+{reg}" for reg in REGULARIZERS for base in REGULARIZED_BASES]
+
+
+def frozen_image_tower(name: str) -> bool:
+    """True for the methods whose image features are the frozen backbone's (no torch needed)."""
+    base, reg = split_name(name)
+    return base in FROZEN_IMAGE_TOWER and reg is None
 
 
 def split_name(name: str) -> tuple[str, str | None]:

@@ -85,6 +85,13 @@ class PromptMethod(nn.Module):
         return self.prompt_prefix + " {}."
 
     @property
+    def label_space_independent(self) -> bool:
+        """True when a logit depends only on (image, class): not on the image's batch-mates nor on
+        the other classes. Then every label space of a test set is a choice of columns of one
+        (images x all classes) score matrix, computed in one pass (bmip.engine.scoring)."""
+        return True
+
+    @property
     def text_is_fixed(self) -> bool:
         """True when text features depend on nothing learnable (they can be cached)."""
         return self.text_tokens == 0 and not self.image_conditioned
@@ -126,6 +133,8 @@ class Regularizer(nn.Module):
     def __init__(self, backbone: Backbone, config: Any):
         super().__init__()
         self.config = config
+
+    adapts_image: ClassVar[bool] = False  # True when `adapt_image` changes the image features
 
     def prepare(self, dataset: "Dataset", data_root: str | Path | None) -> dict[str, Any] | None:
         """Load what the loss needs from the training dataset; returns what provenance records."""

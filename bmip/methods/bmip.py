@@ -112,6 +112,12 @@ class BMIP(PromptMethod):
         self.recorded_gates: dict[tuple[str, int], torch.Tensor] | None = None
         self.recorded_statistics: dict[tuple[str, int], torch.Tensor] | None = None
 
+    @property
+    def label_space_independent(self) -> bool:
+        """official_compat's vision statistic is the batch mean: an image's logits depend on its
+        batch-mates, so its evaluation keeps the released code's per-label-space batches."""
+        return not self.compat
+
     # ---------------------------------------------------------------- projections
     def _tv(self, k: int) -> nn.Linear:
         if self.per_layer:

@@ -77,6 +77,7 @@ class CoPrompt(Regularizer):
 
     name = "coprompt"
     Config = CoPromptConfig
+    adapts_image = True  # its image adapter: the image features are not the frozen tower's
 
     def __init__(self, backbone: Backbone, config: CoPromptConfig):
         super().__init__(backbone, config)

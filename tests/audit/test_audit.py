@@ -211,3 +211,31 @@ def test_a_mechanism_record_for_zero_shot_clip_is_refused(experiment_copy):
     target = "base2novel/zsclip/toy/seed1/mechanism.json"
     shutil.copy(experiment_copy / MECHANISM, experiment_copy / target)
     assert _mentions(_problems(experiment_copy), target, "has no prompts; a mechanism record does not belong here")
+
+
+FEATURES = "features/toy/image_features.safetensors"
+ZS_PROVENANCE = "open_world/zsclip/toy/seed1/provenance.json"
+
+
+def test_fresh_experiment_counts_its_frozen_feature_reads(experiment):
+    report = audit(experiment)
+    # zsclip and coop: every evaluation read its test set's frozen image features.
+    assert report.findings.counts["frozen image feature reads"] == 20
+    record = json.loads((experiment / ZS_PROVENANCE).read_text())
+    assert record["work"]["image_forwards"] == 0 and record["work"]["image_features_reused"] > 0
+
+
+def test_edited_image_forward_count_is_named(experiment_copy):
+    _edit_json(experiment_copy / ZS_PROVENANCE, lambda doc: doc["work"].update(image_forwards=3))
+    write_manifest(Experiment.open(experiment_copy))  # the forged count alone, not a manifest mismatch, must fail it
+    assert _mentions(_problems(experiment_copy), ZS_PROVENANCE, "records 3 image forwards")
+
+
+def test_replaced_frozen_features_are_named(experiment_copy):
+    """Features of another test set (toy_b's, images generated alike) put in toy's place: the
+    recorded sha256 no longer matches, and the file's key names another dataset."""
+    shutil.copy(experiment_copy / "features/toy_b/image_features.safetensors", experiment_copy / FEATURES)
+    write_manifest(Experiment.open(experiment_copy))
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, FEATURES, "changed since open_world/zsclip/toy/seed1 read it")
+    assert _mentions(problems, FEATURES, "computed for another setting", "dataset toy_b vs the run's toy")

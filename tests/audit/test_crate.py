@@ -113,7 +113,7 @@ def test_crate_lists_every_manifest_file_with_its_hash_and_size(experiment):
     manifest = json.loads((experiment / "manifest.json").read_text())
     for entry in manifest["files"] + manifest["logs"]:
         path = f"{PREFIX}/{entry['path']}"
-        left_out = entry["path"].endswith("prompts.safetensors")
+        left_out = entry["path"].endswith(("prompts.safetensors", "image_features.safetensors"))
         entity = entities[f"#{path}" if left_out else path]
         assert "File" in entity["@type"]
         assert (entity["sha256"], int(entity["contentSize"])) == (entry["sha256"], entry["size"]), path
@@ -149,7 +149,11 @@ def test_every_run_has_its_create_action_with_inputs_and_outputs(experiment):
         else:
             read = f"#{PREFIX}/{exp.training_of(run).relpath}/prompts.safetensors"
             assert entities[read]["sha256"] == record["inputs"]["checkpoint_sha256"]
-        assert _ids(action["object"]) == {read, f"#input:{data['split_file']}", "#backbone:test-vit-tiny/none"}
+        features = set()
+        if run.kind != "train":  # zsclip and coop read their test set's frozen image features
+            features = {f"#{PREFIX}/features/{run.dataset}/image_features.safetensors"}
+            assert entities[next(iter(features))]["sha256"] == record["inputs"]["frozen_image_features"]["sha256"]
+        assert _ids(action["object"]) == {read, *features, f"#input:{data['split_file']}", "#backbone:test-vit-tiny/none"}
         assert entities[f"#input:{data['split_file']}"]["sha256"] == data["split_file_sha256"]
         [control] = [c for c in controls if action["@id"] in _ids(c["object"])]
         rule = "train" if run.kind == "train" else f"evaluate_{run.protocol}"

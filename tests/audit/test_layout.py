@@ -38,6 +38,17 @@ def test_an_evaluation_rule_follows_the_config(tmp_path):
         assert opened.rule_of(metrics)[0] == ow_rule
         assert opened.rule_for(run) == b2n_rule
     assert Experiment.open(exp).rule_for(Run("train", "base2novel", "coop", "dtd", 1)) == "train"
+    # base2novel and open_world of the same datasets: one rule, whose job scores a test set once.
+    exp = tmp_path / "shared"
+    exp.mkdir()
+    same = {"datasets": ["dtd"]}
+    config = {"results_dir": str(tmp_path), "experiment": "shared", "workflow": {"batch_datasets": False},
+              "protocols": {"base2novel": same, "open_world": same, "cross_dataset": {"source": "imagenet"}}}
+    (exp / "config.yaml").write_text(yaml.safe_dump(config))
+    opened = Experiment.open(exp)
+    assert opened.rule_of(metrics)[0] == opened.rule_for(run) == "evaluate_base_trained"
+    assert opened.rule_for(Run("evaluate", "cross_dataset", "coop", "dtd", 1)) == "evaluate_cross_dataset"
+    assert rule_of("logs/evaluate_base_trained/coop/dtd.log") == ("evaluate_base_trained", {})
 
 
 def test_run_folders():

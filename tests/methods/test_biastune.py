@@ -58,3 +58,10 @@ def test_the_record_holds_the_bias_norm_relative_to_the_residual_stream(tiny_bac
     vision = record["vision"]["blocks"]["1"]["bias_ratio"]["after_attention"]
     assert vision["n"] == 2 and vision["mean"] > 0
     assert record["text"]["blocks"]["0"]["bias_ratio"]["after_mlp"]["mean"] == 0.0  # text biases are still zero
+
+
+def test_its_image_tower_is_not_frozen_unless_it_has_no_vision_biases(tiny_backbone):
+    """No vision prompt positions, but vectors in the vision blocks: its evaluation must run the
+    image tower, not read the cached frozen features (bmip.engine.features)."""
+    assert not build_model(tiny_backbone, "biastune", CLASSNAMES).frozen_image_tower
+    assert build_model(tiny_backbone, "biastune", CLASSNAMES, options={"vision_depth": 0}).frozen_image_tower

@@ -71,7 +71,7 @@ def test_broken_images_stop_the_workflow_before_training_then_the_fixed_run_comp
 def test_a_dataset_added_is_checked_alone_and_reruns_no_finished_job_of_the_others(reduced_run, tmp_path):
     workdir, config = reduced_run
     exp = workdir / "results" / "reduced"
-    assert sorted(p.name for p in (exp / "data_check").glob("*.json")) == ["toy.json", "toy_b.json"]
+    assert sorted(p.name for p in (exp / "data_check").glob("[!.]*.json")) == ["toy.json", "toy_b.json"]
     make_toy_dataset(workdir / "data", "toy_c")
     changed = yaml.safe_load(config.read_text())
     changed["protocols"]["domain_generalization"]["targets"].append("toy_c")

@@ -25,7 +25,8 @@ def _assert_same_results(reference: Path, run: Path) -> None:
     assert result.same, result.text()
     # What differs is only the record of the execution (bmip.audit.volatile); every result file is identical.
     assert {d.declared.files for d in result.differences} <= {
-        "**/provenance.json", "provenance/*.csv", "cost.csv", "cost.md", "logs/**/*", "manifest.json", "crate.zip"}
+        "**/provenance.json", "provenance/*.csv", "cost.csv", "cost.md", "logs/**/*", "manifest.json", "crate.zip",
+        "data_check/*.json"}
     assert (_experiment(run) / "audit.txt").read_text().rstrip().splitlines()[-1].startswith("PASSED")
 
 

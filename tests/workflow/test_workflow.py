@@ -128,12 +128,14 @@ def test_paper_config_dry_run_lists_the_full_grid():
     analysis = paper["analysis"]
     assert jobs["analyze"] == len(analysis["methods"]) * len(analysis["datasets"]) * len(analysis["seeds"])
     assert jobs["train"] == methods * (11 + 1) * seeds  # 11 base-to-novel datasets + the ImageNet source
-    assert jobs["evaluate_base2novel"] == methods * 11 * seeds
-    assert jobs["evaluate_open_world"] == methods * 11 * seeds
+    # base2novel and open_world of one base-trained model: one job, which scores its test set once.
+    assert jobs["evaluate_base_trained"] == methods * 11 * seeds
+    assert "evaluate_base2novel" not in jobs and "evaluate_open_world" not in jobs
     assert jobs["evaluate_cross_dataset"] == methods * seeds  # one job per model: all 10 targets
     assert jobs["evaluate_domain_generalization"] == methods * seeds  # all 4 ImageNet variants
     assert jobs["download"] == 15 and jobs["fewshot_splits"] == 11
-    assert jobs["check_data"] == 11 + 1 + 4  # every dataset read: base-to-novel, ImageNet, its 4 variants
+    assert jobs["check_data"] == 11 + 4  # every dataset read: the 11 base-to-novel ones (ImageNet among them), its 4 variants
+    assert jobs["image_features"] == 15  # one per test set: 11 datasets and the 4 ImageNet variants
     assert not any(rule.startswith("miniworld") for rule in jobs), jobs
 
 
@@ -144,6 +146,7 @@ def test_default_config_batches_datasets_into_one_train_and_one_evaluate_job_per
     methods = len(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["methods"])
     # One job per method evaluates it under every protocol; no per-protocol rule is left.
     assert jobs["train"] == methods and jobs["evaluate"] == methods, jobs
+    assert jobs["image_features"] == 1  # every test set's frozen image features, in one job
     assert not any(rule.startswith("evaluate_") for rule in jobs), jobs
     assert jobs["miniworld_generate"] == 1 and jobs["miniworld_pretrain"] == 1
     assert jobs["check_data"] == 1  # every dataset's images, in one job

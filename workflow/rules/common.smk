@@ -11,6 +11,7 @@ from bmip.engine import data_check as DC
 from bmip.engine import paths as P
 from bmip.engine.gates import has_gates
 from bmip.engine.mechanism import has_mechanism
+from bmip.methods import frozen_image_tower
 from bmip.report.figures import FIGURES, SECTIONS
 from bmip.report.tables import TABLES
 
@@ -290,9 +291,38 @@ def eval_inputs(protocols):
             ),
             "data": sorted({dataset_ready(dataset) for _, dataset in pairs}),
             "data_check": data_check_records({dataset for _, dataset in pairs}),
+            "features": (
+                sorted({features_file(dataset) for _, dataset in pairs})
+                if frozen_image_tower(wildcards.method)
+                else []
+            ),
         }
 
     return inputs
+
+
+# The test sets whose frozen image features the configured methods read (bmip.engine.features).
+FEATURE_DATASETS = (
+    list(dict.fromkeys(d for protocol in PROTOCOLS for d in P.eval_datasets(config, protocol)))
+    if any(frozen_image_tower(method) for method in METHODS)
+    else []
+)
+
+
+def features_data(wildcards):
+    datasets = FEATURE_DATASETS if BATCH_DATASETS else [wildcards.dataset]
+    return sorted({dataset_ready(dataset) for dataset in datasets})
+
+
+def features_file(dataset):
+    """The frozen image features of a test set (bmip.engine.features.features_path)."""
+    return f"{EXP}/features/{dataset}/{P.IMAGE_FEATURES}"
+
+
+def features_settings(wildcards, input):
+    """The config keys frozen image features depend on (the rest of their key is in the inputs)."""
+    keys = ("backbone", "eval_batch_size", "precision", "device")
+    return json.dumps({key: config[key] for key in keys}, sort_keys=True)
 
 
 def eval_runs(protocols):
@@ -315,8 +345,8 @@ def eval_what(protocols):
     def what(wildcards):
         if BATCH_DATASETS:
             return "--all"
-        datasets = " ".join(d for _, d in eval_pairs(protocols, wildcards))
-        return f"--protocol {protocols[0]} --dataset {datasets}"
+        datasets = " ".join(dict.fromkeys(d for _, d in eval_pairs(protocols, wildcards)))
+        return f"--protocol {' '.join(protocols)} --dataset {datasets}"
 
     return what
 

@@ -1,8 +1,37 @@
-# Evaluation. Without workflow.batch_datasets, one rule per configured protocol: base2novel and
-# open_world have one job per (method, dataset[, seed]) on the base-trained model of that
-# dataset; cross_dataset and domain_generalization one job per (method[, seed]) running the
-# source-trained model on every target. With it, the single rule `evaluate` has one job per
-# (method[, seed]) covering every protocol and dataset.
+# Evaluation. Without workflow.batch_datasets, one rule per configured protocol, except that
+# base2novel and open_world of the same datasets share evaluate_base_trained: one job per
+# (method, dataset[, seed]) on the base-trained model of that dataset writes both; cross_dataset
+# and domain_generalization have one job per (method[, seed]) running the source-trained model on
+# every target. With it, the single rule `evaluate` has one job per
+# (method[, seed]) covering every protocol and dataset. Each job scores a trained model's test set
+# in one pass (bmip.engine.scoring); the evaluations of the methods whose image tower is frozen
+# (zsclip, coop, cocoop, lang) read the image features of each test set, computed once by the
+# image_features rule: one job per dataset, or one for all of them when datasets are batched.
+
+
+rule image_features:
+    input:
+        data=features_data,
+        data_check=lambda wildcards: data_check_records(FEATURE_DATASETS if BATCH_DATASETS else [wildcards.dataset]),
+        backbone=backbone_files(),
+    output:
+        [features_file(d) for d in FEATURE_DATASETS] if BATCH_DATASETS else features_file("{dataset}"),
+    log:
+        f"{EXP}/logs/image_features/all.log" if BATCH_DATASETS else f"{EXP}/logs/image_features/{{dataset}}.log",
+    conda:
+        ENV
+    threads: RES["evaluate"]["threads"]
+    resources:
+        **job_resources("evaluate"),
+    params:
+        bmip=bmip_command,
+        config=experiment_config,
+        # What the features depend on besides the data and the weights file (bmip.engine.features).
+        key=features_settings,
+        datasets=lambda wildcards: " ".join(FEATURE_DATASETS) if BATCH_DATASETS else wildcards.dataset,
+    shell:
+        "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} features - "
+        "--dataset {params.datasets} > {log} 2>&1"
 
 
 for _name, _protocols in eval_rules().items():

@@ -1,0 +1,73 @@
+"""`bmip plan`: the image forwards it plans are those the evaluations then record, and what it
+says one pass per label space costs is the images the label spaces hold; the registry's test-set
+sizes are those of the bundled CoOp split files."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from bmip.cli import main
+from bmip.config import validate
+from bmip.data.registry import DATASETS
+from bmip.data.sources import BUNDLED_DIR
+from bmip.engine import evaluate as evaluate_module
+from bmip.engine import features, paths
+from bmip.engine.plan import plan
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_planned_forwards_are_those_the_evaluations_record(toy_setup, tmp_path, batched):
+    raw, _ = toy_setup
+    raw = {**raw, "methods": ["zsclip", "bmip"], "workflow": {"batch_datasets": batched}}
+    raw["protocols"] = {**raw["protocols"], "open_world": {"datasets": ["toy"], "ratios": [100, 50, 0]}}
+    config = validate(raw)
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    evaluate_module._LAST.clear()
+    for method in config["methods"]:
+        assert main(["train", str(path), "--method", method, "--all", "--seed", "1"]) == 0
+        if batched:  # one process evaluates every protocol: open_world reuses base2novel's matrix
+            assert main(["evaluate", str(path), "--method", method, "--all", "--seed", "1"]) == 0
+        else:  # one process per workflow rule: base2novel and open_world share evaluate_base_trained
+            rules: dict[str, list[str]] = {}
+            for protocol in config["protocols"]:
+                rules.setdefault(paths.evaluate_rule(config, protocol), []).append(protocol)
+            assert rules["evaluate_base_trained"] == ["base2novel", "open_world"]
+            for protocols in rules.values():
+                evaluate_module._LAST.clear()
+                assert main(["evaluate", str(path), "--method", method, "--protocol", *protocols, "--dataset", "toy",
+                             "--seed", "1"]) == 0
+    ran, scored = 0, 0
+    for protocol in config["protocols"]:
+        for method in config["methods"]:
+            folder = paths.eval_dir(config, protocol, method, "toy", 1)
+            ran += json.loads((folder / paths.PROVENANCE).read_text())["work"]["image_forwards"]
+            results = json.loads((folder / paths.METRICS).read_text())["results"]
+            scored += sum(r["total"] for r in results.values() if "label_space" in r)
+            scored += sum(r["total"] for r in results.get("ratio", {}).values())
+    planned = plan(config)
+    # The first zsclip evaluation built the frozen features itself here (no workflow rule ran):
+    # its forwards are the plan's image_features ones.
+    assert planned["total"]["planned"] == ran
+    assert planned["rules"]["image_features"]["planned"] == features.rows(features.features_path(config, "toy"))
+    assert planned["total"]["before"] == scored
+    assert planned["exact"]
+
+
+def test_registry_test_set_sizes_are_those_of_the_bundled_split_files():
+    bundled = [spec for spec in DATASETS.values() if spec.split_file and (BUNDLED_DIR / spec.split_file).is_file()]
+    assert len(bundled) == 7
+    for spec in bundled:
+        assert spec.test_images == len(json.loads((BUNDLED_DIR / spec.split_file).read_text())["test"]), spec.name
+
+
+def test_plan_command_prints_every_rule(capsys):
+    from tests.workflow.reduced import REPO
+
+    assert main(["plan", str(REPO / "config" / "paper.yaml")]) == 0
+    out = capsys.readouterr().out
+    for rule in ("evaluate_base_trained", "evaluate_cross_dataset", "evaluate_domain_generalization", "image_features",
+                 "total"):
+        assert f"| {rule} |" in out
