@@ -40,7 +40,7 @@ from bmip.prompting import PromptedCLIP
 
 log = logging.getLogger(__name__)
 # Zero-shot CLIP's foreground share per (backbone, dataset, images, label spaces), for every
-# evaluation of this process (the workflow's jobs evaluate every seed of a method):
+# evaluation of this process (a job that evaluates several seeds of a method computes it once):
 # bmip.engine.mechanism.recording.
 ZERO_SHOT_FOREGROUND: dict[tuple, dict] = {}
 
