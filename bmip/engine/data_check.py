@@ -18,6 +18,7 @@ checks that it passed and covers the images they read.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -152,8 +153,6 @@ def check_dataset(config: dict[str, Any], data: Dataset, parts: dict[str, list[I
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    import json
-
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -165,10 +164,11 @@ def check_data(config: dict[str, Any], datasets: Sequence[str] | None = None,
                workers: int | None = None) -> list[DatasetCheck]:
     """Check `datasets` (default: every dataset the config reads); DataCheckError lists every
     unreadable file of all of them. The datasets that passed are not decoded again next time."""
-    names = list(datasets) if datasets else checked_datasets(config)
-    unknown = [name for name in names if name not in checked_datasets(config)]
+    read = checked_datasets(config)
+    names = list(datasets) if datasets else read
+    unknown = [name for name in names if name not in read]
     if unknown:
-        raise ValueError(f"no run of the config reads {', '.join(unknown)}; it reads {', '.join(checked_datasets(config))}")
+        raise ValueError(f"no run of the config reads {', '.join(unknown)}; it reads {', '.join(read)}")
     workers = workers if workers is not None else max(1, config["workers"])
     checks = [check_dataset(config, data, parts, workers) for data, parts in checked_parts(config, names).values()]
     skipped = sum(1 for c in checks if c.decoded == 0)
