@@ -3,7 +3,10 @@ GPU memory (not a test).
 
 One step = forward (text features for all classes + images), backward, optimiser update, on
 random images and labels, exactly as in training; evaluation = logits for a batch with the
-text features computed once beforehand, as `bmip evaluate` does.
+text features computed once beforehand, as `bmip evaluate` does. For prompt methods the same
+evaluation is timed again with the mechanism record's hooks attached (`bmip.engine.mechanism`),
+without and with object masks (the foreground share and its zero-shot reference pass): the
+record's overhead on the evaluation pass.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from tqdm import tqdm
 
 from bmip.backbone import load_backbone
 from bmip.config import recipe
+from bmip.engine import mechanism
 from bmip.engine.provenance import hardware
 from bmip.engine.runtime import autocast, resolve_device, resolve_precision
 from bmip.methods import build_model, method_names
@@ -94,9 +98,13 @@ def benchmark(
                 loss.backward()
                 optimiser.step()
 
-        def evaluate() -> None:
+        def evaluate(foreground: torch.Tensor | None = None, recorded: bool = False) -> None:
             with torch.no_grad(), autocast(dev, precision):
-                net(eval_images, net.text_features())
+                if not recorded:
+                    net(eval_images, net.text_features())
+                    return
+                with mechanism.recording(net, foreground):
+                    net(eval_images, net.text_features())
 
         net.train()
         step = _timed(train_step, dev, steps, warmup)
@@ -111,6 +119,13 @@ def benchmark(
             "eval_images_per_s": eval_batch_size / statistics.median(ev),
             "eval_batch_s_all": ev,
         }
+        if mechanism.has_mechanism(name):
+            n_patches = (size // net.clip.visual.conv1.kernel_size[0]) ** 2
+            masks = torch.rand(eval_batch_size, n_patches, generator=gen).to(dev)
+            for key, call in (("record", lambda: evaluate(recorded=True)),
+                              ("record_with_masks", lambda: evaluate(masks, recorded=True))):
+                timed = statistics.median(_timed(call, dev, max(steps // 2, 1), warmup))
+                results[name][f"eval_{key}_overhead"] = timed / statistics.median(ev) - 1
         if dev.type == "cuda":
             results[name]["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
         del net, optimiser

@@ -72,6 +72,7 @@ def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     unknown = sorted(set(config["methods"]) - set(method_names()))
     if unknown:
         raise ConfigError(f"{source}: methods: unknown method(s) {unknown}; choose from {method_names()}")
+    _check_analysis(config, source)
     return config
 
 
@@ -85,6 +86,27 @@ def check_ablations(config: dict[str, Any], source: str = "config") -> None:
         ablations(config)
     except AblationError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+NO_PROMPT_POSITIONS = ("zsclip", "biastune")  # base methods `bmip analyze` has nothing to intervene on
+
+
+def _check_analysis(config: dict[str, Any], source: str) -> None:
+    """analysis: a subset of the experiment's prompt methods, base-to-novel datasets and seeds."""
+    analysis = config["analysis"]
+    datasets = config["protocols"].get("base2novel", {}).get("datasets", [])
+    for key, chosen, allowed in (("methods", analysis["methods"], config["methods"]),
+                                 ("datasets", analysis["datasets"], datasets),
+                                 ("seeds", analysis["seeds"], config["seeds"])):
+        outside = [v for v in chosen if v not in allowed]
+        if outside:
+            raise ConfigError(f"{source}: analysis.{key}: {outside} not among the experiment's {allowed}; "
+                              "the analysis reads base-to-novel models this experiment trains: choose "
+                              f"analysis.{key} among them (analysis.{key}=[] runs no causal checks)")
+    unprompted = [m for m in analysis["methods"] if m.split("+", 1)[0] in NO_PROMPT_POSITIONS]
+    if unprompted:
+        raise ConfigError(f"{source}: analysis.methods: {unprompted} have no prompt positions to intervene on; "
+                          "remove them (their mechanism record still comes with every evaluation)")
 
 
 def dataset_keys(config: dict[str, Any]) -> list[tuple[str, str]]:

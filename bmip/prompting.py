@@ -9,10 +9,18 @@ before `ln_pre` (as in MaPLe/BMIP), and dropped again before open_clip's own poo
 
 A regulariser (`<base>+promptsrc`, `<base>+coprompt`) may adapt both towers' output features
 before normalisation, and add loss terms that may read further augmented views of the images.
+
+Bias tuning adds learnable vectors to the residual stream instead (`PromptMethod.residual_biases`):
+such a block runs as open_clip's own two sub-layers with the vectors added after each.
+
+A probe (`PromptedCLIP.probe`, the mechanism record of `bmip.engine.mechanism`) sees every block's
+input in this same pass and reads it, never changes it; `attention_terms` splits the pooled token's
+attention output there into the part carried by the prompt positions and the rest (see its docstring).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,10 +42,36 @@ def text_pass(device: torch.device) -> int:
 
 
 DeepHook = Callable[[int, nn.Module, torch.Tensor, Slots], "torch.Tensor | None"]
+Biases = Callable[[int], "tuple[torch.Tensor, torch.Tensor] | None"]
 
 
-def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, slots: Slots, deep: DeepHook) -> torch.Tensor:
-    """Run transformer blocks, letting `deep` replace the prompt slots before each block k >= 1."""
+class BlockProbe(Protocol):
+    """Sees a block's input (after its prompt slots were filled) in the one forward pass.
+
+    A probe that records (the mechanism record) returns None. An intervention (`bmip analyze`'s
+    causal checks, never in training or evaluation) returns the block's output to use instead.
+    `reference_towers`: the towers ("vision", "text") whose unprompted zero-shot pass over the same
+    inputs the probe also wants to see first, as tower "<tower>/zsclip"."""
+
+    reference_towers: frozenset[str]
+
+    def __call__(self, tower: str, k: int, block: nn.Module, x: torch.Tensor, slots: Slots,
+                 biases: "tuple[torch.Tensor, torch.Tensor] | None") -> "torch.Tensor | None": ...
+
+
+def biased_block(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None,
+                 biases: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """open_clip's ResidualAttentionBlock.forward with a vector added to the residual stream after
+    the attention sub-layer and one after the MLP (bias tuning); zero vectors give block(x) exactly."""
+    after_attn, after_mlp = biases
+    x = x + block.ls_1(block.attention(q_x=block.ln_1(x), attn_mask=attn_mask)) + after_attn.to(x.dtype)
+    return x + block.ls_2(block.mlp(block.ln_2(x))) + after_mlp.to(x.dtype)
+
+
+def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, slots: Slots, deep: DeepHook, *, tower: str = "",
+               biases: Biases | None = None, probe: BlockProbe | None = None) -> torch.Tensor:
+    """Run transformer blocks, letting `deep` replace the prompt slots before each block k >= 1,
+    `biases` add residual vectors in block k, and `probe` read each block's input."""
     end = slots.start + slots.length
     for k, block in enumerate(blocks):
         if k and slots.length:
@@ -45,8 +79,91 @@ def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, slots: Slots, deep: DeepH
             if prompts is not None:
                 prompts = prompts.to(x.dtype).expand(x.shape[0], -1, -1)
                 x = torch.cat([x[:, : slots.start], prompts, x[:, end:]], dim=1)
-        x = block(x, attn_mask=slots.attn_mask)
+        added = biases(k) if biases is not None else None
+        replaced = probe(tower, k, block, x, slots, added) if probe is not None else None
+        if replaced is not None:
+            x = replaced
+        elif added is None:
+            x = block(x, attn_mask=slots.attn_mask)
+        else:
+            x = biased_block(block, x, slots.attn_mask, added)
     return x
+
+
+def pooled_positions(tower: str, x: torch.Tensor, slots: Slots) -> torch.Tensor:
+    """(B, 1) index of the token each sequence's feature is read from: CLS (vision), EOT (text)."""
+    if tower == "text":
+        return slots.eot.view(-1, 1)
+    return torch.zeros(x.shape[0], 1, dtype=torch.long, device=x.device)
+
+
+@dataclass
+class AttentionTerms:
+    """One block's attention output at some query rows, split by where the attention goes.
+
+    For head h, query q and keys/values of the block's input (original tokens j, prompt tokens i):
+    the output o_h = sum_n a_n v_n (a = softmax over all positions) splits exactly into
+    `prompt_term` sum_{i in prompts} a_i v_i  (= lambda * B in the decomposition, B the
+    prompt-softmax-weighted prompt values) and `reweighted` sum_{j not prompts} a_j v_j
+    (= (1 - lambda) * the attention renormalised over the original tokens).
+    """
+
+    weights: torch.Tensor  # (B, H, R, N) attention weights of the query rows
+    prompt_share: torch.Tensor  # (B, H, R) lambda: attention mass on the prompt positions
+    prompt_term: torch.Tensor  # (B, H, R, head_dim)
+    reweighted: torch.Tensor  # (B, H, R, head_dim)
+    out_proj: torch.Tensor  # (width, width) W_o: concat over heads -> the block's attention output
+
+    def output_space(self, term: torch.Tensor) -> torch.Tensor:
+        """W_o . concat_h(term_h): (B, R, width), the term as the residual stream receives it."""
+        b, h, r, e = term.shape
+        return term.permute(0, 2, 1, 3).reshape(b, r, h * e) @ self.out_proj.t()
+
+
+def attention_terms(block: nn.Module, x: torch.Tensor, slots: Slots, rows: torch.Tensor) -> AttentionTerms:
+    """Split a block's attention at query `rows` ((B, R) positions) into prompt term and the rest.
+
+    In float32 from the block's own LayerNorm and projection weights. Linear algebra keeps it cheap
+    (no keys or values per token are formed): q.k_j = (W_k^T q).h_j + q.b_k, and
+    sum_j a_j v_j = W_v (sum_j a_j h_j) + (sum_j a_j) b_v, with h = ln_1(x); the cost is
+    O(B.R.H.N.width) instead of the O(B.N.width^2) of a second attention pass. Autocast is off
+    inside, so the statistics are float32 under a bf16 evaluation too.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        return _attention_terms(block, x, slots, rows)
+
+
+def _attention_terms(block: nn.Module, x: torch.Tensor, slots: Slots, rows: torch.Tensor) -> AttentionTerms:
+    attn = block.attn
+    width, heads = x.shape[-1], attn.num_heads
+    head_dim = width // heads
+    h = block.ln_1(x).float()
+    weight = attn.in_proj_weight.float()
+    bias = attn.in_proj_bias.float() if attn.in_proj_bias is not None else torch.zeros(3 * width, device=x.device)
+    hq = torch.gather(h, 1, rows.unsqueeze(-1).expand(-1, -1, width))  # (B, R, d)
+    q = F.linear(hq, weight[:width], bias[:width]).unflatten(-1, (heads, head_dim))  # (B, R, H, e)
+    w_k = weight[width : 2 * width].view(heads, head_dim, width)
+    q_k = torch.einsum("brhe,hed->bhrd", q, w_k)
+    q_b = torch.einsum("brhe,he->bhr", q, bias[width : 2 * width].view(heads, head_dim))
+    logits = (torch.einsum("bhrd,bnd->bhrn", q_k, h) + q_b.unsqueeze(-1)) * head_dim**-0.5
+    if slots.attn_mask is not None:
+        mask = slots.attn_mask.float()[rows]  # (B, R, N)
+        logits = logits + mask.unsqueeze(1)
+    weights = logits.softmax(dim=-1)
+    is_prompt = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
+    is_prompt[slots.start : slots.start + slots.length] = True
+    on_prompts = weights * is_prompt
+    share = on_prompts.sum(dim=-1)
+    w_v = weight[2 * width :].view(heads, head_dim, width)
+    b_v = bias[2 * width :].view(1, heads, 1, head_dim)
+
+    def values(a: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+        mixed = torch.einsum("bhrn,bnd->bhrd", a, h)
+        return torch.einsum("bhrd,hed->bhre", mixed, w_v) + mass.unsqueeze(-1) * b_v
+
+    return AttentionTerms(weights=weights, prompt_share=share, prompt_term=values(on_prompts, share),
+                          reweighted=values(weights - on_prompts, 1 - share),
+                          out_proj=attn.out_proj.weight.float())
 
 
 class PromptedCLIP(nn.Module):
@@ -65,6 +182,7 @@ class PromptedCLIP(nn.Module):
         self.clip = backbone.clip
         self.method = method
         self.regularizer = regularizer
+        self.probe: BlockProbe | None = None  # the mechanism record's hooks, set while recording
         self.set_classnames(classnames, template)
 
     # ------------------------------------------------------------------ class-dependent state
@@ -98,8 +216,10 @@ class PromptedCLIP(nn.Module):
     def frozen_image_tower(self) -> bool:
         """True when the image features are the frozen backbone's: no vision prompt and no image
         adapter (zero-shot CLIP, CoOp, CoCoOp, deep language prompting). Their evaluations share
-        one cached pass per test set (bmip.engine.features)."""
-        return self.method.vision_tokens == 0 and not (self.regularizer is not None and self.regularizer.adapts_image)
+        one cached pass per test set (bmip.engine.features). Bias tuning has no vision prompt
+        positions but adds its vectors to the vision blocks: not frozen."""
+        return (self.method.vision_tokens == 0 and self.method.residual_biases("vision") is None
+                and not (self.regularizer is not None and self.regularizer.adapts_image))
 
     # ------------------------------------------------------------------ towers
     def encode_text(self, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -132,9 +252,17 @@ class PromptedCLIP(nn.Module):
                 ctx = ctx.to(dtype).unsqueeze(0).expand(n_cls, -1, -1)
                 x = torch.cat([x[:, :1], ctx, x[:, 1 + n :]], dim=1)
         length = x.shape[1]
+        if self.probe is not None and "text" in self.probe.reference_towers and n:
+            # the same class prompts unprompted: the prompt positions keep the words they replace
+            with torch.no_grad():
+                plain = self.token_embeds.to(dtype) + clip.positional_embedding[:length].to(dtype)
+                reference = Slots(start=1, length=n, attn_mask=clip.attn_mask[:length, :length], eot=self.eot)
+                run_blocks(clip.transformer.resblocks, plain, reference, lambda *_: None, tower="text/zsclip",
+                           probe=self.probe)
         x = x + clip.positional_embedding[:length].to(dtype)
         slots = Slots(start=1, length=n, attn_mask=clip.attn_mask[:length, :length], eot=eot)
-        x = run_blocks(clip.transformer.resblocks, x, slots, method.text_deep)
+        x = run_blocks(clip.transformer.resblocks, x, slots, method.text_deep, tower="text",
+                       biases=method.residual_biases("text"), probe=self.probe)
         x = clip.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot]
         x = clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection
@@ -142,8 +270,20 @@ class PromptedCLIP(nn.Module):
         return x if self.regularizer is None else self.regularizer.adapt_text(x)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """Unnormalised image features, with the method's vision prompts."""
-        visual, method = self.clip.visual, self.method
+        """Unnormalised image features, with the method's vision prompts.
+
+        A probe that asks for a vision reference (`BlockProbe.reference_towers`) first sees the
+        same images pass the unprompted tower, as tower "vision/zsclip"; its features are discarded."""
+        if self.probe is not None and "vision" in self.probe.reference_towers:
+            with torch.no_grad():
+                self._vision_pooled(images, PromptMethod(self.backbone, None), "vision/zsclip")
+        x = self._vision_pooled(images, self.method, "vision")
+        x = x @ self.clip.visual.proj if self.clip.visual.proj is not None else x
+        return x if self.regularizer is None else self.regularizer.adapt_image(x)
+
+    def _vision_pooled(self, images: torch.Tensor, method: PromptMethod, tower: str) -> torch.Tensor:
+        """The vision tower up to open_clip's pooling, with `method`'s prompts."""
+        visual = self.clip.visual
         x = visual.conv1(images.to(visual.conv1.weight.dtype))
         x = x.flatten(2).transpose(1, 2)
         cls = visual.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
@@ -154,10 +294,10 @@ class PromptedCLIP(nn.Module):
             x = torch.cat([x, prompts], dim=1)
         x = visual.ln_pre(x)
         slots = Slots(start=n_content, length=method.vision_tokens)
-        x = run_blocks(visual.transformer.resblocks, x, slots, method.vision_deep)
+        x = run_blocks(visual.transformer.resblocks, x, slots, method.vision_deep, tower=tower,
+                       biases=method.residual_biases("vision"), probe=self.probe)
         pooled, _ = visual._pool(x[:, :n_content])
-        x = pooled @ visual.proj if visual.proj is not None else pooled
-        return x if self.regularizer is None else self.regularizer.adapt_image(x)
+        return pooled
 
     # ------------------------------------------------------------------ classification
     def text_features(self) -> torch.Tensor | None:

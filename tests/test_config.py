@@ -25,7 +25,10 @@ def test_registry_spellings_miniworld_names_and_folders_are_accepted(tmp_path):
     config = check(REPO / "config" / "paper.yaml", ["protocols.cross_dataset.targets=[OxfordPets, Flowers102]"])
     assert config["protocols"]["cross_dataset"]["targets"] == ["OxfordPets", "Flowers102"]
     (tmp_path / "my_data").mkdir()
-    check(REPO / "config" / "paper.yaml", [f"data_root={tmp_path}", "protocols.base2novel.datasets=[my_data]"])
+    check(REPO / "config" / "paper.yaml", [f"data_root={tmp_path}", "protocols.base2novel.datasets=[my_data]",
+                                           "analysis.datasets=[my_data]"])
+    with pytest.raises(ConfigError, match=r"analysis.datasets: \['eurosat', 'dtd'\] not among .*choose analysis.datasets"):
+        check(REPO / "config" / "paper.yaml", [f"data_root={tmp_path}", "protocols.base2novel.datasets=[my_data]"])
     with pytest.raises(ConfigError, match=r"protocols.cross_dataset.source: 'imagenett'.*did you mean 'imagenet'"):
         check(REPO / "config" / "paper.yaml", ["protocols.cross_dataset.source=imagenett"])
 

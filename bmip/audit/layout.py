@@ -51,6 +51,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (rf"data_check/(?P<dataset>{_NAME})\.json", "check_data"),
     (rf"train/(?P<training>{_TRAININGS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", "train"),
     (rf"(?P<protocol>{_PROTOCOLS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", EVALUATION),
+    (rf"analysis/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/causal\.json", "analyze"),
     (rf"features/(?P<dataset>{_NAME})/{_NAME}", "image_features"),
     (r"tables/(ablation|paired)_[^/]+", "ablation_report"),
     (rf"tables/{_NAME}", "tables"),
@@ -64,7 +65,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"crate\.zip", "crate"),
     (r"logs/splits/.+", "fewshot_splits"),
     (r"logs/check_data(/.+|\.log)", "check_data"),
-    (rf"logs/(?P<stage>train|download|image_features|evaluate|evaluate_(?:base_trained|{_PROTOCOLS})"
+    (rf"logs/(?P<stage>train|download|image_features|evaluate|analyze|evaluate_(?:base_trained|{_PROTOCOLS})"
      r"|ablation_(?:train|evaluate)_[a-z0-9_]+)/.+", "{stage}"),
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
 )

@@ -5,7 +5,8 @@ image hashes it recorded) and its training log; an evaluation must match the che
 (sha256) and the training that wrote it (same resolved config). Every record's config must hash
 to its recorded `config_sha256`, and recorded data files still on disk must hash as recorded.
 A BMIP evaluation must hold its own gate statistics (gates.json, w in (0, 1) in every deep block
-of both towers); no other method's evaluation may hold one.
+of both towers); no other method's evaluation may hold one. Every prompt method's evaluation must hold its
+mechanism record (mechanism.json, complete: bmip.engine.mechanism.problems); zero-shot CLIP's may not.
 
 A checkpoint imported from the released code (`bmip import-official`, provenance kind "import")
 has no training config, log or split to check: its record must match its checkpoint (source
@@ -21,8 +22,9 @@ from bmip.audit.findings import Findings
 from bmip.audit.layout import Experiment, Run
 from bmip.audit.records import RunRecord, read_json, read_record
 from bmip.config import TRAIN_CLASSES, ConfigError, config_hash, run_config
-from bmip.engine import gates
+from bmip.engine import gates, mechanism
 from bmip.engine import paths as P
+from bmip.methods import method_of
 
 
 def _differences(a: Any, b: Any, where: str = "") -> list[str]:
@@ -253,11 +255,38 @@ def check_evaluation(exp: Experiment, run: Run, trained: dict[Run, RunRecord], f
             findings.problem(name, f"config_sha256 differs from its training {training.relpath}: evaluated a model "
                                    "trained with another configuration")
     _check_gates(exp, run, record, findings)
+    _check_mechanism(exp, run, record, findings)
     _check_data_check(exp, record, {"test": record.get("inputs", "test", "images_sha256")}, findings)
     _check_work(exp, run, record, findings)
     _check_data_file(exp, record, record.get("inputs", "test"), findings)
     _check_backbone(exp, record, findings)
     return record
+
+
+def _check_mechanism(exp: Experiment, run: Run, record: RunRecord, findings: Findings) -> None:
+    """A prompt method's evaluation has its mechanism record (mechanism.json), complete and its own;
+    zero-shot CLIP has none (nothing was learnt, so there is no prompt term to describe)."""
+    path = exp.run_dir(run) / P.MECHANISM
+    name = exp.rel(path)
+    if not mechanism.has_mechanism(run.method):
+        if path.exists():
+            findings.problem(name, f"method {run.method!r} has no prompts; a mechanism record does not belong here")
+        return
+    doc, error = read_json(path)
+    if error is not None:
+        findings.problem(name, f"{error}: every evaluation of {run.method} records its prompt mechanism")
+        return
+    identity = {"protocol": run.protocol, "method": run.method, "dataset": run.dataset, "seed": run.seed}
+    biased = None
+    if method_of(run.method).split("+", 1)[0] == "biastune":
+        options = record.get("config", "recipe", "options") or {}
+        biased = {tower: options.get(f"{tower}_depth") for tower in mechanism.TOWERS}
+        if not all(isinstance(depth, int) for depth in biased.values()):
+            findings.problem(name, f"cannot check: provenance config.recipe.options lacks text_depth/vision_depth ({options})")
+            return
+    for problem in mechanism.problems(doc, identity, biased):
+        findings.problem(name, problem)
+    findings.count("mechanism records")
 
 
 def _scored(metrics: Any) -> int | None:

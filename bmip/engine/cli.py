@@ -117,6 +117,20 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_analyze(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    claim_for(config)  # before torch starts: it fixes the GPU this process sees
+    from bmip.engine.analyze import analyze
+
+    datasets = args.dataset or config["analysis"]["datasets"]
+    if args.out and len(datasets) * len(args.seed) > 1:
+        raise ValueError("--out names one analysis folder; give a single seed and dataset with it")
+    for dataset in datasets:
+        for seed in args.seed:
+            log.info("causal checks in %s", analyze(config, args.method, dataset, seed, args.checkpoint, args.out))
+    return 0
+
+
 def run_import_official(args: argparse.Namespace) -> int:
     from bmip.official import import_official
 
@@ -187,6 +201,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="one or more protocols; --dataset then names the evaluation dataset(s) of each")
     evaluate.add_argument("--checkpoint", type=Path, help="prompts.safetensors (default: from the results layout)")
     evaluate.set_defaults(func=run_evaluate)
+
+    analysis = subparsers.add_parser(
+        "analyze", help="causal checks of the prompt mechanism on base-to-novel models (reconstruction of Ma et al.)")
+    _config(analysis)
+    analysis.add_argument("--method", required=True)
+    analysis.add_argument("--dataset", nargs="+", help="default: the config's analysis.datasets")
+    analysis.add_argument("--seed", type=int, nargs="+", required=True)
+    analysis.add_argument("--checkpoint", type=Path, help="prompts.safetensors (default: from the results layout)")
+    analysis.add_argument("--out", type=Path, help="output folder of a single analysis (default: the results layout)")
+    analysis.set_defaults(func=run_analyze)
 
     feats = subparsers.add_parser(
         "features", help="compute the frozen image features of test sets, shared by the methods whose image tower "

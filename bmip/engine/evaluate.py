@@ -5,6 +5,11 @@
 * open_world: the base-trained model on the whole test split against all class names at once
   (overall, base-part and novel-part accuracy in that joint label space, and their HM), plus the
   ratio sweep of the authors' earlier code (m classes, r% of them base, Dassl's random selection).
+
+Every label space is a choice of rows and columns of one score matrix (bmip.engine.scoring), and
+so is every prompt method's mechanism record (mechanism.json): one pass records the base, novel
+and joint (or a target's "all") spaces at once. official_compat BMIP, whose logits depend on the
+batch, scores each label space in its own pass, and records each space's mechanism on it.
 """
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ from bmip.data import (
     Item, base_novel_labels, items_hash, load_dataset, open_world_split, ratio_selection, subsample_classes,
     subsample_classes_ratio,
 )
-from bmip.engine import data_check, features, gates, paths
+from bmip.data.masks import has_masks, patch_foreground
+from bmip.engine import data_check, features, gates, mechanism, paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
     accuracy_report, autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, harmonic_mean,
@@ -33,6 +39,10 @@ from bmip.io import file_sha256, write_json
 from bmip.prompting import PromptedCLIP
 
 log = logging.getLogger(__name__)
+# Zero-shot CLIP's foreground share per (backbone, dataset, images, label spaces), for every
+# evaluation of this process (a job that evaluates several seeds of a method computes it once):
+# bmip.engine.mechanism.recording.
+ZERO_SHOT_FOREGROUND: dict[tuple, dict] = {}
 
 
 def _labels(items: Sequence[Item]) -> torch.Tensor:
@@ -72,8 +82,9 @@ def evaluate(
             "resolves to now (recipe, options, shots or seeds differ); retrain it"
         )
 
-    gated = gates.has_gates(method)
+    gated, analysed = gates.has_gates(method), mechanism.has_mechanism(method)
     recorded: dict[str, Any] = {}
+    mechanisms: dict[str, Any] = {}
     single_pass = model.method.label_space_independent
     work = {"single_pass": single_pass, "image_forwards": 0, "image_features_reused": 0}
     if protocol in ("cross_dataset", "domain_generalization"):
@@ -83,13 +94,16 @@ def evaluate(
     else:
         data, train_items, val_items = fewshot_data(config, dataset, seed)
         classnames = open_world_split(train_items, val_items, data.test).classnames
-    matrix = _shared_matrix(config, model, checkpoint, data, classnames, device, precision, gated, work) \
+    masks = analysed and has_masks(data)
+    matrix = _shared_matrix(config, model, checkpoint, data, classnames, device, precision, gated, work,
+                            _mechanism_spaces(train_items, len(classnames)) if analysed else None, masks) \
         if single_pass else None
 
     def score(items: Sequence[Item], names: list[str], columns: Sequence[int], desc: str,
               part: str | None = None) -> dict[str, Any]:
         """Accuracy in the label space of `columns` (labels of `data`, in the space's order; `items`
-        and `names` as the protocol's subsampling gives them); BMIP's gates too when `part` names it."""
+        and `names` as the protocol's subsampling gives them); BMIP's gates and the mechanism
+        record too when `part` names it."""
         labels = _labels(items)
         if matrix is not None:
             rows, space_labels = matrix.rows(columns)
@@ -101,15 +115,23 @@ def evaluate(
                 with gates.recording(model.method) as text, torch.no_grad(), autocast(device, precision):
                     model.text_features()  # this space's text gates (bmip.engine.scoring says why)
                 recorded[part] = {"vision": matrix.vision_gate_stats(rows), "text": text["text"]}
+            if analysed and part:
+                mechanisms[part] = matrix.mechanism_for(part, columns)
             return accuracy_report(labels, preds, names)
         model.set_classnames(names, data.template)
         recorder = gates.recording(model.method) if gated and part else contextlib.nullcontext({})
-        with recorder as stats:
+        probe = contextlib.nullcontext({})
+        if analysed and part:
+            foreground, reference = _foreground(data, items, model, backbone, masks, None)
+            probe = mechanism.recording(model, foreground, reference)
+        with recorder as stats, probe as mechanics:
             preds = predict(model, items, data.image_root, batch=config["eval_batch_size"], workers=config["workers"],
                             device=device, precision=precision, desc=desc)
         work["image_forwards"] += len(items)
         if gated and part:
             recorded[part] = stats
+        if analysed and part:
+            mechanisms[part] = mechanics
         return accuracy_report(labels, preds, names)
 
     tested = data.test
@@ -129,6 +151,8 @@ def evaluate(
     identity = {"protocol": protocol, "method": method, "dataset": dataset, "seed": seed}
     if gated:  # before metrics.json, which marks the evaluation done
         gates.write_gates(out / paths.GATES, identity, recorded)
+    if analysed:
+        mechanism.write_mechanism(out / paths.MECHANISM, identity, masks, mechanisms)
     metrics = {**identity, "trained_on": source, "summary": summary, "results": results}
     write_json(out / paths.METRICS, metrics)
     inputs = {"test": dataset_inputs(data, tested), "data_check": data_check.provenance_input(config, dataset),
@@ -170,21 +194,50 @@ def _open_world(config, score, data, train_items, val_items, seed):
 _LAST: dict[tuple, ScoreMatrix] = {}
 
 
+def _mechanism_spaces(train_items, n_classes: int) -> dict[str, list[int]]:
+    """The label spaces (name -> columns) of a prompt method's mechanism record that every
+    evaluation of this model reads from its one pass: base, novel and the open-world joint space of
+    a base-trained model (base2novel and open_world share its score matrix), a target's "all"."""
+    every = list(range(n_classes))
+    if train_items is None:
+        return {"all": every}
+    base, novel = base_novel_labels(train_items)
+    return {"base": base, "novel": novel, "joint": every}
+
+
+def _foreground(data, items: Sequence[Item], model: PromptedCLIP, backbone, masks: bool,
+                spaces: dict[str, list[int]] | None) -> tuple[torch.Tensor | None, dict | None]:
+    """(patch foreground of `items`, zero-shot CLIP's reference statistics for them, shared by
+    this process's evaluations), or (None, None): the share needs object masks and vision prompt
+    positions (a frozen or only bias-tuned image tower has no prompt attention to read)."""
+    if not (masks and model.method.vision_tokens):
+        return None, None
+    foreground = patch_foreground(data, items, backbone.image_size, model.clip.visual.conv1.kernel_size[0])
+    key = (backbone.name, str(backbone.pretrained), data.name, items_hash(items),
+           tuple((name, tuple(cols)) for name, cols in (spaces or {}).items()))
+    return foreground, ZERO_SHOT_FOREGROUND.setdefault(key, {})
+
+
 def _shared_matrix(config, model: PromptedCLIP, checkpoint: Path, data, classnames: list[str], device, precision,
-                   gated: bool, work: dict[str, Any]) -> ScoreMatrix:
+                   gated: bool, work: dict[str, Any], spaces: dict[str, list[int]] | None = None,
+                   masks: bool = False) -> ScoreMatrix:
     """The model's (test images x all classes) scores: this process's last matrix when it is the
     same model, test set and classes, else one pass (image features from the frozen cache for a
-    frozen image tower). `work` records what was computed and what reused."""
+    frozen image tower). `spaces`: the label spaces whose mechanism the pass records. `work`
+    records what was computed and what reused."""
     key = (str(checkpoint), file_sha256(checkpoint), data.name, items_hash(data.test), tuple(classnames),
-           str(device), precision, config["eval_batch_size"])
+           str(device), precision, config["eval_batch_size"],
+           tuple((name, tuple(cols)) for name, cols in (spaces or {}).items()), masks)
     matrix = _LAST.get(key)
     if matrix is not None:
         work.update(image_features_reused=len(data.test), reused="the same model's score matrix, computed by an "
                     "earlier evaluation in this process")
     else:
         frozen = features.load_or_build(config, data, model.backbone) if model.frozen_image_tower else None
+        foreground, reference = _foreground(data, data.test, model, model.backbone, masks, spaces)
         matrix = score_matrix(model, data, classnames, batch=config["eval_batch_size"], workers=config["workers"],
-                              device=device, precision=precision, frozen=frozen, record_gates=gated)
+                              device=device, precision=precision, frozen=frozen, record_gates=gated,
+                              spaces=spaces, foreground=foreground, reference=reference)
         _LAST.clear()
         _LAST[key] = matrix
         work["image_forwards"] = matrix.image_forwards

@@ -183,7 +183,10 @@ def load_or_build(config: dict[str, Any], data: "Dataset", backbone: "Backbone |
     if path.exists():
         check_key(path, read_key(path), key)
         with safe_open(str(path), framework="pt") as fh:
-            features = fh.get_tensor("features")
+            # A tensor of its own: safetensors' may sit in its buffer at any alignment, and CPU
+            # matrix kernels round otherwise on unaligned memory (the same features read gave other
+            # last digits downstream than the freshly computed ones).
+            features = fh.get_tensor("features").clone()
         if features.shape[0] != len(data.test):
             raise FeatureCacheError(f"{path} holds {features.shape[0]} feature rows for {len(data.test)} test images; "
                                     "delete it and rerun")

@@ -13,6 +13,7 @@ from bmip.config import TRAINED_BY
 PROMPTS = "prompts.safetensors"
 METRICS = "metrics.json"
 GATES = "gates.json"  # BMIP runs only: bmip.engine.gates
+MECHANISM = "mechanism.json"  # every prompt method (not zsclip): bmip.engine.mechanism
 IMAGE_FEATURES = "image_features.safetensors"  # <experiment>/features/<dataset>/: bmip.engine.features
 PROVENANCE = "provenance.json"
 TRAIN_LOG = "train_log.csv"

@@ -15,6 +15,13 @@ pass would add them. Its text gate statistics come from a text pass over the spa
 (cheap: one sequence per class): the text tower cuts its sequences at the longest prompt of the
 classes it is given, so the all-class pass can differ from a per-space one in the last float bits,
 and gates.json stays byte-identical this way.
+
+The mechanism record (bmip.engine.mechanism) of every label space an evaluation of this model
+needs comes from the same pass: the probe adds each image's values to the spaces whose columns
+hold its class (`label_spaces`: the row selection `ScoreMatrix.rows` makes) and each class
+prompt's to the spaces holding that class (CoCoOp: each (image, class) sequence to the spaces
+holding both). Frozen-tower methods run no image forward, so they record only their text tower:
+their image tower is not prompted.
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from bmip.data import Dataset
-from bmip.engine import gates
+from bmip.engine import gates, mechanism
 from bmip.engine.features import FrozenFeatures
 from bmip.engine.runtime import autocast, eval_batches
 from bmip.prompting import PromptedCLIP
@@ -66,16 +73,23 @@ class ScoreMatrix:
     # BMIP only: (tower, block) -> per-image (vision) values of w and s (text: see vision_gate_stats).
     gate_w: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
     gate_s: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
+    # Prompt methods: the mechanism record per label space (name -> towers) and each space's columns.
+    mechanism: dict[str, Any] = field(default_factory=dict)
+    mechanism_columns: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def rows(self, columns: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(rows, labels in the space) of the test images whose class is one of `columns`, in test
         order, relabelled by position in `columns`: the items `subsample_classes` keeps."""
-        cols = torch.as_tensor(list(columns), dtype=torch.long)
-        position = torch.full((self.logits.shape[1],), -1, dtype=torch.long)
-        position[cols] = torch.arange(len(cols))
-        space_labels = position[self.labels]
+        space_labels = _space_labels(self.labels, self.logits.shape[1], columns)
         rows = (space_labels >= 0).nonzero().flatten()
         return rows, space_labels[rows]
+
+    def mechanism_for(self, part: str, columns: Sequence[int]) -> dict[str, Any]:
+        """The mechanism record of label space `part`, which must be the space of `columns`."""
+        if self.mechanism_columns.get(part) != tuple(columns):
+            raise RuntimeError(f"the one pass recorded the mechanism of {part!r} for columns "
+                               f"{self.mechanism_columns.get(part)}, not {tuple(columns)}")
+        return self.mechanism[part]
 
     def predict(self, rows: torch.Tensor, columns: Sequence[int]) -> torch.Tensor:
         return self.logits[rows][:, torch.as_tensor(list(columns), dtype=torch.long)].argmax(dim=-1)
@@ -96,18 +110,42 @@ class ScoreMatrix:
         return out
 
 
+def _space_labels(labels: torch.Tensor, n_classes: int, columns: Sequence[int]) -> torch.Tensor:
+    """Each label's position in `columns`, -1 for a label outside them."""
+    cols = torch.as_tensor(list(columns), dtype=torch.long)
+    position = torch.full((n_classes,), -1, dtype=torch.long)
+    position[cols] = torch.arange(len(cols))
+    return position[labels]
+
+
+def label_spaces(labels: torch.Tensor, n_classes: int, spaces: dict[str, Sequence[int]]) -> mechanism.LabelSpaces:
+    """The membership of every test image (by its label) and every class in each label space of
+    `spaces` (name -> its columns): the rows `ScoreMatrix.rows` selects, the columns it scores."""
+    classes = torch.arange(n_classes)
+    return mechanism.LabelSpaces(
+        names=tuple(spaces),
+        images=torch.stack([_space_labels(labels, n_classes, cols) >= 0 for cols in spaces.values()], dim=1),
+        classes=torch.stack([_space_labels(classes, n_classes, cols) >= 0 for cols in spaces.values()], dim=1))
+
+
 @torch.no_grad()
 def score_matrix(model: PromptedCLIP, data: Dataset, classnames: list[str], *, batch: int, workers: int,
                  device: torch.device, precision: str, frozen: FrozenFeatures | None = None,
-                 record_gates: bool = False) -> ScoreMatrix:
+                 record_gates: bool = False, spaces: dict[str, Sequence[int]] | None = None,
+                 foreground: torch.Tensor | None = None, reference: dict | None = None) -> ScoreMatrix:
     """The model's logits for every test image of `data` against `classnames` (all its classes):
-    image features from `frozen` when given (no image forward), else one pass of the image tower."""
+    image features from `frozen` when given (no image forward), else one pass of the image tower.
+    `spaces` (name -> columns): record the mechanism of each of these label spaces on the same pass
+    (`foreground`: the test images' patch foreground, `reference`: bmip.engine.mechanism.recording's)."""
     if not model.method.label_space_independent:
         raise ValueError(f"{model.method_name}'s logits depend on the batch: score it per label space")
     model.eval()
     model.set_classnames(classnames, data.template)
+    labels = torch.tensor([it.label for it in data.test], dtype=torch.long)
     rows: list[torch.Tensor] = []
-    with _per_sample(model.method, record_gates) as (w, s), autocast(device, precision):
+    probe = (mechanism.recording(model, foreground, reference, label_spaces(labels, len(classnames), spaces))
+             if spaces is not None else contextlib.nullcontext({}))
+    with _per_sample(model.method, record_gates) as (w, s), probe as mechanics, autocast(device, precision):
         text = model.text_features()
         if frozen is not None:
             chunks = (part.to(device) for part in frozen.features.split(batch))
@@ -117,10 +155,10 @@ def score_matrix(model: PromptedCLIP, data: Dataset, classnames: list[str], *, b
                                                  workers, f"{data.name} one pass"))
         for image in chunks:
             rows.append(model.logits_for(image, text)[1].float().cpu())
-    labels = torch.tensor([it.label for it in data.test], dtype=torch.long)
     logits = torch.cat(rows) if rows else torch.empty(0, len(classnames))
     return ScoreMatrix(
         logits=logits, labels=labels, batch=batch, frozen=frozen,
         image_forwards=0 if frozen is not None else len(data.test),
         gate_w={key: torch.cat(v) for key, v in w.items()}, gate_s={key: torch.cat(v) for key, v in s.items()},
+        mechanism=dict(mechanics), mechanism_columns={k: tuple(v) for k, v in (spaces or {}).items()},
     )

@@ -29,13 +29,14 @@ METHODS: dict[str, str] = {
     "ivlp": "ivlp.IVLP",
     "maple": "maple.MaPLe",
     "bmip": "bmip.BMIP",
+    "biastune": "biastune.BiasTune",
 }
 # name -> "<module in bmip/methods>.<Regularizer subclass>"
 REGULARIZERS: dict[str, str] = {
     "promptsrc": "promptsrc.PromptSRC",
     "coprompt": "coprompt.CoPrompt",
 }
-REGULARIZED_BASES = ("bmip", "maple", "ivlp")
+REGULARIZED_BASES = ("bmip", "maple", "ivlp", "biastune")
 # Base methods whose image tower is never prompted (PromptedCLIP.frozen_image_tower with their
 # default options): the workflow gives their evaluations the shared frozen image features of
 # each test set (bmip.engine.features) without building a model.

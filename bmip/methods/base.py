@@ -1,7 +1,8 @@
 """What every prompt method is: learnable tensors plus what enters each layer's prompt slots.
 
 A method never runs the backbone itself. `bmip.prompting.PromptedCLIP` owns the one forward
-pass over open_clip's modules and asks the method, layer by layer, for prompt tokens:
+pass over open_clip's modules and asks the method, layer by layer, for prompt tokens (this module
+never imports that one: a regulariser's `model` is the PromptedCLIP it is attached to):
 
 * text: `text_tokens` learnable positions right after SOS (they replace the first words of the
   prompt prefix, e.g. "a photo" in "a photo of a <class>.");
@@ -25,7 +26,6 @@ from bmip.methods import MethodConfigError
 
 if TYPE_CHECKING:
     from bmip.data import Dataset
-    from bmip.prompting import PromptedCLIP
 
 
 @dataclass
@@ -112,6 +112,11 @@ class PromptMethod(nn.Module):
     def vision_deep(self, k: int, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor | None:
         return None
 
+    def residual_biases(self, tower: str) -> "Callable[[int], tuple[torch.Tensor, torch.Tensor] | None] | None":
+        """Bias tuning: a function of the block index giving the vectors added to the residual stream
+        after its attention and after its MLP (None: not in that block), or None for no biases at all."""
+        return None
+
 
 class Regularizer(nn.Module):
     """Base class of the `<base>+<name>` regularisers: extra loss terms on top of a prompt method.
@@ -135,7 +140,7 @@ class Regularizer(nn.Module):
         """Load what the loss needs from the training dataset; returns what provenance records."""
         return None
 
-    def set_classnames(self, model: "PromptedCLIP") -> None:
+    def set_classnames(self, model: nn.Module) -> None:
         """A new class set: drop whatever was computed for the previous one."""
 
     def train_transforms(self, size: int) -> list[Callable]:
@@ -152,7 +157,7 @@ class Regularizer(nn.Module):
 
     def loss(
         self,
-        model: "PromptedCLIP",
+        model: nn.Module,
         images: torch.Tensor,
         image_features: torch.Tensor,
         text_features: torch.Tensor,

@@ -9,6 +9,10 @@ Roles mirror the paper's benchmark: ``downstream`` datasets (the 10 non-ImageNet
 ``source`` dataset (ImageNet), and test-only ``shift`` variants of it (ImageNet-V2/-Sketch/-A/-R),
 whose train and val lists are empty. ``<root>/world.json`` records the full specification; it is
 written last, so its presence means the root is complete.
+
+Beside the images, ``<root>/<dir>/masks/<relpath>`` holds each image's foreground mask (8-bit
+grayscale PNG of the main object's pixel coverage, `bmip.miniworld.render.Layout.mask`), which the
+data layer reads as an optional per-item annotation (`bmip.data.masks`).
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from bmip.io import write_json
-from bmip.miniworld.render import IMAGE_SIZE, render
+from bmip.data.masks import MASK_DIR
+from bmip.miniworld.render import IMAGE_SIZE, render, to_uint8
 from bmip.miniworld.world import (
     COLOURS,
     GENERATOR_VERSION,
@@ -227,6 +232,7 @@ def write_dataset(root: Path, spec: DatasetSpec, seed: int, size: SizePreset, pr
         shutil.rmtree(staging)
     for concept in classes:
         (staging / "images" / concept.folder).mkdir(parents=True)
+        (staging / MASK_DIR / concept.folder).mkdir(parents=True)
     split: dict[str, list] = {}
     start = 0
     for part, name in enumerate(("train", "val", "test"), start=1):
@@ -237,10 +243,11 @@ def write_dataset(root: Path, spec: DatasetSpec, seed: int, size: SizePreset, pr
         for lo in range(0, len(items), CHUNK):
             chunk = items[lo : lo + CHUNK]
             concepts = np.array([[classes[l].colour, classes[l].pattern, classes[l].shape] for l, _ in chunk])
-            images, _ = render(spec.style, concepts, rng)
-            for (label, index), image in zip(chunk, images):
+            images, layout = render(spec.style, concepts, rng)
+            for (label, index), image, mask in zip(chunk, images, to_uint8(layout.mask)):
                 rel = f"{classes[label].folder}/{index}.png"
                 (staging / "images" / rel).write_bytes(_png(image))
+                (staging / MASK_DIR / rel).write_bytes(_png(mask))
                 entries.append([rel, label, classes[label].name])
             if progress is not None:
                 progress.update(len(chunk))

@@ -6,7 +6,11 @@ output size and averaged down, which anti-aliases edges and thin stripes.
 
 A style is a function ``(concepts, rng, size) -> (images, layout)`` in the ``STYLES`` registry:
 ``concepts`` is an (N, 3) int array of (colour, pattern, shape) indices, ``images`` is (N, size,
-size, 3) uint8 and ``layout`` holds the main object's centre and scale (for caption words).
+size, 3) uint8 and ``layout`` holds the main object's centre and scale (for caption words) and its
+foreground mask: the share of each output pixel the main object covers (visible part: an occluding
+bar is not foreground; distractors are not), averaged down from the supersampled object mask like
+the image. The mask is computed from the same draws and takes none of its own from ``rng``, so
+images are byte-identical with or without anyone reading it.
 """
 from __future__ import annotations
 
@@ -29,6 +33,12 @@ class Layout:
     cx: np.ndarray
     cy: np.ndarray
     scale: np.ndarray
+    mask: np.ndarray  # (N, size, size) float32 in [0, 1]: the main object's pixel coverage
+
+
+def coverage(mask: np.ndarray) -> np.ndarray:
+    """(N, S, S) boolean supersampled mask -> (N, S / SUPERSAMPLE, ...) float32 pixel coverage."""
+    return downsample(mask[..., None].astype(np.float32), SUPERSAMPLE)[..., 0]
 
 
 Style = Callable[[np.ndarray, np.random.Generator, int], "tuple[np.ndarray, Layout]"]
@@ -331,7 +341,8 @@ def photo(
         bar = np.abs(dist) < rng.uniform(0.08, 0.16, n)[:, None, None]
         grey = rng.uniform(0.1, 0.9, n).astype(np.float32)[:, None, None, None]
         np.copyto(canvas, grey, where=bar[..., None])
-    return _finish(canvas, rng, noise), Layout(place.cx, place.cy, place.scale)
+        mask = mask & ~bar
+    return _finish(canvas, rng, noise), Layout(place.cx, place.cy, place.scale, coverage(mask))
 
 
 def sketch(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[np.ndarray, Layout]:
@@ -345,7 +356,7 @@ def sketch(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZ
     pencil = object_colours(concepts[:, 0], rng, (0.5, 0.9), (0.45, 0.75))
     lines = edges(mask, 2) | edges(pattern, 1) | (edges(~pattern & mask, 1) & ~edges(mask, 3))
     np.copyto(canvas, pencil[:, None, None, :], where=lines[..., None])
-    return _finish(canvas, rng, (0.0, 0.02)), Layout(place.cx, place.cy, place.scale)
+    return _finish(canvas, rng, (0.0, 0.02)), Layout(place.cx, place.cy, place.scale, coverage(mask))
 
 
 def cartoon(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[np.ndarray, Layout]:
@@ -358,7 +369,7 @@ def cartoon(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SI
     colour = object_colours(concepts[:, 0], rng, (0.9, 1.0), (0.9, 1.0), hue_shift=-32.0)
     canvas = paint(canvas, mask, pattern, colour, np.ones_like(colour))
     np.copyto(canvas, np.float32(0.05), where=edges(mask, 3)[..., None])
-    return _finish(canvas, rng, (0.0, 0.005)), Layout(place.cx, place.cy, place.scale)
+    return _finish(canvas, rng, (0.0, 0.005)), Layout(place.cx, place.cy, place.scale, coverage(mask))
 
 
 def night(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[np.ndarray, Layout]:
@@ -372,7 +383,7 @@ def night(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE
     paint(canvas, mask, pattern, colour, second)
     canvas *= np.where(mask[..., None], _shading(xy, rng, 0.5), np.float32(1.0))
     canvas *= np.array([0.75, 0.85, 1.2], dtype=np.float32)
-    return _finish(canvas, rng, (0.03, 0.06), blur_sigma=0.5), Layout(place.cx, place.cy, place.scale)
+    return _finish(canvas, rng, (0.03, 0.06), blur_sigma=0.5), Layout(place.cx, place.cy, place.scale, coverage(mask))
 
 
 def pixel(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[np.ndarray, Layout]:
@@ -388,7 +399,7 @@ def pixel(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE
     coarse = downsample(canvas, block)
     canvas = np.repeat(np.repeat(coarse, block, axis=1), block, axis=2)
     canvas = np.round(canvas * 4.0) / 4.0
-    return _finish(canvas, rng, (0.0, 0.0)), Layout(place.cx, place.cy, place.scale)
+    return _finish(canvas, rng, (0.0, 0.0)), Layout(place.cx, place.cy, place.scale, coverage(mask))
 
 
 def aerial(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[np.ndarray, Layout]:
@@ -399,7 +410,7 @@ def aerial(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZ
     canvas = base[:, None, None, :] * (0.7 + 0.6 * terrain)
     colour = object_colours(concepts[:, 0], rng, (0.7, 1.0), (0.75, 1.0), hue_shift=-32.0)
     second = _lerp(colour, np.ones_like(colour), 0.75)
-    first = None
+    first, union = None, np.zeros((n, s, s), dtype=bool)
     for gx, gy in ((-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5)):
         place = Placement.sample(n, rng, (0.24, 0.32), 0.0)
         place = Placement(
@@ -410,9 +421,10 @@ def aerial(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZ
         )
         mask, pattern, _ = draw_object(concepts, place, rng, s)
         canvas = paint(canvas, mask, pattern, colour, second)
+        union |= mask
         if first is None:
             first = place
-    return _finish(canvas, rng, (0.02, 0.05)), Layout(np.zeros(n), np.zeros(n), first.scale)
+    return _finish(canvas, rng, (0.02, 0.05)), Layout(np.zeros(n), np.zeros(n), first.scale, coverage(union))
 
 
 def closeup(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[np.ndarray, Layout]:
@@ -434,7 +446,7 @@ def painting(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_S
     paint(canvas, mask, pattern, colour, _lerp(colour, np.ones_like(colour), 0.7))
     canvas *= np.where(mask[..., None], strokes, np.float32(1.0))
     canvas *= np.array([1.08, 1.0, 0.85], dtype=np.float32)
-    return _finish(canvas, rng, (0.0, 0.02), blur_sigma=0.6), Layout(place.cx, place.cy, place.scale)
+    return _finish(canvas, rng, (0.0, 0.02), blur_sigma=0.6), Layout(place.cx, place.cy, place.scale, coverage(mask))
 
 
 def rendition(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_SIZE) -> tuple[np.ndarray, Layout]:
@@ -442,12 +454,13 @@ def rendition(concepts: np.ndarray, rng: np.random.Generator, size: int = IMAGE_
     kind = rng.integers(3, size=len(concepts))
     images = np.zeros((len(concepts), size, size, 3), dtype=np.uint8)
     cx, cy, scale = (np.zeros(len(concepts), dtype=np.float32) for _ in range(3))
+    mask = np.zeros((len(concepts), size, size), dtype=np.float32)
     for index, style in enumerate((painting, cartoon, pixel)):
         pick = kind == index
         if pick.any():
             images[pick], layout = style(concepts[pick], rng, size)
-            cx[pick], cy[pick], scale[pick] = layout.cx, layout.cy, layout.scale
-    return images, Layout(cx, cy, scale)
+            cx[pick], cy[pick], scale[pick], mask[pick] = layout.cx, layout.cy, layout.scale, layout.mask
+    return images, Layout(cx, cy, scale, mask)
 
 
 STYLES: dict[str, Style] = {

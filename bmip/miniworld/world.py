@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 # A human label for the generator; ``generator_fingerprint`` catches every code change anyway.
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"  # 3: foreground masks beside the images (images unchanged)
 GENERATOR_MODULES = ("world.py", "render.py", "datasets.py")
 
 COLOURS: tuple[str, ...] = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink")

@@ -25,7 +25,8 @@ import pandas as pd
 
 from bmip.io import atomic_write
 from bmip.report.latex import escape
-from bmip.report.tables import display_dataset, load_metrics
+from bmip.report.display import display_dataset
+from bmip.report.tables import load_metrics
 
 log = logging.getLogger(__name__)
 BOOTSTRAP_SEED = 0

@@ -15,7 +15,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
 def run_figures(args: argparse.Namespace) -> int:
     from bmip.report.figures import write_figures
 
-    write_figures(args.tables, args.train_logs, args.out, args.gates)
+    write_figures(args.tables, args.train_logs, args.out, args.gates, args.mechanism, args.causal)
     return 0
 
 
@@ -47,5 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fig.add_argument("--train-logs", nargs="*", type=Path, default=[], help="train_log.csv files")
     fig.add_argument("--gates", nargs="*", type=Path, default=[],
                      help="gates.json files of BMIP evaluations (the workflow passes the base-to-novel ones)")
+    fig.add_argument("--mechanism", nargs="*", type=Path, default=[],
+                     help="mechanism.json files of prompt-method evaluations (the workflow passes the base-to-novel ones)")
+    fig.add_argument("--causal", nargs="*", type=Path, default=[], help="causal.json files of bmip analyze")
     fig.add_argument("--out", type=Path, required=True, help="folder for <figure>.png and .pdf")
     fig.set_defaults(func=run_figures)

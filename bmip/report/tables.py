@@ -14,17 +14,11 @@ from typing import Iterable
 import pandas as pd
 
 from bmip.io import atomic_write
-from bmip.report.style import label, ordered
+from bmip.report.display import with_published
+from bmip.report.latex import latex
+from bmip.report.style import ordered
 
-PUBLISHED = Path(__file__).parent / "published"
 TABLES = ("base2novel", "cross_dataset", "domain_generalization", "open_world", "open_world_ratio")
-
-
-def display_dataset(name: str) -> str:
-    from bmip.data import DATASETS
-
-    spec = DATASETS.get(name)
-    return spec.display_name if spec is not None else name
 
 
 def load_metrics(files: Iterable[Path]) -> pd.DataFrame:
@@ -115,15 +109,6 @@ def ratio_table(long: pd.DataFrame) -> pd.DataFrame:
     return _order(table.sort_values(["method", "dataset", "ratio"], ascending=[True, True, False], kind="stable"))
 
 
-def published(table_name: str) -> pd.DataFrame | None:
-    """Published numbers for a table, keyed by display names (None if there are none)."""
-    files = {"base2novel": "base2novel.csv", "cross_dataset": "cross_dataset.csv",
-             "domain_generalization": "domain_generalization.csv"}
-    if table_name not in files:
-        return None
-    return pd.read_csv(PUBLISHED / files[table_name])
-
-
 def build_tables(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {
         "base2novel": base2novel_table(long),
@@ -132,31 +117,6 @@ def build_tables(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
         "open_world": open_world_table(long),
         "open_world_ratio": ratio_table(long),
     }
-
-
-def with_published(name: str, table: pd.DataFrame) -> pd.DataFrame:
-    """Display names, plus the published numbers where a method/dataset pair has them."""
-    from bmip.data import DATASETS
-
-    shown = table.copy()
-    paper_datasets = all(d in DATASETS or d.startswith("Average over") for d in shown["dataset"])
-    shown.insert(0, "Method", shown.pop("method").map(label))
-    shown.insert(1, "Dataset", shown.pop("dataset").map(display_dataset))
-    ref = published(name)
-    if ref is None or not paper_datasets:  # published numbers only beside the paper's own datasets
-        return shown
-    key = "dataset" if "dataset" in ref.columns else "target"
-    ref = ref.rename(columns={"method": "Method", key: "Dataset"})
-    ref["Dataset"] = ref["Dataset"].where(~ref["Dataset"].eq("Average"), None)
-    cols = [c for c in ("base", "novel", "hm", "accuracy") if c in ref.columns]
-    ref = ref.dropna(subset=["Dataset"])[["Method", "Dataset", *cols]].rename(columns={c: f"published {c}" for c in cols})
-    merged = shown.merge(ref, on=["Method", "Dataset"], how="left")
-    averages = published(name)
-    averages = averages[averages[key] == "Average"].set_index("method")
-    for col in cols:
-        is_avg = merged["Dataset"].str.startswith("Average over")
-        merged.loc[is_avg, f"published {col}"] = merged.loc[is_avg, "Method"].map(averages[col])
-    return merged
 
 
 def markdown(name: str, table: pd.DataFrame) -> str:
@@ -172,8 +132,6 @@ def markdown(name: str, table: pd.DataFrame) -> str:
 
 def write_tables(metric_files: Iterable[Path], out_dir: Path) -> dict[str, Path]:
     """Write `<table>.csv`, `.md` and `.tex` (booktabs) for every table; returns the CSV paths."""
-    from bmip.report.latex import latex
-
     long = load_metrics(metric_files)
     out_dir = Path(out_dir)
     written = {}
@@ -181,6 +139,6 @@ def write_tables(metric_files: Iterable[Path], out_dir: Path) -> dict[str, Path]
         csv_path = out_dir / f"{name}.csv"
         atomic_write(csv_path, lambda tmp, t=table: t.to_csv(tmp, index=False, float_format="%.4f"))
         atomic_write(out_dir / f"{name}.md", lambda tmp, n=name, t=table: tmp.write_text(markdown(n, t)))
-        atomic_write(out_dir / f"{name}.tex", lambda tmp, n=name, t=table: tmp.write_text(latex(n, t)))
+        atomic_write(out_dir / f"{name}.tex", lambda tmp, n=name, t=table: tmp.write_text(latex(n, with_published(n, t))))
         written[name] = csv_path
     return written

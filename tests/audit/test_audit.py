@@ -46,6 +46,7 @@ def test_fresh_experiment_passes(experiment, capsys):
     assert report.findings.counts["table numbers"] > 50
     assert report.findings.counts["few-shot split files"] == 12
     assert report.findings.counts["data check records"] == 12 + 20  # every run names the one it relied on
+    assert report.findings.counts["mechanism records"] == 10  # every coop evaluation, no zsclip one
 
 
 def test_edited_accuracy_in_metrics_is_named(experiment_copy):
@@ -187,6 +188,29 @@ def test_a_run_without_a_data_check_is_a_warning_and_a_missing_record_a_problem(
                for f in report.findings.warnings)
     (experiment_copy / "data_check" / "toy_b.json").unlink()
     assert _mentions(_problems(experiment_copy), "data_check/toy_b.json", "missing: train/base2novel/coop/toy_b/seed1")
+
+
+MECHANISM = "base2novel/coop/toy/seed1/mechanism.json"
+
+
+def test_a_missing_or_incomplete_mechanism_record_of_a_prompt_method_is_named(experiment_copy):
+    def drop_a_block(doc):
+        blocks = doc["parts"]["base"]["text"]["blocks"]
+        del blocks[max(blocks, key=int)]
+        doc["parts"]["novel"]["text"]["blocks"]["0"]["lambda"]["over_heads"]["mean"] = 1.5
+
+    _edit_json(experiment_copy / MECHANISM, drop_a_block)
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, MECHANISM, "base/text: blocks")
+    assert _mentions(problems, MECHANISM, "novel/text/0: lambda")
+    (experiment_copy / MECHANISM).unlink()
+    assert _mentions(_problems(experiment_copy), MECHANISM, "every evaluation of coop records its prompt mechanism")
+
+
+def test_a_mechanism_record_for_zero_shot_clip_is_refused(experiment_copy):
+    target = "base2novel/zsclip/toy/seed1/mechanism.json"
+    shutil.copy(experiment_copy / MECHANISM, experiment_copy / target)
+    assert _mentions(_problems(experiment_copy), target, "has no prompts; a mechanism record does not belong here")
 
 
 FEATURES = "features/toy/image_features.safetensors"

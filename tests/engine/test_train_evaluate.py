@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bmip.engine import paths
+from bmip.engine import mechanism, paths
 from bmip.engine.evaluate import evaluate
 from bmip.engine.train import train
 
@@ -20,6 +20,10 @@ def test_same_config_and_seed_give_identical_metrics(toy_setup, tmp_path):
     t2, e2 = _run(config, tmp_path / "b")
     assert (e1 / paths.METRICS).read_bytes() == (e2 / paths.METRICS).read_bytes()
     assert (t1 / paths.PROMPTS).read_bytes() == (t2 / paths.PROMPTS).read_bytes()
+    assert (e1 / paths.MECHANISM).read_bytes() == (e2 / paths.MECHANISM).read_bytes()  # hooks are deterministic
+    record = json.loads((e1 / paths.MECHANISM).read_text())
+    identity = {"protocol": "base2novel", "method": "bmip", "dataset": "toy", "seed": 1}
+    assert mechanism.problems(record, identity) == [] and record["masks"] is False
     metrics = json.loads((e1 / paths.METRICS).read_text())
     assert set(metrics["summary"]) == {"base", "novel", "hm"}
     assert metrics["results"]["base"]["label_space"] == ["red colour", "green colour", "blue colour"]

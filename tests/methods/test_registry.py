@@ -4,7 +4,9 @@ import sys
 
 import pytest
 
-from bmip.methods import METHODS, MethodConfigError, method_class, method_names, split_name
+from bmip.methods import (
+    METHODS, REGULARIZED_BASES, REGULARIZERS, MethodConfigError, method_class, method_names, split_name,
+)
 
 
 def test_every_registered_name_is_its_class_name():
@@ -30,4 +32,4 @@ def test_config_validation_and_the_command_line_import_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
-    assert len(method_names()) == len(METHODS) + 6
+    assert len(method_names()) == len(METHODS) + len(REGULARIZERS) * len(REGULARIZED_BASES)

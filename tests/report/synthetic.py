@@ -1,5 +1,6 @@
-"""A small synthetic experiment on disk: metrics.json, train_log.csv and gates.json files with
-plausible numbers, for any methods, datasets, seeds and protocols (figures and tables tests)."""
+"""A small synthetic experiment on disk: metrics.json, train_log.csv, gates.json, mechanism.json and
+causal.json files with plausible numbers, for any methods, datasets, seeds and protocols (figures
+and tables tests)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bmip.engine import mechanism
 from bmip.engine.gates import FORMAT, PARTS, has_gates
 
 METHODS = ("zsclip", "coop", "cocoop", "lang", "vpt", "ivlp", "maple", "bmip", "ivlp+promptsrc", "maple+promptsrc",
@@ -22,6 +24,27 @@ class Synthetic:
     metrics: list[Path] = field(default_factory=list)
     train_logs: list[Path] = field(default_factory=list)
     gates: list[Path] = field(default_factory=list)
+    mechanism: list[Path] = field(default_factory=list)
+    causal: list[Path] = field(default_factory=list)
+
+
+def _split(rng: np.random.Generator, centre: float, heads: int = 2) -> dict:
+    stats = lambda: {"n": 400, "mean": float(np.clip(centre + rng.normal(0, 0.03), 0.01, 0.99)),  # noqa: E731
+                     "std": float(rng.uniform(0.01, 0.05))}
+    return {"per_head": [stats() for _ in range(heads)], "over_heads": stats()}
+
+
+def _mechanism_doc(rng: np.random.Generator, method: str, dataset: str, seed: int, layers: int) -> dict:
+    """A record with both towers prompted in every block (vision with foreground shares)."""
+    def block(k: int, tower: str) -> dict:
+        stability = float(np.clip(0.98 - 0.04 * k + rng.normal(0, 0.01), -1, 1))
+        fg = ({"method": _split(rng, 0.55 + 0.01 * k), "zsclip": _split(rng, 0.52)} if tower == "vision" else None)
+        return {"n": 400, "heads": 2, "lambda": _split(rng, 0.3 - 0.02 * k), "norm_ratio": _split(rng, 0.4),
+                "stability": {"per_head": [stability, stability], "over_heads": stability}, "foreground": fg}
+    parts = {part: {tower: {"layers": layers, "blocks": {str(k): block(k, tower) for k in range(layers)}}
+                    for tower in ("vision", "text")} for part in ("base", "novel")}
+    return {"format": mechanism.FORMAT, "protocol": "base2novel", "method": method, "dataset": dataset, "seed": seed,
+            "masks": True, "parts": parts}
 
 
 def _stats(rng: np.random.Generator, centre: float, spread: float) -> dict[str, float]:
@@ -72,6 +95,19 @@ def make(root: Path, methods=METHODS, datasets=DATASETS, seeds=(1, 2, 3), protoc
                         doc = {"format": FORMAT, "protocol": protocol, "method": method, "dataset": dataset, "seed": s,
                                "parts": parts}
                         out.gates.append(write(folder / "gates.json", doc))
+                    if protocol == "base2novel" and mechanism.has_mechanism(method):
+                        out.mechanism.append(write(folder / "mechanism.json",
+                                                   _mechanism_doc(rng, method, dataset, s, depth + 1)))
+                        if dataset == datasets[0] and s == seeds[0] and method.split("+")[0] != "biastune":
+                            checks = {c: {"base": acc(12 - 4 * i), "novel": acc(3 - 3 * i)} for i, c in
+                                      enumerate(("as_trained", "mean_prompt_term", "no_prompt_term",
+                                                 "zero_shot_reweighting"))}
+                            for v in checks.values():
+                                v["hm"] = 2 * v["base"] * v["novel"] / (v["base"] + v["novel"])
+                            causal = root / "analysis" / method / dataset / f"seed{s}" / "causal.json"
+                            out.causal.append(write(causal, {"format": "bmip-causal/1", "protocol": "base2novel",
+                                                             "method": method, "dataset": dataset, "seed": s,
+                                                             "checks": checks}))
         trainings = [("base2novel", d) for d in datasets if "base2novel" in protocols or "open_world" in protocols]
         if {"cross_dataset", "domain_generalization"} & set(protocols):
             trainings.append(("cross_dataset", "objects"))

@@ -33,7 +33,7 @@ def _experiment(root: Path, **changes):
 def full(tmp_path_factory):
     root = tmp_path_factory.mktemp("figures")
     made, gates = _experiment(root, methods=ALL)
-    inputs = read_inputs(root / "tables", made.train_logs, gates)
+    inputs = read_inputs(root / "tables", made.train_logs, gates, made.mechanism, made.causal)
     with figure_style():
         figures = {name: draw(name, inputs) for name in FIGURES}
         for fig in figures.values():
@@ -103,7 +103,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_figures_render_with_pieces_missing(tmp_path, case):
     made, gates = _experiment(tmp_path, **CASES[case])
-    inputs = read_inputs(tmp_path / "tables", made.train_logs, gates)
+    inputs = read_inputs(tmp_path / "tables", made.train_logs, gates, made.mechanism, made.causal)
     with figure_style():
         for name in FIGURES:
             assert layout_problems(draw(name, inputs)) == [], (case, name)
@@ -112,12 +112,14 @@ def test_figures_render_with_pieces_missing(tmp_path, case):
 def test_same_inputs_in_any_order_give_identical_png_and_pdf_bytes(tmp_path):
     made, gates = _experiment(tmp_path, methods=("zsclip", "coop", "maple", "bmip", "bmip+promptsrc", UNKNOWN),
                               datasets=("toys", "stickers", "aerial"))
-    first = write_figures(tmp_path / "tables", made.train_logs, tmp_path / "a", gates)
-    logs, shuffled = list(made.train_logs), list(gates)
+    first = write_figures(tmp_path / "tables", made.train_logs, tmp_path / "a", gates, made.mechanism, made.causal)
+    logs, shuffled, analysed = list(made.train_logs), list(gates), list(made.mechanism)
     random.Random(1).shuffle(logs)
     random.Random(2).shuffle(shuffled)
+    random.Random(3).shuffle(analysed)
     cmd = [sys.executable, "-m", "bmip.cli", "figures", "--tables", str(tmp_path / "tables"), "--gates",
-           *map(str, shuffled), "--train-logs", *map(str, logs), "--out", str(tmp_path / "b")]
+           *map(str, shuffled), "--train-logs", *map(str, logs), "--mechanism", *map(str, analysed),
+           "--causal", *map(str, made.causal), "--out", str(tmp_path / "b")]
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

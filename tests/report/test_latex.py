@@ -9,6 +9,7 @@ import subprocess
 import pandas as pd
 import pytest
 
+from bmip.report.display import with_published
 from bmip.report.latex import latex
 from bmip.report.tables import TABLES, build_tables, load_metrics, write_tables
 from tests.report import synthetic
@@ -59,7 +60,7 @@ def test_best_is_bold_second_underlined_and_published_is_a_column_group(files, t
     extra = [_write(tmp_path, "base2novel", m, "eurosat", 1, {"base": b, "novel": 50.0, "hm": 0})
              for m, b in (("coop", 90.0), ("maple", 85.0), ("zsclip", 85.0))]
     tables = build_tables(load_metrics([*files, *extra]))
-    tex = latex("base2novel", tables["base2novel"])
+    tex = latex("base2novel", with_published("base2novel", tables["base2novel"]))
     body = check_booktabs(tex)
     assert "\\multicolumn{3}{c}{This experiment" in tex and "\\multicolumn{3}{c}{Published}" in tex
     assert "\\cmidrule(lr){2-4}\\cmidrule(lr){5-7}" in tex

@@ -42,6 +42,8 @@ def reduced_config(workdir: Path, **changes) -> Path:
         }},
     }
     config.update(changes)
+    if "coop" in config["methods"] and "analysis" not in changes:  # bmip analyze's rule, on one model
+        config["analysis"] = {"methods": ["coop"], "datasets": ["toy"], "seeds": [1]}
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

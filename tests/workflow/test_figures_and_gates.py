@@ -81,11 +81,15 @@ def test_figures_from_shuffled_inputs_are_the_workflows_bytes(reduced_run, tmp_p
     exp, _ = _experiment(reduced_run)
     logs = sorted(exp.glob("train/*/*/*/seed*/train_log.csv"))
     gate_files = sorted(exp.glob("base2novel/*/*/seed*/gates.json"))
-    assert logs and gate_files
+    mechanism_files = sorted(exp.glob("base2novel/*/*/seed*/mechanism.json"))
+    causal_files = sorted(exp.glob("analysis/*/*/seed*/causal.json"))
+    assert logs and gate_files and mechanism_files and causal_files
     random.Random(0).shuffle(logs)
     random.Random(1).shuffle(gate_files)
+    random.Random(2).shuffle(mechanism_files)
     cmd = [sys.executable, "-m", "bmip.cli", "figures", "--tables", str(exp / "tables"), "--train-logs",
-           *map(str, logs), "--gates", *map(str, gate_files), "--out", str(tmp_path)]
+           *map(str, logs), "--gates", *map(str, gate_files), "--mechanism", *map(str, mechanism_files),
+           "--causal", *map(str, causal_files), "--out", str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONHASHSEED": "7"})
     assert done.returncode == 0, done.stderr[-3000:]
     for name in FIGURES:

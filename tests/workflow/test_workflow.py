@@ -122,8 +122,11 @@ def test_paper_config_dry_run_lists_the_full_grid():
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = _job_counts(done.stdout)
-    methods, seeds = len(yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["methods"]), 3
-    assert methods == 13  # the 8 methods, PromptSRC on 3 bases, CoPrompt on MaPLe and BMIP
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    methods, seeds = len(paper["methods"]), 3
+    assert methods == 14  # the 8 methods and bias tuning, PromptSRC on 3 bases, CoPrompt on MaPLe and BMIP
+    analysis = paper["analysis"]
+    assert jobs["analyze"] == len(analysis["methods"]) * len(analysis["datasets"]) * len(analysis["seeds"])
     assert jobs["train"] == methods * (11 + 1) * seeds  # 11 base-to-novel datasets + the ImageNet source
     # base2novel and open_world of one base-trained model: one job, which scores its test set once.
     assert jobs["evaluate_base_trained"] == methods * 11 * seeds

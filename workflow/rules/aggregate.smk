@@ -35,12 +35,14 @@ rule figures:
         tables=expand(f"{EXP}/tables/{{table}}.csv", table=TABLES),
         train_logs=train_log_files(),
         gated=gated_metrics_files(),
+        analysed=mechanism_metrics_files(),
+        causal=causal_files(),
     output:
         png=[
             report(
                 f"{EXP}/figures/{f}.png",
                 caption=f"../report/figures/{f}.rst",
-                category="Figures",
+                category=SECTIONS.get(f, "Figures"),
                 labels={"figure": f},
             )
             for f in FIGURES
@@ -58,7 +60,10 @@ rule figures:
         gates=lambda wildcards, input: [
             os.path.join(os.path.dirname(m), P.GATES) for m in input.gated
         ],
+        mechanism=lambda wildcards, input: [
+            os.path.join(os.path.dirname(m), P.MECHANISM) for m in input.analysed
+        ],
         out=lambda wildcards, output: os.path.dirname(output.png[0]),
     shell:
         "{params.bmip} figures --tables {params.tables} --train-logs {input.train_logs} --gates {params.gates} "
-        "--out {params.out} > {log} 2>&1"
+        "--mechanism {params.mechanism} --causal {input.causal} --out {params.out} > {log} 2>&1"

@@ -10,8 +10,9 @@ from bmip.data import resolve_name
 from bmip.engine import data_check as DC
 from bmip.engine import paths as P
 from bmip.engine.gates import has_gates
+from bmip.engine.mechanism import has_mechanism
 from bmip.methods import frozen_image_tower
-from bmip.report.figures import FIGURES
+from bmip.report.figures import FIGURES, SECTIONS
 from bmip.report.tables import TABLES
 
 try:
@@ -161,6 +162,31 @@ def gated_metrics_files():
         if has_gates(method)
         for dataset in P.eval_datasets(config, "base2novel")
         for seed in SEEDS
+    ]
+
+
+def mechanism_metrics_files():
+    """The base-to-novel evaluations of prompt methods: each writes mechanism.json beside
+    metrics.json (not a declared output, like gates.json), which the mechanism figures read."""
+    if "base2novel" not in PROTOCOLS:
+        return []
+    return [
+        f"{EXP}/base2novel/{method}/{dataset}/seed{seed}/{P.METRICS}"
+        for method in METHODS
+        if has_mechanism(method)
+        for dataset in P.eval_datasets(config, "base2novel")
+        for seed in SEEDS
+    ]
+
+
+def causal_files():
+    """`bmip analyze`'s records for the config's analysis subset (seeds: all when it names none)."""
+    analysis = config["analysis"]
+    return [
+        f"{EXP}/analysis/{method}/{dataset}/seed{seed}/causal.json"
+        for method in analysis["methods"]
+        for dataset in analysis["datasets"]
+        for seed in (analysis["seeds"] or SEEDS)
     ]
 
 

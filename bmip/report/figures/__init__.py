@@ -1,4 +1,5 @@
-"""The paper's figures, as PNG and PDF, from the aggregated tables, the training logs and BMIP's gates.
+"""The paper's figures, as PNG and PDF, from the aggregated tables, the training logs and BMIP's gates,
+and the "what the prompts learn" figures from the mechanism and causal records (a reconstruction).
 
 Each figure is one function `(Inputs) -> Figure` in a small module of this package, registered
 here by name and imported only when drawn (the workflow reads `FIGURES` without matplotlib).
@@ -25,17 +26,27 @@ _DRAW: dict[str, str] = {
     "domain_generalization": "accuracy.domain_generalization",
     "training_curves": "training.training_curves",
     "bmip_gates": "gates.bmip_gates",
+    "prompt_share": "mechanism.prompt_share",
+    "prompt_stability": "mechanism.prompt_stability",
+    "foreground_share": "mechanism.foreground_share",
+    "causal_checks": "mechanism.causal_checks",
 }
 FIGURES: tuple[str, ...] = tuple(_DRAW)
+# The report section each figure belongs to (the others: "Figures").
+SECTIONS = {name: "What the prompts learn" for name in
+            ("prompt_share", "prompt_stability", "foreground_share", "causal_checks")}
 
 
 @dataclass
 class Inputs:
-    """What the figures are drawn from: tables by name (empty if absent), training logs, gate statistics."""
+    """What the figures are drawn from: tables by name (empty if absent), training logs, gate
+    statistics, mechanism records and causal checks."""
 
     tables: dict[str, "pd.DataFrame"] = field(default_factory=dict)
     train_logs: "pd.DataFrame | None" = None
     gates: "pd.DataFrame | None" = None
+    mechanism: "pd.DataFrame | None" = None
+    causal: "pd.DataFrame | None" = None
 
     def table(self, name: str) -> "pd.DataFrame":
         import pandas as pd
@@ -43,11 +54,14 @@ class Inputs:
         return self.tables.get(name, pd.DataFrame())
 
 
-def read_inputs(tables_dir: Path, train_logs: Iterable[Path] = (), gate_files: Iterable[Path] = ()) -> Inputs:
-    """Tables from `<tables_dir>/<table>.csv`, `train_log.csv` files and `gates.json` files."""
+def read_inputs(tables_dir: Path, train_logs: Iterable[Path] = (), gate_files: Iterable[Path] = (),
+                mechanism_files: Iterable[Path] = (), causal_files: Iterable[Path] = ()) -> Inputs:
+    """Tables from `<tables_dir>/<table>.csv`, `train_log.csv`, `gates.json`, `mechanism.json` and
+    `causal.json` files."""
     import pandas as pd
 
     from bmip.report.figures.gates import read_gates
+    from bmip.report.figures.mechanism import read_causal, read_mechanism
     from bmip.report.figures.training import read_train_logs
     from bmip.report.tables import TABLES
 
@@ -55,7 +69,8 @@ def read_inputs(tables_dir: Path, train_logs: Iterable[Path] = (), gate_files: I
     for name in TABLES:
         path = Path(tables_dir) / f"{name}.csv"
         tables[name] = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-    return Inputs(tables, read_train_logs(train_logs), read_gates(gate_files))
+    return Inputs(tables, read_train_logs(train_logs), read_gates(gate_files), read_mechanism(mechanism_files),
+                  read_causal(causal_files))
 
 
 def draw(name: str, inputs: Inputs) -> "Figure":
@@ -67,11 +82,12 @@ def draw(name: str, inputs: Inputs) -> "Figure":
 
 
 def write_figures(tables_dir: Path, train_logs: Iterable[Path], out_dir: Path,
-                  gate_files: Iterable[Path] = ()) -> list[Path]:
+                  gate_files: Iterable[Path] = (), mechanism_files: Iterable[Path] = (),
+                  causal_files: Iterable[Path] = ()) -> list[Path]:
     """Draw every figure into `<out_dir>/<figure>.png` and `.pdf`; returns the paths written."""
     from bmip.report.figures.common import figure_style, save
 
-    inputs = read_inputs(tables_dir, train_logs, gate_files)
+    inputs = read_inputs(tables_dir, train_logs, gate_files, mechanism_files, causal_files)
     written = []
     with figure_style():
         for name in FIGURES:

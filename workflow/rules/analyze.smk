@@ -1,0 +1,25 @@
+# The causal checks of the prompt mechanism (bmip analyze; a reconstruction of Ma et al.): one
+# job per (method, dataset, seed) of the config's `analysis:` subset, on the base-to-novel model.
+# The mechanism record itself needs no rule: every evaluation of a prompt method writes it.
+
+
+rule analyze:
+    input:
+        prompts=f"{EXP}/train/base2novel/{{method}}/{{dataset}}/seed{{seed}}/{P.PROMPTS}",
+        data=lambda wildcards: dataset_ready(wildcards.dataset),
+        data_check=lambda wildcards: data_check_records({wildcards.dataset}),
+    output:
+        f"{EXP}/analysis/{{method}}/{{dataset}}/seed{{seed}}/causal.json",
+    log:
+        f"{EXP}/logs/analyze/{{method}}/{{dataset}}/seed{{seed}}.log",
+    conda:
+        ENV
+    threads: RES["evaluate"]["threads"]
+    resources:
+        **job_resources("evaluate"),
+    params:
+        bmip=bmip_command,
+        config=experiment_config,
+    shell:
+        "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} analyze - --method {wildcards.method} "
+        "--dataset {wildcards.dataset} --seed {wildcards.seed} > {log} 2>&1"
