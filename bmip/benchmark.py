@@ -70,6 +70,13 @@ def benchmark(
     classnames = [f"class number {i}" for i in range(n_classes)]
     gen = torch.Generator().manual_seed(0)
     eval_images = torch.randn(eval_batch_size, 3, size, size, generator=gen).to(dev)
+    # The mechanism record keeps its sums per label space; a base-trained model's one pass records
+    # three (base: the first half of the classes, novel: the rest, joint: all), as evaluation does.
+    eval_labels, classes = torch.arange(eval_batch_size) % n_classes, torch.arange(n_classes)
+    spaces = mechanism.LabelSpaces(
+        ("base", "novel", "joint"),
+        torch.stack([eval_labels < n_classes // 2, eval_labels >= n_classes // 2, eval_labels >= 0], dim=1),
+        torch.stack([classes < n_classes // 2, classes >= n_classes // 2, classes >= 0], dim=1))
     settings = {
         "model": model, "pretrained": pretrained, "n_classes": n_classes,
         "batch_size": batch_size if batch_size else "recipe", "eval_batch_size": eval_batch_size,
@@ -103,7 +110,7 @@ def benchmark(
                 if not recorded:
                     net(eval_images, net.text_features())
                     return
-                with mechanism.recording(net, foreground):
+                with mechanism.recording(net, foreground, spaces=spaces):
                     net(eval_images, net.text_features())
 
         net.train()

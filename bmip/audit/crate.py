@@ -331,7 +331,7 @@ class _Builder:
             data = inputs.get("train") or {}
         else:
             checkpoint = self.exp.rel(self.exp.run_dir(self.exp.training_of(run)) / P.PROMPTS)
-            features = self.exp.rel(self.exp.path / "features" / run.dataset / P.IMAGE_FEATURES)
+            features = self.exp.rel(P.features_file(self.exp.path, run.dataset))
             for used in (checkpoint, features if inputs.get("frozen_image_features") else None):
                 if used in self.entity:
                     objects.append(self.entity[used])

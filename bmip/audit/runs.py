@@ -331,7 +331,7 @@ def _check_work(exp: Experiment, run: Run, record: RunRecord, findings: Findings
             findings.problem(name, f"{run.method} has a frozen image tower, but the evaluation records no frozen "
                                    "image features file")
         return
-    path = exp.path / "features" / run.dataset / P.IMAGE_FEATURES
+    path = P.features_file(exp.path, run.dataset)
     recorded = str(frozen.get("file") or "").replace("\\", "/")
     if not recorded.endswith(f"features/{run.dataset}/{P.IMAGE_FEATURES}"):
         findings.problem(name, f"read frozen image features {recorded!r}, not {exp.rel(path)} of its results layout")

@@ -205,6 +205,11 @@ def _mechanism_spaces(train_items, n_classes: int) -> dict[str, list[int]]:
     return {"base": base, "novel": novel, "joint": every}
 
 
+def _spaces_key(spaces: dict[str, list[int]] | None) -> tuple:
+    """The label spaces a pass records, as part of a cache key."""
+    return tuple((name, tuple(cols)) for name, cols in (spaces or {}).items())
+
+
 def _foreground(data, items: Sequence[Item], model: PromptedCLIP, backbone, masks: bool,
                 spaces: dict[str, list[int]] | None) -> tuple[torch.Tensor | None, dict | None]:
     """(patch foreground of `items`, zero-shot CLIP's reference statistics for them, shared by
@@ -214,7 +219,7 @@ def _foreground(data, items: Sequence[Item], model: PromptedCLIP, backbone, mask
         return None, None
     foreground = patch_foreground(data, items, backbone.image_size, model.clip.visual.conv1.kernel_size[0])
     key = (backbone.name, str(backbone.pretrained), data.name, items_hash(items),
-           tuple((name, tuple(cols)) for name, cols in (spaces or {}).items()))
+           _spaces_key(spaces))
     return foreground, ZERO_SHOT_FOREGROUND.setdefault(key, {})
 
 
@@ -227,7 +232,7 @@ def _shared_matrix(config, model: PromptedCLIP, checkpoint: Path, data, classnam
     records what was computed and what reused."""
     key = (str(checkpoint), file_sha256(checkpoint), data.name, items_hash(data.test), tuple(classnames),
            str(device), precision, config["eval_batch_size"],
-           tuple((name, tuple(cols)) for name, cols in (spaces or {}).items()), masks)
+           _spaces_key(spaces), masks)
     matrix = _LAST.get(key)
     if matrix is not None:
         work.update(image_features_reused=len(data.test), reused="the same model's score matrix, computed by an "

@@ -101,7 +101,7 @@ def key_sha256(key: dict[str, Any]) -> str:
 
 
 def features_path(config: dict[str, Any], dataset: str) -> Path:
-    return paths.experiment_dir(config) / "features" / dataset / paths.IMAGE_FEATURES
+    return paths.features_file(paths.experiment_dir(config), dataset)
 
 
 def read_header(path: Path) -> dict[str, Any]:

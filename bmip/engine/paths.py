@@ -2,6 +2,7 @@
 
 results/<experiment>/train/<training protocol>/<method>/<dataset>/seed<N>/   a trained model
 results/<experiment>/<protocol>/<method>/<dataset>/seed<N>/                  an evaluation
+results/<experiment>/features/<dataset>/image_features.safetensors            frozen image features
 """
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ STATE = "state.pt"
 
 def experiment_dir(config: dict[str, Any]) -> Path:
     return Path(config["results_dir"]) / config["experiment"]
+
+
+def features_file(experiment: str | Path, dataset: str) -> Path:
+    """The frozen image features of a test set, in an experiment folder (bmip.engine.features)."""
+    return Path(experiment) / "features" / dataset / IMAGE_FEATURES
 
 
 def train_dir(config: dict[str, Any], training: str, method: str, dataset: str, seed: int) -> Path:

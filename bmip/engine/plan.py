@@ -13,13 +13,14 @@ space's size needs per-class counts, estimated from the mean where only the tota
 """
 from __future__ import annotations
 
-import json
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from bmip.config import TRAINED_BY, run_config
+from bmip.data.coop import read_split_json
 from bmip.data.items import Item
 from bmip.data.protocols import base_novel_labels, ratio_selection
 from bmip.data.sources import BUNDLED_DIR
@@ -60,19 +61,18 @@ def test_set(config: dict[str, Any], dataset: str) -> TestSet:
         spec = DATASETS[key]
         bundled = BUNDLED_DIR / spec.split_file if spec.split_file else None
         if bundled is not None and bundled.is_file():
-            counts = [0] * spec.num_classes
-            for _, label, _ in json.loads(bundled.read_text())["test"]:
-                counts[label] += 1
-            return TestSet(dataset, tuple(counts), True)
+            return TestSet(dataset, _per_class(read_split_json(bundled)[2], spec.num_classes), True)
         mean = spec.test_images / spec.num_classes
         return TestSet(dataset, (mean,) * spec.num_classes, mean == int(mean))
     from bmip.data import load_dataset
 
     data = load_dataset(dataset, config["data_root"])
-    counts = [0] * len(data.classnames)
-    for item in data.test:
-        counts[item.label] += 1
-    return TestSet(dataset, tuple(counts), True)
+    return TestSet(dataset, _per_class(data.test, len(data.classnames)), True)
+
+
+def _per_class(items: list[Item], n_classes: int) -> tuple[int, ...]:
+    counts = Counter(item.label for item in items)
+    return tuple(counts[label] for label in range(n_classes))
 
 
 def label_spaces(config: dict[str, Any], protocol: str, tested: TestSet, seed: int) -> list[float]:
@@ -88,31 +88,52 @@ def label_spaces(config: dict[str, Any], protocol: str, tested: TestSet, seed: i
                             for r in ratios]
 
 
+def _evaluation_groups(config: dict[str, Any]) -> list[tuple[dict[str, Any], list[str], Any, bool]]:
+    """(grid, methods, protocol -> rule, whether open_world reads base2novel's pass) of the main
+    methods and of every ablation variant (its own rule, over its ablation's protocols, datasets and
+    seeds; one job holds both protocols of a variant only with batch_datasets)."""
+    from bmip.ablations import ablation_of, method_config, variants
+
+    both = ("base2novel", "open_world")
+    main = (config, list(config["methods"]), lambda protocol: P.evaluate_rule(config, protocol),
+            all(p in config["protocols"] for p in both)
+            and P.evaluate_rule(config, both[0]) == P.evaluate_rule(config, both[1]))
+    groups = [main]
+    for name in variants({"ablations": {}, **config}):
+        grid, rule = method_config(config, name), f"ablation_evaluate_{ablation_of(config, name).name}"
+        shared = bool(config.get("workflow", {}).get("batch_datasets")) and all(p in grid["protocols"] for p in both)
+        groups.append((grid, [name], lambda protocol, rule=rule: rule, shared))
+    return groups
+
+
 def plan(config: dict[str, Any]) -> dict[str, Any]:
-    """{rule: {"evaluations", "before", "planned"}} plus totals; `exact` False where a count is estimated."""
-    # open_world reads base2novel's score matrix when one job runs both (bmip.engine.paths.evaluate_rule).
-    shared = "base2novel" in config["protocols"] and "open_world" in config["protocols"] and \
-        P.evaluate_rule(config, "base2novel") == P.evaluate_rule(config, "open_world")
-    sets = {d: test_set(config, d) for protocol in config["protocols"] for d in P.eval_datasets(config, protocol)}
+    """{rule: {"evaluations", "before", "planned"}} plus totals; `exact` False where a count is estimated.
+    Ablation variants count under their own `ablation_evaluate_<ablation>` rules."""
+    groups = _evaluation_groups(config)
+    sets = {d: test_set(config, d) for grid, *_ in groups for protocol in grid["protocols"]
+            for d in P.eval_datasets(grid, protocol)}
     rules: dict[str, dict[str, float]] = {}
     frozen_sets: set[str] = set()
-    for protocol in config["protocols"]:
-        rule = rules.setdefault(P.evaluate_rule(config, protocol), {"evaluations": 0, "before": 0, "planned": 0})
-        for method in config["methods"]:
-            for dataset in P.eval_datasets(config, protocol):
-                tested = sets[dataset]
-                for seed in config["seeds"]:
-                    spaces = label_spaces(config, protocol, tested, seed)
-                    source = P.training_dataset(config, protocol, dataset)
-                    options = run_config(config, TRAINED_BY[protocol], method, source, seed)["recipe"]["options"]
-                    rule["evaluations"] += 1
-                    rule["before"] += sum(spaces)
-                    if frozen_image_tower(method):
-                        frozen_sets.add(dataset)
-                    elif options.get("official_compat"):
-                        rule["planned"] += sum(spaces)
-                    elif not (protocol == "open_world" and shared and dataset in P.eval_datasets(config, "base2novel")):
-                        rule["planned"] += tested.size
+    for grid, methods, rule_of, shared in groups:
+        # open_world reads base2novel's score matrix when one job runs both (bmip.engine.paths.evaluate_rule).
+        reused = set(P.eval_datasets(grid, "base2novel")) if shared else set()
+        for protocol in grid["protocols"]:
+            rule = rules.setdefault(rule_of(protocol), {"evaluations": 0, "before": 0, "planned": 0})
+            for method in methods:
+                for dataset in P.eval_datasets(grid, protocol):
+                    tested = sets[dataset]
+                    source = P.training_dataset(grid, protocol, dataset)
+                    for seed in grid["seeds"]:
+                        spaces = label_spaces(grid, protocol, tested, seed)
+                        options = run_config(config, TRAINED_BY[protocol], method, source, seed)["recipe"]["options"]
+                        rule["evaluations"] += 1
+                        rule["before"] += sum(spaces)
+                        if frozen_image_tower(method):
+                            frozen_sets.add(dataset)
+                        elif options.get("official_compat"):
+                            rule["planned"] += sum(spaces)
+                        elif not (protocol == "open_world" and dataset in reused):
+                            rule["planned"] += tested.size
     if frozen_sets:
         rules["image_features"] = {"evaluations": 0, "before": 0, "planned": sum(sets[d].size for d in frozen_sets)}
     for counts in rules.values():

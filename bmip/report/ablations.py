@@ -15,7 +15,6 @@ datasets vary by, nothing about other seeds of torch's initialisation unless the
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,7 +25,8 @@ import pandas as pd
 from bmip.io import atomic_write
 from bmip.report.latex import escape
 from bmip.report.display import display_dataset
-from bmip.report.tables import load_metrics
+from bmip.report.style import label
+from bmip.report.tables import harmonic_mean, load_metrics
 
 log = logging.getLogger(__name__)
 BOOTSTRAP_SEED = 0
@@ -58,7 +58,7 @@ def per_run(long: pd.DataFrame, protocol: str) -> pd.DataFrame:
     wide = part.pivot_table(index=["method", "dataset", "seed"], columns="metric", values="value", aggfunc="first")
     wide = wide.reset_index()
     if {"base", "novel"} <= set(wide.columns):
-        wide["hm"] = 2 * wide["base"] * wide["novel"] / (wide["base"] + wide["novel"])
+        wide["hm"] = harmonic_mean(wide["base"], wide["novel"])
     return wide
 
 
@@ -77,6 +77,7 @@ def comparison_table(runs: pd.DataFrame, methods: list[str], reference: str, pro
     """Per method and dataset (then the average): metrics as mean and std over seeds, and the paired
     difference of the primary metric to `reference` with its bootstrap interval."""
     metrics = [m for m in METRICS[protocol] if m in runs.columns]
+    derived_hm = {"base", "novel"} <= set(metrics)
     primary = PRIMARY[protocol] if PRIMARY[protocol] in runs.columns else metrics[0]
     rows = []
     for method in methods:
@@ -86,8 +87,9 @@ def comparison_table(runs: pd.DataFrame, methods: list[str], reference: str, pro
             row: dict[str, Any] = {"method": method, "dataset": dataset}
             for m in metrics:
                 row[m], row[f"{m}_std"] = part[m].mean(), part[m].std(ddof=0)
-            if {"base", "novel"} <= set(metrics):  # the table's HM: of seed-averaged base and novel, as tables.py
-                row["hm"] = 2 * row["base"] * row["novel"] / (row["base"] + row["novel"])
+            if derived_hm:  # the table's HM: of seed-averaged base and novel, as tables.py; so no sd
+                row["hm"] = harmonic_mean(row["base"], row["novel"])
+                del row["hm_std"]
             row["seeds"] = len(part)
             if method != reference:
                 row.update(_paired(runs, method, reference, primary, [dataset]))
@@ -96,12 +98,13 @@ def comparison_table(runs: pd.DataFrame, methods: list[str], reference: str, pro
         average: dict[str, Any] = {"method": method, "dataset": AVERAGE.format(len(own))}
         for m in metrics:
             average[m] = float(np.mean([r[m] for r in own]))
-        if {"base", "novel"} <= set(metrics):
-            average["hm"] = 2 * average["base"] * average["novel"] / (average["base"] + average["novel"])
+        if derived_hm:
+            average["hm"] = harmonic_mean(average["base"], average["novel"])
         if method != reference:
             average.update(_paired(runs, method, reference, primary, datasets))
         rows.append(average)
-    columns = ["method", "dataset", *[c for m in metrics for c in (m, f"{m}_std")], "seeds",
+    columns = ["method", "dataset", *[c for m in metrics for c in ((m,) if m == "hm" and derived_hm else (m, f"{m}_std"))],
+               "seeds",
                "delta", "delta_low", "delta_high", "pairs"]
     return pd.DataFrame(rows).reindex(columns=columns)
 
@@ -130,7 +133,7 @@ def _number(value: Any) -> str:
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
     """Rounded cells, display dataset names, the paired difference as `+1.23 [-0.40, 2.80]`."""
-    shown = pd.DataFrame({"Method": table["method"], "Dataset": table["dataset"].map(display_dataset)})
+    shown = pd.DataFrame({"Method": table["method"].map(label), "Dataset": table["dataset"].map(display_dataset)})
     if "protocol" in table:
         shown.insert(0, "Protocol", table["protocol"])
     metrics = [c for c in ("accuracy", "base", "novel", "hm") if c in table]

@@ -42,7 +42,8 @@ def _seed_stats(long: pd.DataFrame, protocol: str) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def _hm(base: pd.Series, novel: pd.Series) -> pd.Series:
+def harmonic_mean(base, novel):
+    """HM of base and novel accuracy: numbers or pandas Series alike."""
     return 2 * base * novel / (base + novel)
 
 
@@ -55,7 +56,7 @@ def _with_average(table: pd.DataFrame, values: list[str], hm: bool = False) -> p
         rows.append(row)
     average = pd.DataFrame(rows)
     if hm and not average.empty:
-        average["hm"] = _hm(average["base"], average["novel"])
+        average["hm"] = harmonic_mean(average["base"], average["novel"])
     return pd.concat([table, average], ignore_index=True)
 
 
@@ -70,7 +71,7 @@ def base2novel_table(long: pd.DataFrame) -> pd.DataFrame:
     stats = _seed_stats(long, "base2novel")
     if stats.empty:
         return stats
-    stats["hm"] = _hm(stats["base"], stats["novel"])
+    stats["hm"] = harmonic_mean(stats["base"], stats["novel"])
     table = stats[["method", "dataset", "base", "base_std", "novel", "novel_std", "hm", "base_seeds"]]
     table = table.rename(columns={"base_seeds": "seeds"})
     return _order(_with_average(table, ["base", "novel"], hm=True))
@@ -89,7 +90,7 @@ def open_world_table(long: pd.DataFrame) -> pd.DataFrame:
     stats = _seed_stats(long[~long["metric"].str.startswith("ratio_")], "open_world")
     if stats.empty:
         return stats
-    stats["hm"] = _hm(stats["base"], stats["novel"])
+    stats["hm"] = harmonic_mean(stats["base"], stats["novel"])
     table = stats[["method", "dataset", "accuracy", "accuracy_std", "base", "novel", "hm", "accuracy_seeds"]]
     table = table.rename(columns={"accuracy_seeds": "seeds"})
     return _order(_with_average(table, ["accuracy", "base", "novel"], hm=True))

@@ -8,6 +8,7 @@ import json
 import pytest
 import yaml
 
+from bmip.ablations import method_config
 from bmip.cli import main
 from bmip.config import validate
 from bmip.data.registry import DATASETS
@@ -19,29 +20,34 @@ from bmip.engine.plan import plan
 
 @pytest.mark.parametrize("batched", [True, False])
 def test_planned_forwards_are_those_the_evaluations_record(toy_setup, tmp_path, batched):
+    """Main methods and an ablation variant (its own rule and grid: base2novel only) alike."""
     raw, _ = toy_setup
-    raw = {**raw, "methods": ["zsclip", "bmip"], "workflow": {"batch_datasets": batched}}
+    raw = {**raw, "methods": ["zsclip", "bmip"], "workflow": {"batch_datasets": batched},
+           "ablations": {"mix": {"method": "bmip", "variants": {"sum": {"options": {"aggregation": "sum"}}}}}}
     raw["protocols"] = {**raw["protocols"], "open_world": {"datasets": ["toy"], "ratios": [100, 50, 0]}}
     config = validate(raw)
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(raw))
     evaluate_module._LAST.clear()
-    for method in config["methods"]:
+    grids = {method: method_config(config, method) for method in [*config["methods"], "bmip@sum"]}
+    assert list(grids["bmip@sum"]["protocols"]) == ["base2novel"]
+    for method, grid in grids.items():
         assert main(["train", str(path), "--method", method, "--all", "--seed", "1"]) == 0
         if batched:  # one process evaluates every protocol: open_world reuses base2novel's matrix
             assert main(["evaluate", str(path), "--method", method, "--all", "--seed", "1"]) == 0
         else:  # one process per workflow rule: base2novel and open_world share evaluate_base_trained
             rules: dict[str, list[str]] = {}
-            for protocol in config["protocols"]:
-                rules.setdefault(paths.evaluate_rule(config, protocol), []).append(protocol)
-            assert rules["evaluate_base_trained"] == ["base2novel", "open_world"]
+            for protocol in grid["protocols"]:
+                rules.setdefault(paths.evaluate_rule(grid, protocol), []).append(protocol)
+            if method in config["methods"]:
+                assert rules["evaluate_base_trained"] == ["base2novel", "open_world"]
             for protocols in rules.values():
                 evaluate_module._LAST.clear()
                 assert main(["evaluate", str(path), "--method", method, "--protocol", *protocols, "--dataset", "toy",
                              "--seed", "1"]) == 0
     ran, scored = 0, 0
-    for protocol in config["protocols"]:
-        for method in config["methods"]:
+    for method, grid in grids.items():
+        for protocol in grid["protocols"]:
             folder = paths.eval_dir(config, protocol, method, "toy", 1)
             ran += json.loads((folder / paths.PROVENANCE).read_text())["work"]["image_forwards"]
             results = json.loads((folder / paths.METRICS).read_text())["results"]
@@ -52,6 +58,7 @@ def test_planned_forwards_are_those_the_evaluations_record(toy_setup, tmp_path, 
     # its forwards are the plan's image_features ones.
     assert planned["total"]["planned"] == ran
     assert planned["rules"]["image_features"]["planned"] == features.rows(features.features_path(config, "toy"))
+    assert planned["rules"]["ablation_evaluate_mix"]["evaluations"] == 1
     assert planned["total"]["before"] == scored
     assert planned["exact"]
 

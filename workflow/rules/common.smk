@@ -318,7 +318,7 @@ def features_data(wildcards):
 
 def features_file(dataset):
     """The frozen image features of a test set (bmip.engine.features.features_path)."""
-    return f"{EXP}/features/{dataset}/{P.IMAGE_FEATURES}"
+    return str(P.features_file(EXP, dataset))
 
 
 def features_settings(wildcards, input):
