@@ -263,20 +263,35 @@ def check_evaluation(exp: Experiment, run: Run, trained: dict[Run, RunRecord], f
     return record
 
 
+def _identity(run: Run) -> dict[str, Any]:
+    """What an evaluation's own records (gates.json, mechanism.json) must name."""
+    return {"protocol": run.protocol, "method": run.method, "dataset": run.dataset, "seed": run.seed}
+
+
+def _run_record(exp: Experiment, run: Run, file: str, written: bool, lacks: str, records: str,
+                findings: Findings) -> tuple[str, Any]:
+    """(name, parsed document) of the record `file` beside an evaluation's metrics, where its
+    method writes one (`written`); the document is None, with a problem, where it is missing or
+    unreadable, and None where the method writes none (a problem if the file is there anyway)."""
+    path = exp.run_dir(run) / file
+    name = exp.rel(path)
+    if not written:
+        if path.exists():
+            findings.problem(name, f"method {run.method!r} has {lacks} does not belong here")
+        return name, None
+    doc, error = read_json(path)
+    if error is not None:
+        findings.problem(name, f"{error}: every evaluation of {run.method} records its {records}")
+    return name, doc if error is None else None
+
+
 def _check_mechanism(exp: Experiment, run: Run, record: RunRecord, findings: Findings) -> None:
     """A prompt method's evaluation has its mechanism record (mechanism.json), complete and its own;
     zero-shot CLIP has none (nothing was learnt, so there is no prompt term to describe)."""
-    path = exp.run_dir(run) / P.MECHANISM
-    name = exp.rel(path)
-    if not mechanism.has_mechanism(run.method):
-        if path.exists():
-            findings.problem(name, f"method {run.method!r} has no prompts; a mechanism record does not belong here")
+    name, doc = _run_record(exp, run, P.MECHANISM, mechanism.has_mechanism(run.method),
+                            "no prompts; a mechanism record", "prompt mechanism", findings)
+    if doc is None:
         return
-    doc, error = read_json(path)
-    if error is not None:
-        findings.problem(name, f"{error}: every evaluation of {run.method} records its prompt mechanism")
-        return
-    identity = {"protocol": run.protocol, "method": run.method, "dataset": run.dataset, "seed": run.seed}
     biased = None
     if method_of(run.method).split("+", 1)[0] == "biastune":
         options = record.get("config", "recipe", "options") or {}
@@ -284,7 +299,7 @@ def _check_mechanism(exp: Experiment, run: Run, record: RunRecord, findings: Fin
         if not all(isinstance(depth, int) for depth in biased.values()):
             findings.problem(name, f"cannot check: provenance config.recipe.options lacks text_depth/vision_depth ({options})")
             return
-    for problem in mechanism.problems(doc, identity, biased):
+    for problem in mechanism.problems(doc, _identity(run), biased):
         findings.problem(name, problem)
     findings.count("mechanism records")
 
@@ -361,18 +376,11 @@ def _check_work(exp: Experiment, run: Run, record: RunRecord, findings: Findings
 
 def _check_gates(exp: Experiment, run: Run, record: RunRecord, findings: Findings) -> None:
     """A BMIP evaluation has its gate statistics (gates.json), valid and its own; others have none."""
-    path = exp.run_dir(run) / P.GATES
-    name = exp.rel(path)
-    if not gates.has_gates(run.method):
-        if path.exists():
-            findings.problem(name, f"method {run.method!r} has no gates; this file does not belong here")
+    name, doc = _run_record(exp, run, P.GATES, gates.has_gates(run.method), "no gates; this file",
+                            "gate statistics", findings)
+    if doc is None:
         return
-    doc, error = read_json(path)
-    if error is not None:
-        findings.problem(name, f"{error}: every evaluation of {run.method} records its gate statistics")
-        return
-    identity = {"protocol": run.protocol, "method": run.method, "dataset": run.dataset, "seed": run.seed}
     depth = record.get("config", "recipe", "options", "depth")
-    for problem in gates.problems(doc, identity, depth if isinstance(depth, int) else None):
+    for problem in gates.problems(doc, _identity(run), depth if isinstance(depth, int) else None):
         findings.problem(name, problem)
     findings.count("gate files")

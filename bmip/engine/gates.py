@@ -29,6 +29,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from bmip.engine.records import header_problems
+
 if TYPE_CHECKING:
     import torch
 
@@ -36,10 +38,6 @@ FORMAT = "bmip-gates/1"
 TOWERS = ("vision", "text")
 GATED_BASES = ("bmip",)  # base methods whose runs record gates (bmip.methods.bmip.BMIP)
 STATS = ("mean", "std", "min", "max")
-# The label spaces an evaluation records gates for, per protocol (as in metrics.json "results").
-PARTS = {"base2novel": ("base", "novel"), "open_world": ("joint",), "cross_dataset": ("all",),
-         "domain_generalization": ("all",)}
-
 
 def has_gates(method: str) -> bool:
     """True for the methods whose evaluations write gates.json: BMIP and BMIP + a regulariser."""
@@ -110,19 +108,12 @@ def pool(entries: Iterable[dict[str, Any]], key: str = "w") -> dict[str, float] 
 
 def problems(doc: Any, identity: dict[str, Any], depth: int | None) -> list[str]:
     """What is wrong with a gate document for the run `identity` (protocol, method, dataset, seed)
-    whose BMIP depth is `depth` (if known): its protocol's label spaces (PARTS), and
+    whose BMIP depth is `depth` (if known): its protocol's label spaces (bmip.engine.records.PARTS), and
     in every part, every deep block 1..depth-1 of both towers (text: 1..depth-2 for the released
     code's variant, which stops one block early), each with 0 < w < 1."""
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        return [f"not a {FORMAT} document"]
-    out = [f"records {key} {doc.get(key)!r}, but the run is {value!r}"
-           for key, value in identity.items() if doc.get(key) != value]
-    recorded = doc.get("parts")
-    if not isinstance(recorded, dict):
-        return out + ["no 'parts'"]
-    parts = sorted(PARTS.get(identity.get("protocol"), ()))
-    if sorted(recorded) != parts:
-        out.append(f"label spaces {sorted(recorded)}; a {identity.get('protocol')} evaluation has {parts}")
+    out, recorded = header_problems(doc, FORMAT, identity)
+    if recorded is None:
+        return out
     for part, towers in sorted(recorded.items()):
         for tower in TOWERS:
             blocks = (towers or {}).get(tower) or {}

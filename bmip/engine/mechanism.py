@@ -51,6 +51,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
+from bmip.engine.records import header_problems
 from bmip.methods import method_of
 
 if TYPE_CHECKING:
@@ -63,8 +64,6 @@ FORMAT = "bmip-mechanism/1"
 TOWERS = ("vision", "text")
 REFERENCE = "vision/zsclip"  # the unprompted vision tower the probe also sees (foreground share)
 UNPROMPTED = ("zsclip",)  # base methods with nothing learnt: no record
-PARTS = {"base2novel": ("base", "novel"), "open_world": ("joint",), "cross_dataset": ("all",),
-         "domain_generalization": ("all",)}
 
 
 def has_mechanism(method: str) -> bool:
@@ -428,22 +427,15 @@ def problems(doc: Any, identity: dict[str, Any], biased: dict[str, int] | None =
     method whose image tower is frozen (not prompted), every recorded prompt tower with every block
     0..layers-1 (bias tuning: `biased` gives each tower's depth, blocks 0..depth-1), and each block
     entry complete and in range."""
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        return [f"not a {FORMAT} document"]
-    out = [f"records {key} {doc.get(key)!r}, but the run is {value!r}"
-           for key, value in identity.items() if doc.get(key) != value]
-    masks = doc.get("masks")
-    if not isinstance(masks, bool):
+    out, recorded = header_problems(doc, FORMAT, identity)
+    masks = doc.get("masks") if isinstance(doc, dict) else None
+    if isinstance(doc, dict) and doc.get("format") == FORMAT and not isinstance(masks, bool):
         out.append("'masks' must be true or false (whether the dataset has object masks)")
-    recorded = doc.get("parts")
-    if not isinstance(recorded, dict):
-        return out + ["no 'parts'"]
-    parts = sorted(PARTS.get(identity.get("protocol"), ()))
-    if sorted(recorded) != parts:
-        out.append(f"label spaces {sorted(recorded)}; a {identity.get('protocol')} evaluation has {parts}")
+    if recorded is None:
+        return out
     from bmip.methods import frozen_image_tower, method_names
 
-    frozen = identity.get("method") in method_names() and frozen_image_tower(identity["method"])
+    frozen = method_of(str(identity.get("method"))) in method_names() and frozen_image_tower(identity["method"])
     for part, towers in sorted(recorded.items()):
         towers = towers if isinstance(towers, dict) else {}
         if not any(towers.get(t) for t in TOWERS):

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from bmip.engine import mechanism
-from bmip.engine.gates import FORMAT, PARTS, has_gates
+from bmip.engine.gates import FORMAT, has_gates
+from bmip.engine.records import PARTS
 
 METHODS = ("zsclip", "coop", "cocoop", "lang", "vpt", "ivlp", "maple", "bmip", "ivlp+promptsrc", "maple+promptsrc",
            "bmip+promptsrc", "ivlp+coprompt", "maple+coprompt", "bmip+coprompt")

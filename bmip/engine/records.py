@@ -1,0 +1,28 @@
+"""What the records an evaluation writes beside its metrics.json (gates.json: bmip.engine.gates,
+mechanism.json: bmip.engine.mechanism) share: the label spaces they hold per protocol and the
+header every such document carries (format, the run it belongs to, its parts). No torch."""
+from __future__ import annotations
+
+from typing import Any
+
+# The label spaces an evaluation records, per protocol (as in metrics.json "results"): the
+# protocol's own, not the open-world ratio sweep.
+PARTS = {"base2novel": ("base", "novel"), "open_world": ("joint",), "cross_dataset": ("all",),
+         "domain_generalization": ("all",)}
+
+
+def header_problems(doc: Any, fmt: str, identity: dict[str, Any]) -> tuple[list[str], dict | None]:
+    """(problems, its parts) of a record for the run `identity` (protocol, method, dataset, seed):
+    the format, each identity key, and the protocol's label spaces; parts None where there are
+    none to read further (not the format, or no 'parts' object)."""
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        return [f"not a {fmt} document"], None
+    out = [f"records {key} {doc.get(key)!r}, but the run is {value!r}"
+           for key, value in identity.items() if doc.get(key) != value]
+    recorded = doc.get("parts")
+    if not isinstance(recorded, dict):
+        return out + ["no 'parts'"], None
+    parts = sorted(PARTS.get(identity.get("protocol"), ()))
+    if sorted(recorded) != parts:
+        out.append(f"label spaces {sorted(recorded)}; a {identity.get('protocol')} evaluation has {parts}")
+    return out, recorded
