@@ -43,7 +43,8 @@ def reduced_config(workdir: Path, **changes) -> Path:
     }
     config.update(changes)
     if "coop" in config["methods"] and "analysis" not in changes:  # bmip analyze's rule, on one model
-        config["analysis"] = {"methods": ["coop"], "datasets": ["toy"], "seeds": [1]}
+        trained = config["protocols"].get("base2novel", {}).get("datasets", [])
+        config["analysis"] = {"methods": ["coop"], "datasets": trained[:1], "seeds": [config["seeds"][0]]}
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
