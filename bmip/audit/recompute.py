@@ -20,12 +20,12 @@ from bmip.audit.layout import TABLE_PROTOCOL, TABLES_DIR, Experiment, Run
 from bmip.audit.records import read_json
 from bmip.engine import paths as P
 from bmip.methods import VARIANT_MARK
+from bmip.report.display import is_average
 from bmip.report.tables import TABLES, build_tables, load_metrics
 
 FLOAT_FORMAT = "%.4f"  # bmip.report.tables.write_tables
 TOLERANCE = 0.5e-4 + 1e-9  # half a unit in the last printed place, plus float noise
 KEY_COLUMNS = ("method", "dataset", "ratio")
-AVERAGE = "Average over "
 
 # Where each summary value of a metrics file comes from in its own results, per protocol.
 SUMMARY_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -125,7 +125,7 @@ def _number(text: str) -> float | None:
 
 def _row_sources(long: pd.DataFrame, protocol: str, key: dict[str, str], exp: Experiment) -> str:
     part = long[(long["protocol"] == protocol) & (long["method"] == key.get("method"))]
-    if not str(key.get("dataset", "")).startswith(AVERAGE):
+    if not is_average(key.get("dataset", "")):
         part = part[part["dataset"] == key.get("dataset")]
     files = sorted({exp.rel(Path(s)) for s in part["source"]})
     return ", ".join(files) if files else "no run"

@@ -24,7 +24,7 @@ import pandas as pd
 
 from bmip.io import atomic_write
 from bmip.report.latex import escape
-from bmip.report.display import display_dataset
+from bmip.report.display import average_label, display_dataset
 from bmip.report.style import label
 from bmip.report.tables import harmonic_mean, load_metrics
 
@@ -35,7 +35,6 @@ LEVEL = 0.95
 PRIMARY = {"base2novel": "hm", "open_world": "hm", "cross_dataset": "accuracy", "domain_generalization": "accuracy"}
 METRICS = {"base2novel": ("base", "novel", "hm"), "open_world": ("accuracy", "base", "novel", "hm"),
            "cross_dataset": ("accuracy",), "domain_generalization": ("accuracy",)}
-AVERAGE = "Average over {} datasets"
 
 
 def paired_bootstrap(differences: Iterable[float], resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED,
@@ -95,7 +94,7 @@ def comparison_table(runs: pd.DataFrame, methods: list[str], reference: str, pro
                 row.update(_paired(runs, method, reference, primary, [dataset]))
             rows.append(row)
         own = [r for r in rows if r["method"] == method]
-        average: dict[str, Any] = {"method": method, "dataset": AVERAGE.format(len(own))}
+        average: dict[str, Any] = {"method": method, "dataset": average_label(len(own))}
         for m in metrics:
             average[m] = float(np.mean([r[m] for r in own]))
         if derived_hm:

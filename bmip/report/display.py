@@ -12,6 +12,19 @@ import pandas as pd
 from bmip.report.style import label
 
 PUBLISHED = Path(__file__).parent / "published"
+AVERAGE_PREFIX = "Average over "
+
+
+def average_label(datasets: int) -> str:
+    """The dataset cell of a table's row averaged over `datasets` datasets."""
+    return f"{AVERAGE_PREFIX}{datasets} datasets"
+
+
+def is_average(names):
+    """Whether a dataset cell (a string, or a pandas Series of them) is an average row's."""
+    if isinstance(names, pd.Series):
+        return names.astype(str).str.startswith(AVERAGE_PREFIX)
+    return str(names).startswith(AVERAGE_PREFIX)
 
 
 def display_dataset(name: str) -> str:
@@ -37,7 +50,7 @@ def with_published(name: str, table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
     if shown.empty:
         return shown
-    paper_datasets = all(d in DATASETS or d.startswith("Average over") for d in shown["dataset"])
+    paper_datasets = all(d in DATASETS or is_average(d) for d in shown["dataset"])
     shown.insert(0, "Method", shown.pop("method").map(label))
     shown.insert(1, "Dataset", shown.pop("dataset").map(display_dataset))
     ref = published(name)
@@ -52,6 +65,6 @@ def with_published(name: str, table: pd.DataFrame) -> pd.DataFrame:
     averages = published(name)
     averages = averages[averages[key] == "Average"].set_index("method")
     for col in cols:
-        is_avg = merged["Dataset"].str.startswith("Average over")
+        is_avg = is_average(merged["Dataset"])
         merged.loc[is_avg, f"published {col}"] = merged.loc[is_avg, "Method"].map(averages[col])
     return merged

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bmip.report.display import is_average
+
 CAPTIONS = {
     "base2novel": "Base-to-novel generalisation: accuracy (\\%) on base and novel classes and their HM.",
     "cross_dataset": "Cross-dataset transfer: accuracy (\\%) of the source-trained model on each target.",
@@ -104,7 +106,7 @@ def latex(name: str, shown: pd.DataFrame) -> str:
                      f"\\multicolumn{{{len(theirs)}}}{{c}}{{Published}} \\\\")
         lines.append(f"\\cmidrule(lr){{2-{1 + len(ours)}}}\\cmidrule(lr){{{2 + len(ours)}-{width}}}")
     lines.append("Method & " + " & ".join(c.header for c in columns) + " \\\\")
-    blocks = sorted(shown.groupby("Dataset", sort=False), key=lambda kv: str(kv[0]).startswith("Average over"))
+    blocks = sorted(shown.groupby("Dataset", sort=False), key=lambda kv: is_average(kv[0]))
     for dataset, block in blocks:
         lines.append("\\midrule")
         lines.append(f"\\multicolumn{{{width}}}{{l}}{{\\textit{{{escape(dataset)}}}}} \\\\")

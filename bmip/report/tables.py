@@ -14,7 +14,7 @@ from typing import Iterable
 import pandas as pd
 
 from bmip.io import atomic_write
-from bmip.report.display import with_published
+from bmip.report.display import average_label, with_published
 from bmip.report.latex import latex
 from bmip.report.style import ordered
 
@@ -51,7 +51,7 @@ def _with_average(table: pd.DataFrame, values: list[str], hm: bool = False) -> p
     """Append one 'Average over N datasets' row per method."""
     rows = []
     for method, part in table.groupby("method", sort=False):
-        row = {"method": method, "dataset": f"Average over {len(part)} datasets"}
+        row = {"method": method, "dataset": average_label(len(part))}
         row.update({col: part[col].mean() for col in values})
         rows.append(row)
     average = pd.DataFrame(rows)
@@ -105,7 +105,7 @@ def ratio_table(long: pd.DataFrame) -> pd.DataFrame:
     stats = part.groupby(["method", "dataset", "ratio"], sort=False)["value"].agg(
         accuracy="mean", accuracy_std=lambda v: v.std(ddof=0), seeds="count").reset_index()
     average = stats.groupby(["method", "ratio"], sort=False)["accuracy"].mean().reset_index()
-    average["dataset"] = f"Average over {stats['dataset'].nunique()} datasets"
+    average["dataset"] = average_label(stats["dataset"].nunique())
     table = pd.concat([stats, average], ignore_index=True)
     return _order(table.sort_values(["method", "dataset", "ratio"], ascending=[True, True, False], kind="stable"))
 

@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bmip.report.display import is_average
 from bmip.report.figures.common import AVERAGE, dataset_label, empty, fit_xticklabels, new_figure
 from bmip.report.style import method_style
 
@@ -45,7 +46,7 @@ def draw_ablation(table: pd.DataFrame, ablation: Any) -> Figure:
     if not swept:
         x = [float(-i) for i in range(rows_n)]  # top to bottom in declared order
     order = {v.name: i for i, v in enumerate(ablation.variants)}
-    is_avg = rows["dataset"].astype(str).str.startswith("Average over")
+    is_avg = is_average(rows["dataset"])
     datasets = list(dict.fromkeys(rows.loc[~is_avg, "dataset"].astype(str)))
     left, right = fig.subplots(1, 2, sharey=not swept)
     style = method_style(ablation.method)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bmip.report.display import is_average
 from bmip.report.figures import Inputs
 from bmip.report.figures.common import (
     AVERAGE, GRID, bar_style, dataset_label, empty, fit_xticklabels, line_style, method_legend, new_figure,
@@ -21,7 +22,7 @@ PANEL_HEIGHT = 1.45  # inches per row of small multiples
 
 
 def _is_average(table: pd.DataFrame) -> pd.Series:
-    return table["dataset"].astype(str).str.startswith("Average over")
+    return is_average(table["dataset"])
 
 
 def _datasets(table: pd.DataFrame) -> list[str]:

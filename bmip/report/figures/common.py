@@ -111,9 +111,9 @@ def method_legend(fig: Figure, methods: Iterable[str], width: str, kind: str = "
 
 def dataset_label(name: str) -> str:
     """A dataset's display name; "Average over N datasets" rows become "Average"."""
-    from bmip.report.display import display_dataset
+    from bmip.report.display import display_dataset, is_average
 
-    return AVERAGE if str(name).startswith("Average over") else display_dataset(str(name))
+    return AVERAGE if is_average(name) else display_dataset(str(name))
 
 
 def fit_xticklabels(ax: Axes) -> None:
