@@ -6,7 +6,7 @@ random images and labels, exactly as in training; evaluation = logits for a batc
 text features computed once beforehand, as `bmip evaluate` does. For prompt methods the same
 evaluation is timed again with the mechanism record's hooks attached (`bmip.engine.mechanism`),
 without and with object masks (the foreground share and its zero-shot reference pass): the
-record's overhead on the evaluation pass.
+record's overhead on the evaluation pass (the three timed in turn, medians compared).
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ import torch
 from tqdm import tqdm
 
 from bmip.backbone import load_backbone
-from bmip.config import recipe
+from bmip.config import load_config, recipe
 from bmip.engine import mechanism
 from bmip.engine.provenance import hardware
 from bmip.engine.runtime import autocast, resolve_device, resolve_precision
-from bmip.methods import build_model, method_names
+from bmip.methods import MethodConfigError, build_model, method_names
 
 
 def _sync(device: torch.device) -> None:
@@ -43,6 +43,14 @@ def _timed(fn, device: torch.device, repeats: int, warmup: int) -> list[float]:
     return times
 
 
+def _build(backbone: Any, name: str, classnames: list[str], options: dict[str, Any], source: str):
+    try:
+        return build_model(backbone, name, classnames, options=options)
+    except MethodConfigError as err:
+        raise MethodConfigError(f"{err}; the recipe is {source}'s: for a model it does not fit, give a "
+                                f"config whose recipes do (--config, e.g. config/config.yaml for mini-vit)") from None
+
+
 def benchmark(
     model: str = "ViT-B-16",
     pretrained: str = "none",
@@ -55,14 +63,18 @@ def benchmark(
     device: str = "cpu",
     precision: str = "auto",
     progress: Callable[[dict[str, Any]], None] | None = None,
+    config: str | None = None,
 ) -> dict[str, Any]:
     """Time every method on one backbone; returns a JSON-ready record with the machine.
 
-    `batch_size=None` trains each method at its recipe's batch size (bmip/recipes.yaml: the
-    paper's), e.g. 32 for CoOp, 1 for CoCoOp, 4 for the deep-prompt methods. `precision` is a
+    Each method is built with its base-to-novel recipe's options: bmip/recipes.yaml's (the
+    paper's), or with `config` (a config file) that config's, e.g. the default config's depths
+    for its 4-block miniworld model. `batch_size=None` trains each method at its recipe's batch
+    size, e.g. 32 for CoOp, 1 for CoCoOp, 4 for the deep-prompt methods in the paper's recipes. `precision` is a
     config's (auto: bf16 on a GPU that has it, fp32 on CPU). `progress` gets the record so far
     after every method (the command line writes it, so that an interrupted run keeps its figures).
     """
+    recipes = load_config(config) if config else {}
     dev = resolve_device(device)
     precision = resolve_precision(dev, precision)
     backbone = load_backbone(model, pretrained, device=dev)
@@ -81,17 +93,19 @@ def benchmark(
         "model": model, "pretrained": pretrained, "n_classes": n_classes,
         "batch_size": batch_size if batch_size else "recipe", "eval_batch_size": eval_batch_size,
         "steps": steps, "warmup": warmup, "precision": precision,
+        "recipes": config or "bmip/recipes.yaml",
     }
     results: dict[str, Any] = {}
     for name in tqdm(methods or method_names(), desc="benchmark", unit="method"):
-        batch = batch_size or recipe({}, "base2novel", name)["batch_size"]
+        rec = recipe(recipes, "base2novel", name)
+        batch = batch_size or rec["batch_size"]
         images = torch.randn(batch, 3, size, size, generator=gen).to(dev)
         labels = torch.randint(0, n_classes, (batch,), generator=gen).to(dev)
         if dev.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(dev)
         torch.manual_seed(0)
-        net = build_model(backbone, name, classnames)
+        net = _build(backbone, name, classnames, rec["options"], settings["recipes"])
         params = net.learnable_parameters()
         optimiser = torch.optim.SGD(params, lr=1e-3, momentum=0.9) if params else None
 
@@ -129,24 +143,29 @@ def benchmark(
         if mechanism.has_mechanism(name):
             n_patches = (size // net.clip.visual.conv1.kernel_size[0]) ** 2
             masks = torch.rand(eval_batch_size, n_patches, generator=gen).to(dev)
-            for key, call in (("record", lambda: evaluate(recorded=True)),
-                              ("record_with_masks", lambda: evaluate(masks, recorded=True))):
-                timed = statistics.median(_timed(call, dev, max(steps // 2, 1), warmup))
-                results[name][f"eval_{key}_overhead"] = timed / statistics.median(ev) - 1
+            # Interleaved, so that a slow spell of a shared machine weighs on all three alike.
+            calls = {"plain": evaluate, "record": lambda: evaluate(recorded=True),
+                     "record_with_masks": lambda: evaluate(masks, recorded=True)}
+            runs = [_timed(call, dev, 1, warmup if rep == 0 else 0)
+                    for rep in range(max(steps // 2, 1)) for call in calls.values()]
+            timed = {key: statistics.median(t[0] for t in runs[i::len(calls)]) for i, key in enumerate(calls)}
+            for key in ("record", "record_with_masks"):
+                results[name][f"eval_{key}_overhead"] = timed[key] / timed["plain"] - 1
         if dev.type == "cuda":
             results[name]["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
-        del net, optimiser
+        net = optimiser = None  # freed before the next method is built (its peak GPU memory)
         if progress is not None:
             progress(_record(results, settings, dev, precision))
-    return {**_record(results, settings, dev, precision), "variant_parameters": variant_parameters(backbone)}
+    return {**_record(results, settings, dev, precision), "variant_parameters": variant_parameters(backbone, recipes)}
 
 
-def variant_parameters(backbone: Any) -> dict[str, int]:
+def variant_parameters(backbone: Any, config: dict[str, Any] | None = None) -> dict[str, int]:
     """Learnable parameters of each BMIP mixing and direction variant (docs/methods.md), built at
-    BMIP's recipe options on this backbone: what a variant adds or removes, without timing it."""
+    BMIP's recipe options (the config's, if given) on this backbone: what a variant adds or
+    removes, without timing it."""
     from bmip.methods.bmip import AGGREGATIONS, DIRECTIONS
 
-    options = recipe({}, "base2novel", "bmip")["options"]
+    options = recipe(config or {}, "base2novel", "bmip")["options"]
     depth = min(options.get("depth", 9), backbone.text_layers, backbone.vision_layers)
     variants = [("aggregation", a) for a in AGGREGATIONS] + [("directions", d) for d in DIRECTIONS[1:]]
     counts = {}

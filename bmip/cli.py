@@ -22,6 +22,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         batch_size=None if args.batch_size == "recipe" else int(args.batch_size), eval_batch_size=args.eval_batch_size,
         steps=args.steps, warmup=args.warmup, device=args.device, precision=args.precision,
         progress=(lambda partial: write_json(Path(args.out), partial)) if args.out else None,
+        config=args.config,
     )
     if args.out:
         write_json(Path(args.out), record)
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     bench.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                        help="compute precision, as a config's: auto is bf16 on a GPU, fp32 on CPU")
+    bench.add_argument("--config", help="build each method with this config's base-to-novel recipe "
+                       "(options; batch size with --batch-size recipe) instead of bmip/recipes.yaml's")
     bench.add_argument("--out", help="also write the JSON record to this file")
     bench.set_defaults(func=_benchmark)
 

@@ -25,3 +25,28 @@ def test_benchmark_runs_every_method_and_writes_json(tmp_path, capsys):
     assert counts["bmip@gate"] - counts["bmip@mean"] == 2 * 2 * blocks  # (a_k, b_k) per block and tower
     assert counts["bmip@gate"] - counts["bmip@constant_gate"] == 2 * blocks  # no a_k
     assert counts["bmip@exchange"] > counts["bmip@mean"] and counts["bmip@text_to_vision"] < counts["bmip@gate"]
+
+
+def test_benchmark_builds_methods_with_a_configs_recipes(tmp_path, capsys, caplog):
+    """The paper's VPT (12 deep blocks) does not fit the default config's 4-block miniworld model;
+    with --config each method gets that config's recipe: its options and, with --batch-size recipe,
+    its batch size."""
+    from pathlib import Path
+
+    from bmip.backbone import load_backbone
+    from bmip.config import load_config, recipe
+    from bmip.methods import build_model
+
+    config = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+    args = ["benchmark", "--model", "mini-vit", "--classes", "4", "--eval-batch-size", "2", "--steps", "1",
+            "--methods", "vpt", "--batch-size", "recipe"]
+    assert main(args) == 1  # refused: depth 12 on a 4-block tower
+    assert "--config" in caplog.text
+    capsys.readouterr()
+    assert main([*args, "--config", str(config), "--out", str(tmp_path / "b.json")]) == 0
+    record = json.loads((tmp_path / "b.json").read_text())
+    vpt = recipe(load_config(config), "base2novel", "vpt")
+    assert record["settings"]["recipes"] == str(config)
+    assert record["methods"]["vpt"]["batch_size"] == vpt["batch_size"] == 16
+    net = build_model(load_backbone("mini-vit", "none"), "vpt", ["a"], options=vpt["options"])
+    assert record["methods"]["vpt"]["learnable_parameters"] == sum(p.numel() for p in net.method.parameters())
