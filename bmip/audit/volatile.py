@@ -5,8 +5,10 @@ every result file: metrics, gate statistics, tables (CSV, Markdown, LaTeX), figu
 checkpoints, few-shot split files, training logs, the resolved config, the audit report. That
 holds whether a run was killed and resumed or not, and wherever the checkout and the working
 folder lie. What cannot be the same is the record of the execution itself: when each job ran and
-for how long, on which host, under which command line. Each declaration below names those files
-(a glob on the path relative to the experiment folder), what in them may differ, and why.
+for how long, on which host, under which command line, and which jobs a rerun added. Each
+declaration below names those files (a glob on the path relative to the experiment folder), what
+in them may differ, and why. Beside them, LOCATION: paths that name the experiment folder itself
+are compared relative to it, so that a folder copied or run elsewhere is the same experiment.
 
 `bmip compare` classifies a difference in a declared field as expected and any other difference
 as a problem; `bmip audit` states these declarations beside its manifest check.
@@ -23,19 +25,23 @@ from bmip.audit.layout import CRATE
 VOLATILE_FILE = "<volatile file>"
 # The crate's metadata, as `bmip compare` names a member of crate.zip outside the experiment folder.
 CRATE_METADATA = f"{CRATE}/ro-crate-metadata.json"
+# What `bmip compare` writes in place of the experiment folder's own location in a path.
+EXPERIMENT_FOLDER = "<experiment folder>"
 
 
 @dataclass(frozen=True)
 class Volatile:
     """Files (`files`, a glob) and what in them may differ between runs: JSON key paths (`a.b`;
     a list of records is keyed by each record's "path" or "@id": `files[<path>].sha256`; `*` in a
-    key matches any text), CSV columns, the whole file (`whole`), or, for an archive, its members,
-    each judged as the file it holds."""
+    key matches any text), CSV columns (with `row_key`, rows are matched by that column, and a row
+    whose other cells outside `columns` are all empty or 0 may be in one file only), the whole file
+    (`whole`), or, for an archive, its members, each judged as the file it holds."""
 
     files: str
     why: str
     keys: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
+    row_key: str = ""
     whole: bool = False
     archive: bool = False
 
@@ -49,7 +55,8 @@ class Volatile:
         if self.archive:
             return "its members, as the files they hold"
         if self.columns:
-            return "columns " + ", ".join(self.columns)
+            rows = f"; rows (matched by {self.row_key}) holding nothing else" if self.row_key else ""
+            return "columns " + ", ".join(self.columns) + rows
         return ", ".join(self.keys)
 
     def key_paths(self) -> list[tuple[str, ...]]:
@@ -99,8 +106,13 @@ DECLARED: tuple[Volatile, ...] = (
     ),
     Volatile(
         "cost.csv",
-        "what the run cost: wall times and peak memory measured while it ran, and the hardware",
-        columns=("job_seconds", "run_seconds", "mean_run_seconds", "max_run_seconds", "peak_rss_mib", "hardware"),
+        "what the run cost: wall times and peak memory measured while it ran, and the hardware; the Snakemake jobs "
+        "each rule counts, from Snakemake's records, to which a rerun adds its own jobs and those that ran after "
+        "the summary was first written (manifest, audit, crate: a row of jobs only). The runs and image forwards "
+        "are compared",
+        columns=("jobs", "job_seconds", "run_seconds", "mean_run_seconds", "max_run_seconds", "peak_rss_mib",
+                 "hardware"),
+        row_key="rule",
     ),
     Volatile("cost.md", "cost.csv in words: wall times, elapsed time, peak memory", whole=True),
     Volatile(
@@ -133,6 +145,15 @@ DECLARED: tuple[Volatile, ...] = (
 )
 
 
+# Not a file's field but a way of reading every file: how `bmip compare` treats the folder's location.
+LOCATION = Volatile(
+    "**/*",
+    "paths that start with the experiment folder's own location (its config's results_dir/experiment, where "
+    "provenance records and the crate put it, or its absolute path) are compared relative to that folder, so "
+    "that a folder copied aside, or an experiment run elsewhere, compares as the same experiment",
+)
+
+
 def declaration(path: str) -> Volatile | None:
     """The declaration covering `path` (relative to the experiment folder), if any."""
     return next((v for v in DECLARED if v.matches(path)), None)
@@ -143,5 +164,6 @@ def is_volatile_file(path: str) -> bool:
 
 
 def describe() -> list[str]:
-    """One line per declaration: the files, what may differ, and why."""
-    return [f"{v.files}: {v.fields()} — {v.why}" for v in DECLARED]
+    """One line per declaration: the files, what may differ, and why; then how locations are read."""
+    return [*(f"{v.files}: {v.fields()} — {v.why}" for v in DECLARED),
+            f"paths in any file: the experiment folder's location — {LOCATION.why}"]

@@ -7,8 +7,10 @@ reference: runs are paired by (dataset, seed) — same few-shot split, same data
 difference of the per-run primary metric (HM of that run's base and novel accuracy; accuracy)
 is averaged over the pairs, with a 95% percentile bootstrap interval over the pairs (10 000
 resamples, numpy's PCG64 seeded with BOOTSTRAP_SEED: reruns give the same bytes). Per-dataset rows
-pair over seeds only, the average row over datasets × seeds. The same comparison of every method
-against BMIP (or the first method) is `paired_base2novel`, for the main table.
+pair over seeds only, the average row over datasets × seeds. A single pair has no interval (every
+resample is that pair): its row shows the difference with "n = 1" and leaves the bounds empty. The
+same comparison of every method against BMIP (or the first method) is `paired_base2novel`, for the
+main table.
 
 Interval, not a test: an interval that excludes 0 says the gap exceeds what these seeds and
 datasets vary by, nothing about other seeds of torch's initialisation unless they are swept.
@@ -40,10 +42,11 @@ METRICS = {"base2novel": ("base", "novel", "hm"), "open_world": ("accuracy", "ba
 def paired_bootstrap(differences: Iterable[float], resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED,
                      level: float = LEVEL) -> tuple[float, float, float]:
     """(mean, low, high): the mean of paired differences and its percentile bootstrap interval.
-    Resamples the pairs with replacement in one (resamples × pairs) draw, seeded: deterministic."""
+    Resamples the pairs with replacement in one (resamples × pairs) draw, seeded: deterministic.
+    Fewer than 2 pairs give no interval (NaN bounds): resampling one pair only repeats it."""
     d = np.asarray(list(differences), dtype=np.float64)
-    if d.size == 0:
-        return (float("nan"),) * 3
+    if d.size < 2:
+        return (float(d.mean()) if d.size else float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
     tail = (1 - level) / 2 * 100
@@ -130,8 +133,17 @@ def _number(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.2f}"
 
 
+def _delta(delta: float, low: float, high: float, pairs: float) -> str:
+    """The paired difference as `+1.23 [-0.40, +2.80]`; `+1.23 (n = 1)` where there is no interval."""
+    if pd.isna(delta):
+        return "reference" if pd.isna(pairs) else f"no pairs (n = {int(pairs)})"
+    if pd.isna(low) or pd.isna(high):
+        return f"{delta:+.2f} (n = {int(pairs)})"
+    return f"{delta:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
 def _display(table: pd.DataFrame) -> pd.DataFrame:
-    """Rounded cells, display dataset names, the paired difference as `+1.23 [-0.40, 2.80]`."""
+    """Rounded cells, display dataset names, the paired difference as `+1.23 [-0.40, +2.80]`."""
     shown = pd.DataFrame({"Method": table["method"].map(label), "Dataset": table["dataset"].map(display_dataset)})
     if "protocol" in table:
         shown.insert(0, "Protocol", table["protocol"])
@@ -141,10 +153,8 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
         shown[m if m != "hm" else "HM"] = [
             _number(v) + (f" ± {_number(s)}" if std is not None and not pd.isna(s) and not d.startswith("Average") else "")
             for v, s, d in zip(table[m], std if std is not None else [None] * len(table), table["dataset"])]
-    delta = []
-    for d, lo, hi in zip(table["delta"], table["delta_low"], table["delta_high"]):
-        delta.append("reference" if pd.isna(d) else f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]")
-    shown["Δ vs reference [95% CI]"] = delta
+    shown["Δ vs reference [95% CI]"] = list(map(_delta, table["delta"], table["delta_low"], table["delta_high"],
+                                               table["pairs"]))
     return shown
 
 
@@ -177,7 +187,8 @@ def _write(out_dir: Path, name: str, table: pd.DataFrame, title: str, note: str)
 
 
 NOTE = ("Mean ± population std over seeds; Δ: mean paired difference of the per-run {metric} to {reference} over "
-        "(dataset, seed) pairs, with a 95% percentile bootstrap interval ({resamples} resamples, seed {seed}).")
+        "(dataset, seed) pairs, with a 95% percentile bootstrap interval ({resamples} resamples, seed {seed}); "
+        "a difference from a single pair has no interval and is shown with n = 1.")
 
 
 def paired_methods(config: dict[str, Any]) -> tuple[list[str], str]:

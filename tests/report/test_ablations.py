@@ -141,3 +141,38 @@ def test_the_ablation_figure_keeps_texts_off_data_and_legends_outside(tmp_path, 
         fig = draw_ablation(table, ablation)
         assert layout_problems(fig) == []
         fig.savefig(tmp_path / "ablation.png")
+
+
+def test_a_comparison_of_one_pair_prints_n_1_and_no_interval(tmp_path):
+    """One dataset and one seed: the difference is that pair's, shown as `+x.xx (n = 1)` in the
+    Markdown and LaTeX tables (no "95% bootstrap CI" from resampling one pair), its bounds empty in
+    the CSV; the ablation figure draws the point without a bar."""
+    import pandas as pd
+
+    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    config.pop("analysis", None)
+    config.update(methods=["bmip", "coop"], seeds=[1], protocols={"base2novel": {"datasets": ["toys"]}},
+                  ablations={"mixing": {"method": "bmip", "datasets": ["toys"],
+                                        "variants": {"gate": {}, "sum": {"options": {"aggregation": "sum"}}}}})
+    config = validate(config)
+    files = []
+    for method, value in (("bmip", 70.0), ("coop", 70.42), ("bmip@gate", 60.0), ("bmip@sum", 59.5)):
+        path = tmp_path / "runs" / method / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"protocol": "base2novel", "method": method, "dataset": "toys", "seed": 1,
+                                    "summary": {"base": value, "novel": value, "hm": value}}))
+        files.append(path)
+    written = write_ablations(config, files, tmp_path / "tables", tmp_path / "figures")
+    assert (tmp_path / "figures" / "ablation_mixing.png") in written
+    for name, delta in (("paired_base2novel", "+0.42 (n = 1)"), ("ablation_mixing", "-0.50 (n = 1)")):
+        table = pd.read_csv(tmp_path / "tables" / f"{name}.csv")
+        paired = table[table["pairs"] == 1]
+        assert len(paired) == 2  # the dataset's row and the average's
+        assert paired["delta"].abs().round(2).tolist() == [abs(float(delta.split()[0]))] * 2
+        assert paired["delta_low"].isna().all() and paired["delta_high"].isna().all()
+        md = (tmp_path / "tables" / f"{name}.md").read_text()
+        rows = [line for line in md.splitlines() if delta in line]
+        assert len(rows) == 2 and not any("[" in row for row in rows), md
+        assert "single pair has no interval" in md
+        tex = (tmp_path / "tables" / f"{name}.tex").read_text()
+        assert tex.count(delta) == 2 and "nan" not in tex.lower()

@@ -84,7 +84,8 @@ def draw_ablation(table: pd.DataFrame, ablation: Any) -> Figure:
     reference = next(v.label for v in ablation.variants if v.name == ablation.reference)
     delta_label = f"Δ {name} vs {reference} (points)"
     left.set_title(f"{name} per variant ({protocol})")
-    right.set_title("paired difference, 95% bootstrap CI")
+    single = others["delta_low"].isna().any()  # a row of one pair has no interval
+    right.set_title("paired difference, 95% bootstrap CI" + (" (n = 1: no interval)" if single else ""))
     if swept:
         left.set(ylabel=f"{name} (%)", xlabel=ablation.sweep_key)
         right.set(ylabel=delta_label, xlabel=ablation.sweep_key)
