@@ -7,6 +7,7 @@ Typical use::
     train, val = fewshot_split(ds, shots=16, seed=1)          # identical to CoOp/Dassl
     train, val, test, names = subsample_classes(train, val, ds.test, "base")
 """
+from .checks import class_count_problems
 from .custom import load_coop_dataset, load_csv_dataset, load_custom, load_folder_dataset
 from .descriptions import ClassDescriptions, class_descriptions
 from .downloads import download, download_file, verify_file
@@ -15,6 +16,7 @@ from .errors import (
     DataError,
     DatasetNotFoundError,
     DeadSourceError,
+    DegenerateDatasetError,
     DownloadError,
     ManualDownloadRequired,
     MissingImagesError,
@@ -60,9 +62,9 @@ def zero_shot_prompts(template: str, classnames: list[str]) -> list[str]:
 
 __all__ = [
     "CLIP_MEAN", "CLIP_STD", "DATASETS", "ChecksumError", "ClassDescriptions", "DataError", "Dataset", "DatasetNotFoundError",
-    "DatasetSpec", "DeadSourceError", "DownloadError", "ImageDataset", "Item", "ManualDownloadRequired",
+    "DatasetSpec", "DeadSourceError", "DegenerateDatasetError", "DownloadError", "ImageDataset", "Item", "ManualDownloadRequired",
     "MissingImagesError", "OpenWorldSplit", "RATIO_SWEEP", "Source", "SplitFileError", "UnsafeArchiveError", "Views",
-    "base_novel_labels", "class_descriptions", "download", "download_file", "fewshot", "fewshot_split", "fewshot_split_path",
+    "base_novel_labels", "class_count_problems", "class_descriptions", "download", "download_file", "fewshot", "fewshot_split", "fewshot_split_path",
     "file_sha256", "get_spec", "items_hash", "load_coop_dataset", "load_csv_dataset", "load_custom",
     "load_dataset", "load_folder_dataset", "open_world_split", "randaugment_transform", "ratio_counts", "ratio_selection",
     "read_fewshot_split", "resolve_name", "safe_extract", "subsample_classes", "subsample_classes_ratio",

@@ -7,7 +7,8 @@
     proportions; every class needs at least 4 images so that each part is non-empty). Seeding per
     class keeps a class's split stable when other classes are added.
 (b) CSV: columns `path,label,classname` (paths relative to the CSV's folder), with an optional
-    `split` column (train/val/test); or separate `train.csv`, `val.csv` (optional), `test.csv`.
+    `split` column (train/val/test): the CSV file itself, or a folder holding it as its only CSV;
+    or a folder of separate `train.csv`, `val.csv` (optional), `test.csv`.
     A single CSV without a split column is split per class as in (a).
 (c) CoOp: `<root>/images/...` plus `<root>/split.json` = {"train": [[relpath, label, classname], ...],
     "val": [...], "test": [...]} with paths relative to `images/` (or `<root>` if there is no `images/`).
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .coop import read_split_json
-from .errors import DatasetNotFoundError, SplitFileError
-from .items import Dataset, Item, normalise_relpath
+from .errors import DatasetNotFoundError, DegenerateDatasetError, SplitFileError
+from .items import Dataset, Item, class_names, normalise_relpath
 from .validate import build_dataset
 
 logger = logging.getLogger(__name__)
@@ -75,9 +76,7 @@ def load_folder_dataset(
     if split_file is not None:
         return load_coop_dataset(root, split_file=split_file, image_dir="", name=name, template=template,
                                  check_images=check_images)
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
-        raise DatasetNotFoundError(f"{root} has no class folders (expected <root>/<classname>/<image>)")
+    folders = class_folders(root)
     by_class: dict[str, list[Item]] = {}
     for label, folder in enumerate(folders):
         files = sorted(f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
@@ -87,6 +86,32 @@ def load_folder_dataset(
     train, val, test = split_per_class(by_class, seed)
     return build_dataset(name=name or root.name, image_root=root, train=train, val=val, test=test, source=root,
                          template=template, check=False)
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class folders of layout (a), sorted by name. Folders that are one directory (a link to
+    another class folder) are refused: their images would count as two classes."""
+    root = Path(root)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DatasetNotFoundError(f"{root} has no class folders (expected <root>/<classname>/<image>)")
+    by_target: dict[Path, list[Path]] = {}
+    for folder in folders:
+        by_target.setdefault(folder.resolve(), []).append(folder)
+    same = [group for group in by_target.values() if len(group) > 1]
+    if same:
+        raise DegenerateDatasetError(
+            f"{root}: {'; '.join(_one_folder(group) for group in same)}: different classes would hold the same "
+            "images. Delete the link (or the copied folder), or give each class a folder of its own images."
+        )
+    return folders
+
+
+def _one_folder(group: list[Path]) -> str:
+    """'class folders 'cat' and 'dog' are one folder (<target>; 'dog' is a link to it)'."""
+    links = [repr(f.name) for f in group if f.is_symlink()]
+    how = f"; {' and '.join(links)} {'is a link' if len(links) == 1 else 'are links'} to it" if links else ""
+    return f"class folders {' and '.join(repr(f.name) for f in group)} are one folder ({group[0].resolve()}{how})"
 
 
 def _read_csv(path: Path, want_split: bool) -> list[tuple[Item, str | None]]:
@@ -110,6 +135,32 @@ def _read_csv(path: Path, want_split: bool) -> list[tuple[Item, str | None]]:
     return rows
 
 
+def csv_files(path: Path) -> dict[str, Path]:
+    """The CSV files of layout (b) at `path`, by part: {"all": the CSV} for a CSV file or a folder
+    holding one CSV (split by its `split` column, else per class), or the "train", "val" (if
+    present) and "test" files of a folder of train.csv / val.csv / test.csv."""
+    path = Path(path)
+    if not path.is_dir():
+        return {"all": path}
+    if (path / "train.csv").is_file() or (path / "test.csv").is_file():
+        if not (path / "train.csv").is_file() or not (path / "test.csv").is_file():
+            raise DatasetNotFoundError(f"{path}: expected train.csv and test.csv (val.csv optional)")
+        return {key: path / f"{key}.csv" for key in ("train", "val", "test") if (path / f"{key}.csv").is_file()}
+    found = _csvs_in(path)
+    if len(found) != 1:
+        listed = ", ".join(f.name for f in found) or "none"
+        raise DatasetNotFoundError(
+            f"{path}: expected one CSV file (columns path,label,classname[,split]) or train.csv and test.csv "
+            f"(val.csv optional); found {listed}. Keep one CSV in the folder, or name the CSV file itself "
+            "as the dataset"
+        )
+    return {"all": found[0]}
+
+
+def _csvs_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.csv") if p.is_file() and not p.name.startswith("."))
+
+
 def load_csv_dataset(
     path: Path,
     *,
@@ -119,22 +170,13 @@ def load_csv_dataset(
     seed: int = 0,
     check_images: bool = True,
 ) -> Dataset:
-    """Layout (b): a CSV file, or a folder holding train.csv / val.csv / test.csv."""
+    """Layout (b): a CSV file, a folder holding one CSV, or a folder of train.csv / val.csv / test.csv."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     root = folder / image_root if image_root is not None else folder
-    if path.is_dir():
-        if not (path / "train.csv").is_file() or not (path / "test.csv").is_file():
-            raise DatasetNotFoundError(f"{path}: expected train.csv and test.csv (val.csv optional)")
-        lists = {}
-        for key in ("train", "val", "test"):
-            file = path / f"{key}.csv"
-            lists[key] = [it for it, _ in _read_csv(file, False)] if file.is_file() else []
-        if not lists["val"]:
-            logger.warning("%s: no val.csv; the val list is empty", path)
-        train, val, test = lists["train"], lists["val"], lists["test"]
-    else:
-        rows = _read_csv(path, True)
+    files = csv_files(path)
+    if "all" in files:
+        rows = _read_csv(files["all"], True)
         if rows and rows[0][1] is not None:
             train, val, test = ([it for it, s in rows if s == key] for key in ("train", "val", "test"))
         else:
@@ -142,8 +184,13 @@ def load_csv_dataset(
             for it, _ in sorted(rows, key=lambda r: r[0].label):
                 by_class.setdefault(it.classname, []).append(it)
             train, val, test = split_per_class(by_class, seed)
+    else:
+        lists = {key: [it for it, _ in _read_csv(file, False)] for key, file in files.items()}
+        if "val" not in lists:
+            logger.warning("%s: no val.csv; the val list is empty", path)
+        train, val, test = lists["train"], lists.get("val", []), lists["test"]
     return build_dataset(name=name or (path.name if path.is_dir() else path.stem), image_root=root, train=train,
-                         val=val, test=test, source=path, template=template, check=check_images)
+                         val=val, test=test, source=files.get("all", path), template=template, check=check_images)
 
 
 def load_coop_dataset(
@@ -187,7 +234,7 @@ def detect_format(path: Path) -> str:
         return {".csv": "csv", ".json": "coop_json"}.get(path.suffix.lower(), "unknown")
     if (path / SPLIT_JSON).is_file() or len(list(path.glob("split_*.json"))) == 1:
         return "coop_json"
-    if (path / "train.csv").is_file() or len(list(path.glob("*.csv"))) == 1:
+    if (path / "train.csv").is_file() or len(_csvs_in(path)) == 1:
         return "csv"
     return "folders"
 
@@ -212,8 +259,36 @@ def load_custom(spec: Mapping[str, Any] | Path, data_root: Path | None = None, c
         if root.is_file():
             options.setdefault("split_file", root.name)
             root = root.parent
-        elif not (root / SPLIT_JSON).is_file() and "split_file" not in options:
-            candidates = sorted(root.glob("split_*.json"))
-            if len(candidates) == 1:
-                options["split_file"] = candidates[0].name
+        elif "split_file" not in options:
+            options["split_file"] = split_file_of(root).name
     return LOADERS[fmt](root, check_images=check_images, **options)
+
+
+def split_file_of(path: Path) -> Path:
+    """The split file of layout (c) at `path`: the file itself, `split.json`, or the folder's only
+    `split_*.json`."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    candidates = sorted(path.glob("split_*.json"))
+    if not (path / SPLIT_JSON).is_file() and len(candidates) == 1:
+        return candidates[0]
+    return path / SPLIT_JSON
+
+
+def class_names_of(path: Path) -> list[str]:
+    """The class names of your own dataset at `path`, by label, read without listing or opening an
+    image: the class folders' names, or the classes of its CSV or split file. Cheap enough for the
+    workflow's start, which refuses a dataset with too few classes before any job runs."""
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt == "folders":
+        return [folder.name for folder in class_folders(path)]
+    if fmt == "csv":
+        files = csv_files(path)
+        return class_names({key: [it for it, _ in _read_csv(file, False)] for key, file in files.items()},
+                           files.get("all", path))
+    if fmt == "coop_json":
+        split = split_file_of(path)
+        return class_names(dict(zip(("train", "val", "test"), read_split_json(split))), split)
+    raise ValueError(f"{path}: unknown dataset format; use one of {sorted(LOADERS)}")

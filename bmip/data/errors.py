@@ -26,6 +26,11 @@ class SplitFileError(DataError, ValueError):
     """A split file is malformed or inconsistent (labels vs class names, paths, counts)."""
 
 
+class DegenerateDatasetError(DataError, ValueError):
+    """A dataset that would give meaningless numbers: too few classes for its protocol, or two class
+    folders that are one directory (the same images as two classes)."""
+
+
 class DownloadError(DataError):
     """A download failed on every mirror."""
 

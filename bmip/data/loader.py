@@ -67,9 +67,13 @@ def load_dataset(
 ) -> Dataset:
     """Load a dataset by registry name ("oxford_pets", also "OxfordPets"/"Flowers102"), by path, or by spec dict.
 
-    A name not in the registry is looked up as a folder under `data_root` (e.g. a generated dataset
-    `<data_root>/<dir>/images` + `split.json`), then as a path of its own. Every dataset is validated:
-    labels and class names must agree and, unless `check_images` is False, every listed image exist.
+    A name not in the registry is looked up as a folder or file under `data_root` (e.g. a generated
+    dataset `<data_root>/<dir>/images` + `split.json`, or `<data_root>/mydata.csv`), then as a path of
+    its own. A dataset found under `data_root` is named exactly as asked for (`mydata.csv`, whatever
+    its folder or split file says), since the workflow files its records under the config's name;
+    a registry dataset takes its registry key (`OxfordPets` gives `oxford_pets`). Every dataset is
+    validated: labels and class names must agree and, unless `check_images` is False, every listed
+    image exist.
     """
     if isinstance(name_or_path, Mapping):
         return load_custom(name_or_path, Path(data_root) if data_root else None, check_images)
@@ -80,10 +84,11 @@ def load_dataset(
             raise ValueError(f"loading {key!r} needs data_root, the folder that holds the CoOp dataset folders")
         return load_registered(DATASETS[key], Path(data_root), check_images)
     candidates = [Path(data_root) / text] if data_root is not None and not Path(text).is_absolute() else []
+    if candidates and candidates[0].exists():
+        return load_custom({"root": candidates[0], "name": text}, None, check_images)
     candidates.append(Path(text))
-    for path in candidates:
-        if path.exists():
-            return load_custom(path, None, check_images)
+    if candidates[-1].exists():
+        return load_custom(candidates[-1], None, check_images)
     raise DatasetNotFoundError(
         f"{text!r} is not a registered dataset ({', '.join(DATASETS)}) and no such folder or file exists "
         f"(looked at {', '.join(str(p) for p in candidates)})"

@@ -10,11 +10,15 @@ import random
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+from .errors import DegenerateDatasetError
 from .items import Item
 
 Subsample = Literal["all", "base", "new"]
 SUBSAMPLES = ("all", "base", "new")
 RATIO_SWEEP = tuple(range(100, -1, -10))  # r = 100, 90, ..., 0 as in the authors' *_ratio.sh scripts
+# Classes a label space needs for its accuracy to mean anything: over one class it is 100% whatever
+# the model does (a 2-class dataset gave base 100, novel 100, HM 100).
+MIN_CLASSES = 2
 
 
 def base_novel_labels(train: Sequence[Item]) -> tuple[list[int], list[int]]:
@@ -22,6 +26,44 @@ def base_novel_labels(train: Sequence[Item]) -> tuple[list[int], list[int]]:
     labels = sorted({it.label for it in train})
     m = math.ceil(len(labels) / 2)
     return labels[:m], labels[m:]
+
+
+def _classes(n: int) -> str:
+    return f"{n} class" if n == 1 else f"{n} classes"
+
+
+def _dataset(name: str) -> str:
+    return f"dataset {name!r}" if name else "the dataset"
+
+
+def base_new_problem(dataset: str, n_classes: int) -> str | None:
+    """Why the base/new split of a dataset of `n_classes` classes cannot give meaningful numbers
+    (a half with fewer than MIN_CLASSES classes), or None when it can."""
+    base = math.ceil(n_classes / 2)
+    new = n_classes - base
+    if min(base, new) >= MIN_CLASSES:
+        return None
+    return (f"{_dataset(dataset)} has {_classes(n_classes)}: CoOp's base/new split (base = the first ceil(n/2) "
+            f"labels, new = the rest) gives it {base} base and {new} new, and an accuracy over fewer than "
+            f"{MIN_CLASSES} classes means nothing (over one class it is 100% whatever the model does); "
+            f"base-to-novel and open-world need at least {MIN_CLASSES} classes in each half, so at least "
+            f"{2 * MIN_CLASSES} classes")
+
+
+def all_classes_problem(dataset: str, n_classes: int) -> str | None:
+    """Why a dataset of `n_classes` classes cannot be trained or tested on as a whole, or None."""
+    if n_classes >= MIN_CLASSES:
+        return None
+    return (f"{_dataset(dataset)} has {_classes(n_classes)}, and an accuracy over fewer than {MIN_CLASSES} classes "
+            "means nothing (over one class it is 100% whatever the model does)")
+
+
+def _require_halves(train: Sequence[Item], dataset: str) -> None:
+    """Refuse a base/new split with a half of fewer than MIN_CLASSES classes, before any number."""
+    problem = base_new_problem(dataset, len({it.label for it in train}))
+    if problem is not None:
+        raise DegenerateDatasetError(f"{problem}. Add classes to the dataset, or leave it out of base2novel and "
+                                     "open_world.")
 
 
 def _relabel(selected: Sequence[int], lists: Sequence[Sequence[Item]]) -> tuple[list[list[Item]], list[str]]:
@@ -44,18 +86,21 @@ def _all_classnames(lists: Sequence[Sequence[Item]]) -> list[str]:
 
 
 def subsample_classes(
-    train: Sequence[Item], val: Sequence[Item], test: Sequence[Item], subsample: Subsample = "all"
+    train: Sequence[Item], val: Sequence[Item], test: Sequence[Item], subsample: Subsample = "all",
+    *, dataset: str = "",
 ) -> tuple[list[Item], list[Item], list[Item], list[str]]:
     """CoOp's `subsample_classes`: "base" keeps the first ceil(n/2) sorted labels of `train`, "new"
     the rest, both renumbered 0.. in sorted order; "all" keeps everything unchanged.
 
-    Returns (train, val, test, classnames) with classnames indexed by the new labels.
+    Returns (train, val, test, classnames) with classnames indexed by the new labels. A split with
+    fewer than MIN_CLASSES classes in a half is refused (DegenerateDatasetError naming `dataset`).
     """
     if subsample not in SUBSAMPLES:
         raise ValueError(f"subsample must be one of {SUBSAMPLES}, got {subsample!r}")
     lists = (train, val, test)
     if subsample == "all":
         return list(train), list(val), list(test), _all_classnames(lists)
+    _require_halves(train, dataset)
     base, novel = base_novel_labels(train)
     (tr, va, te), names = _relabel(base if subsample == "base" else novel, lists)
     return tr, va, te, names
@@ -129,10 +174,12 @@ class OpenWorldSplit:
         return label in self.base_labels
 
 
-def open_world_split(train: Sequence[Item], val: Sequence[Item], test: Sequence[Item]) -> OpenWorldSplit:
+def open_world_split(
+    train: Sequence[Item], val: Sequence[Item], test: Sequence[Item], *, dataset: str = ""
+) -> OpenWorldSplit:
     """Base-class training lists plus the all-class test set and its base/novel label sets."""
     base, novel = base_novel_labels(train)
-    tr, va, _, _ = subsample_classes(train, val, test, "base")
+    tr, va, _, _ = subsample_classes(train, val, test, "base", dataset=dataset)
     return OpenWorldSplit(
         train=tr,
         val=va,

@@ -41,6 +41,27 @@ def fewshot(items: Sequence[Item], k: int, rng: random.Random) -> list[Item]:
     return chosen
 
 
+def short_classes(items: Sequence[Item], shots: int) -> dict[str, int]:
+    """Classes with fewer than `shots` items in a few-shot list, by name: Dassl keeps all of such a
+    class's images, so the run sees fewer than `shots` of it (class name -> images, by label)."""
+    if shots < 1:
+        return {}
+    counts: dict[int, list] = {}
+    for it in items:
+        counts.setdefault(it.label, [it.classname, 0])[1] += 1
+    return {name: n for _, (name, n) in sorted(counts.items()) if n < shots}
+
+
+def short_classes_warning(dataset: str, shots: int, short: dict[str, int]) -> str:
+    """What a run whose few-shot list has classes with fewer than `shots` images logs."""
+    listed = ", ".join(f"{name!r} ({n})" for name, n in short.items())
+    one = len(short) == 1
+    return (f"{dataset}: {len(short)} {'class has' if one else 'classes have'} fewer than shots={shots} "
+            f"training images, so all of {'its' if one else 'their'} images are used, as Dassl samples: {listed}. The run's "
+            "provenance.json records them (inputs.short_classes); add images to these classes for a "
+            f"{shots}-shot result, or lower shots")
+
+
 def fewshot_split(dataset: Dataset, shots: int, seed: int) -> tuple[list[Item], list[Item]]:
     """The (train, val) few-shot lists CoOp builds for `dataset` at `shots` and `seed`.
 

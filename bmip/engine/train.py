@@ -20,6 +20,9 @@ from tqdm import tqdm
 from bmip.checkpoint import save_checkpoint
 from bmip.config import ConfigError, config_hash, run_config
 from bmip.data import Views, subsample_classes
+from bmip.data.checks import training_class_problems
+from bmip.data.errors import DegenerateDatasetError
+from bmip.data.sampling import short_classes, short_classes_warning
 from bmip.engine import data_check, paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
@@ -62,9 +65,15 @@ def train(
 
     # Everything that can fail on bad input happens before anything is written.
     data, train_items, val_items = fewshot_data(config, dataset, seed)
+    problems = training_class_problems(config, training, dataset, data.num_classes)
+    if problems:
+        raise DegenerateDatasetError("\n".join(problems))
     classnames = data.classnames
     if run["classes"] == "base":
-        train_items, val_items, _, classnames = subsample_classes(train_items, val_items, [], "base")
+        train_items, val_items, _, classnames = subsample_classes(train_items, val_items, [], "base", dataset=dataset)
+    short = short_classes(train_items, run["shots"])
+    if short:
+        log.warning("%s", short_classes_warning(dataset, run["shots"], short))
     if selection["mode"] == "best_val" and (not data.sample_val or not val_items):
         raise ConfigError(
             f"selection.mode best_val needs a validation split, and {data.name} has none "
@@ -175,6 +184,8 @@ def train(
     inputs = {
         "train": dataset_inputs(data, train_items),
         "val_images_sha256": dataset_inputs(data, val_items)["images_sha256"],
+        # Trained classes with fewer than `shots` images (all of them used, as Dassl samples).
+        "short_classes": short,
         "data_check": data_check.provenance_input(config, dataset),
         "selected_epoch": selected,
         "epochs_run": len(rows),

@@ -4,6 +4,10 @@ Seeds are averaged first; the spread is the population standard deviation over s
 official `parse_test_res.py`, np.std with ddof 0). HM is the harmonic mean of seed-averaged base
 and novel accuracy, and the "Average over N datasets" row averages the per-dataset means, its
 HM again from the averaged base and novel (as in the published tables).
+
+Under a Markdown table, a note names each training dataset whose runs had classes with fewer
+training images than `shots` (a metrics file's `short_classes`, the training run's record): Dassl
+uses all of such a class's images, so those numbers are not `shots`-shot for it.
 """
 from __future__ import annotations
 
@@ -19,6 +23,14 @@ from bmip.report.latex import latex
 from bmip.report.style import ordered
 
 TABLES = ("base2novel", "cross_dataset", "domain_generalization", "open_world", "open_world_ratio")
+# The protocol whose evaluations each table aggregates.
+TABLE_PROTOCOL = {
+    "base2novel": "base2novel",
+    "cross_dataset": "cross_dataset",
+    "domain_generalization": "domain_generalization",
+    "open_world": "open_world",
+    "open_world_ratio": "open_world",
+}
 
 
 def load_metrics(files: Iterable[Path]) -> pd.DataFrame:
@@ -30,6 +42,25 @@ def load_metrics(files: Iterable[Path]) -> pd.DataFrame:
             rows.append({"protocol": record["protocol"], "method": record["method"], "dataset": record["dataset"],
                          "seed": record["seed"], "metric": metric, "value": value, "source": str(path)})
     return pd.DataFrame(rows, columns=["protocol", "method", "dataset", "seed", "metric", "value", "source"])
+
+
+def short_class_notes(files: Iterable[Path]) -> dict[str, list[str]]:
+    """Per protocol, one note per training dataset whose runs had classes with fewer than `shots`
+    training images (the metrics files' `short_classes`: class name -> images)."""
+    short: dict[str, dict[str, dict[str, int]]] = {}  # protocol -> trained-on dataset -> class -> images
+    for path in files:
+        record = json.loads(Path(path).read_text())
+        if record.get("short_classes"):
+            trained_on = record.get("trained_on") or record["dataset"]
+            short.setdefault(record["protocol"], {}).setdefault(trained_on, {}).update(record["short_classes"])
+    return {protocol: [_short_note(dataset, classes) for dataset, classes in by_dataset.items()]
+            for protocol, by_dataset in short.items()}
+
+
+def _short_note(dataset: str, classes: dict[str, int]) -> str:
+    which = "1 class (all of its images are" if len(classes) == 1 else f"{len(classes)} classes (all of their images are"
+    listed = ", ".join(f"{name} ({n})" for name, n in classes.items())
+    return f"Note: {dataset} was trained on fewer than `shots` images in {which} used, as Dassl samples): {listed}."
 
 
 def _seed_stats(long: pd.DataFrame, protocol: str) -> pd.DataFrame:
@@ -120,26 +151,31 @@ def build_tables(long: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
-def markdown(name: str, table: pd.DataFrame) -> str:
-    """A Markdown rendering: two decimals, display names, published numbers where known."""
+def markdown(name: str, table: pd.DataFrame, notes: Iterable[str] = ()) -> str:
+    """A Markdown rendering: two decimals, display names, published numbers where known; `notes`
+    as paragraphs under the table."""
     if table.empty:
         return f"## {name}\n\n(no results)\n"
     shown = with_published(name, table)
     if "seeds" in shown:
         shown["seeds"] = shown["seeds"].map(lambda v: "" if pd.isna(v) else str(int(v)))
     shown = shown.map(lambda v: "" if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else v)
-    return f"## {name}\n\n" + shown.to_markdown(index=False, disable_numparse=True) + "\n"
+    text = f"## {name}\n\n" + shown.to_markdown(index=False, disable_numparse=True) + "\n"
+    return text + "".join(f"\n{note}\n" for note in notes)
 
 
 def write_tables(metric_files: Iterable[Path], out_dir: Path) -> dict[str, Path]:
     """Write `<table>.csv`, `.md` and `.tex` (booktabs) for every table; returns the CSV paths."""
+    metric_files = list(metric_files)
     long = load_metrics(metric_files)
+    notes = short_class_notes(metric_files)
     out_dir = Path(out_dir)
     written = {}
     for name, table in build_tables(long).items():
         csv_path = out_dir / f"{name}.csv"
+        text = markdown(name, table, notes.get(TABLE_PROTOCOL[name], []))
         atomic_write(csv_path, lambda tmp, t=table: t.to_csv(tmp, index=False, float_format="%.4f"))
-        atomic_write(out_dir / f"{name}.md", lambda tmp, n=name, t=table: tmp.write_text(markdown(n, t)))
+        atomic_write(out_dir / f"{name}.md", lambda tmp, t=text: tmp.write_text(t))
         atomic_write(out_dir / f"{name}.tex", lambda tmp, n=name, t=table: tmp.write_text(latex(n, with_published(n, t))))
         written[name] = csv_path
     return written

@@ -88,10 +88,10 @@ def test_csv_errors_name_file_and_line(tmp_path):
         load_dataset(tmp_path / "d.csv")
 
 
-def _miniworld(data_root, name="mini_shapes", template=None, with_images=True):
+def _miniworld(data_root, name="mini_shapes", template=None, with_images=True, n_classes=3):
     d = data_root / name
-    rows = {"train": [[f"c{y}/{i}.png", y, f"class {y}"] for y in range(3) for i in range(4)],
-            "val": [["c0/9.png", 0, "class 0"]], "test": [[f"c{y}/8.png", y, f"class {y}"] for y in range(3)]}
+    rows = {"train": [[f"c{y}/{i}.png", y, f"class {y}"] for y in range(n_classes) for i in range(4)],
+            "val": [["c0/9.png", 0, "class 0"]], "test": [[f"c{y}/8.png", y, f"class {y}"] for y in range(n_classes)]}
     if template:
         rows["template"] = template
     (d / "images").mkdir(parents=True)
@@ -102,12 +102,12 @@ def _miniworld(data_root, name="mini_shapes", template=None, with_images=True):
 
 
 def test_coop_json_layout_by_name_under_the_data_root(tmp_path):
-    _miniworld(tmp_path, template="a rendering of a {}.")
+    _miniworld(tmp_path, template="a rendering of a {}.", n_classes=4)
     ds = load_dataset("mini_shapes", tmp_path)
     assert ds.name == "mini_shapes" and ds.template == "a rendering of a {}."
     assert ds.image_root == tmp_path / "mini_shapes" / "images" and ds.split_file.name == "split.json"
     train, val = fewshot_split(ds, 2, 1)  # same interface as the paper's datasets
-    assert len(train) == 6 and len(val) == 1
+    assert len(train) == 8 and len(val) == 1
     assert subsample_classes(train, val, ds.test, "base")[3] == ["class 0", "class 1"]
 
 

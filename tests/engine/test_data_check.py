@@ -16,7 +16,7 @@ from bmip.data.errors import DataCheckError
 from bmip.engine.data_check import check_data, record_path
 from tests.data.test_decode import write_broken_images, write_odd_images
 
-CLASSES = ("fish", "frog")
+CLASSES = ("fish", "frog", "newt", "toad")  # 2 base, 2 new: what base-to-novel needs
 
 
 def make_pond(data_root: Path) -> dict[str, Path]:
@@ -69,7 +69,7 @@ def test_an_unchanged_dataset_is_not_decoded_again_and_a_changed_file_is(tmp_pat
         path.unlink()
     config = pond_config(tmp_path)
     first = check_data(config, workers=2)
-    assert [c.decoded for c in first] == [26]  # 2 classes x 10 good and 6 odd-valid fish (the broken frogs removed)
+    assert [c.decoded for c in first] == [46]  # 4 classes x 10 good and 6 odd-valid fish (the broken frogs removed)
     with caplog.at_level(logging.INFO, logger="bmip"):
         again = check_data(config, workers=2)
     assert [c.decoded for c in again] == [0] and again[0].record == first[0].record
@@ -78,7 +78,7 @@ def test_an_unchanged_dataset_is_not_decoded_again_and_a_changed_file_is(tmp_pat
     target = tmp_path / "data" / "pond" / "fish" / "good_3.png"
     Image.new("RGB", (24, 24), (9, 9, 9)).save(target)
     os.utime(target, ns=(1, 1))
-    assert [c.decoded for c in check_data(config, workers=2)] == [26]
+    assert [c.decoded for c in check_data(config, workers=2)] == [46]
     # ... and a file that breaks is found.
     target.write_bytes(target.read_bytes()[:40])
     with pytest.raises(DataCheckError, match="good_3.png: truncated"):
@@ -98,7 +98,7 @@ def test_a_dataset_that_failed_is_checked_again_and_passes_once_fixed(tmp_path):
     for path in broken.values():
         path.unlink()
     checks = check_data(config)
-    assert {c.dataset: c.decoded for c in checks} == {"clean": 0, "pond": 26}  # clean passed before
+    assert {c.dataset: c.decoded for c in checks} == {"clean": 0, "pond": 46}  # clean passed before
 
 
 def test_only_the_images_the_config_reads_are_checked(tmp_path):
@@ -119,6 +119,6 @@ def test_only_the_images_the_config_reads_are_checked(tmp_path):
         check_data(config)
     record = json.loads(record_path(config, "pond").read_text())
     assert set(record["parts"]) == {"seed1 train", "seed1 val", "test"}
-    assert record["parts"]["seed1 train"]["n"] == 2 and record["parts"]["seed1 val"]["n"] == 2  # 1 shot per class
+    assert record["parts"]["seed1 train"]["n"] == 4 and record["parts"]["seed1 val"]["n"] == 4  # 1 shot per class
     assert record["files"]["n"] == len(read) < len(data.train) + len(data.val) + len(data.test)
     assert {p["path"] for p in record["problems"]} == expected
