@@ -21,9 +21,13 @@ def test_a_typo_in_a_dataset_name_is_named_by_key_with_the_nearest_names():
     assert "datasets[0]" not in message and "datasets[1]" not in message
 
 
-def test_registry_spellings_miniworld_names_and_folders_are_accepted(tmp_path):
-    config = check(REPO / "config" / "paper.yaml", ["protocols.cross_dataset.targets=[OxfordPets, Flowers102]"])
-    assert config["protocols"]["cross_dataset"]["targets"] == ["OxfordPets", "Flowers102"]
+def test_registry_names_miniworld_names_and_folders_are_accepted_and_other_spellings_named(tmp_path):
+    config = check(REPO / "config" / "paper.yaml", ["protocols.cross_dataset.targets=[oxford_pets, oxford_flowers]"])
+    assert config["protocols"]["cross_dataset"]["targets"] == ["oxford_pets", "oxford_flowers"]
+    # Another spelling of a registry dataset: its jobs file results under the registry's name.
+    with pytest.raises(ConfigError, match=r"targets\[0\]: 'OxfordPets' is the registry dataset 'oxford_pets'; "
+                                          r"write 'oxford_pets'(.|\n)*'Flowers102' is the registry dataset"):
+        check(REPO / "config" / "paper.yaml", ["protocols.cross_dataset.targets=[OxfordPets, Flowers102]"])
     (tmp_path / "my_data").mkdir()
     check(REPO / "config" / "paper.yaml", [f"data_root={tmp_path}", "protocols.base2novel.datasets=[my_data]",
                                            "analysis.datasets=[my_data]"])
