@@ -10,6 +10,18 @@ venv="${BMIP_VENV:-.venv}"
 if [[ $# -eq 0 ]]; then
     set -- --cores 2
 fi
+# A config file with a YAML error: Snakemake reads it before the workflow and names neither the
+# file nor the line; say both before handing over.
+"$venv/bin/python" - "$@" <<'PY' || exit 1
+import sys
+from snakemake.cli import get_argument_parser
+from bmip.config import ConfigError, read_config_files
+args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+try:
+    read_config_files(args.configfile or [])
+except ConfigError as err:
+    sys.exit(str(err))
+PY
 lock=0
 "$venv/bin/python" -m bmip.workflow_lock . || lock=$?
 case "$lock" in

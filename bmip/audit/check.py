@@ -19,7 +19,7 @@ from bmip.audit.findings import Finding, Findings
 from bmip.audit.layout import CONFIG, TABLES_DIR, Experiment, Run
 from bmip.audit.manifest import verify_manifest
 from bmip.audit.recompute import check_tables
-from bmip.audit.records import RunRecord, code_label, evaluations, hardware_label
+from bmip.audit.records import RunRecord, code_label, evaluations, hardware_label, read_json
 from bmip.audit.runs import check_evaluation, check_training
 from bmip.audit.volatile import describe
 from bmip.engine import paths as P
@@ -129,6 +129,50 @@ def _check_grid(exp: Experiment, findings: Findings) -> None:
         findings.warning(run.relpath, "not in config.yaml's grid: no table uses it")
 
 
+def _check_inputs(exp: Experiment, findings: Findings) -> None:
+    """Each data check record was made from the experiment's record of its images (inputs/), and
+    those images are still what the record says where the data is on this machine: results made
+    from other images than the ones there now are older than their inputs."""
+    from bmip.engine.inventory import FOLDER, inventory_path, inventory_problems
+
+    checked = []
+    for record in sorted((exp.path / "data_check").glob("[!.]*.json")):
+        doc, error = read_json(record)
+        if error is not None or not isinstance(doc, dict):
+            continue  # the runs' own checks name an unreadable record
+        made_from = doc.get("inventory_sha256")
+        inventory = inventory_path(exp.path, record.stem)
+        if made_from is None:
+            findings.warning(exp.rel(record), "made without a record of the images (inputs/): run by hand, or by an "
+                                              "older bmip")
+            continue
+        if not exp.has(inventory):
+            findings.problem(exp.rel(inventory), f"missing: {exp.rel(record)} was made from it")
+            continue
+        if exp.sha256(inventory) != made_from:
+            findings.problem(exp.rel(record), f"was made from other images than {FOLDER}/{record.stem}.json records "
+                                              "now: the images changed after the check; run the workflow again")
+            continue
+        checked.append(record.stem)
+    if not checked:
+        return
+    root = Path(str(exp.config.get("data_root"))) if exp.config else None
+    if root is not None and not root.is_absolute():
+        root = exp.root / root
+    if root is None or not root.is_dir():
+        findings.skip("image inventories (the data is not on this machine)")
+        return
+    config = {**exp.config, "data_root": str(root)}
+    try:
+        problems = inventory_problems(exp.path, config, checked)
+    except Exception as err:  # noqa: BLE001 - a dataset that no longer loads is a finding, not a crash
+        findings.problem(FOLDER, f"the datasets under {root} cannot be read to compare their images: {err}")
+        return
+    for problem in problems:
+        findings.problem(problem.split(":", 1)[0], problem.split(": ", 1)[1])
+    findings.count("image inventories", len(checked))
+
+
 def audit(path: Path, strict: bool = False) -> AuditReport:
     """Audit the experiment folder `path` (results/<experiment>). The report names the folder as
     given, not resolved: the workflow's audit.txt is then the same wherever the workflow ran."""
@@ -144,6 +188,7 @@ def audit_experiment(exp: Experiment, findings: Findings, strict: bool = False) 
     log.info("verifying files against the manifest")
     verify_manifest(exp, findings)
     _check_grid(exp, findings)
+    _check_inputs(exp, findings)
     evals = evaluations(exp)
     trainings = sorted(set(exp.expected_trainings()) | set(exp.found_trainings()) | {exp.training_of(r) for r in evals})
     log.info("checking %d trainings and %d evaluations", len(trainings), len(evals))

@@ -49,6 +49,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"config\.yaml", "write_config"),
     (rf"splits/(?P<dataset>{_NAME})/{_NAME}", "fewshot_splits"),
     (rf"data_check/(?P<dataset>{_NAME})\.json", "check_data"),
+    (rf"inputs/(?P<dataset>{_NAME})\.json", "inventory"),
     (rf"train/(?P<training>{_TRAININGS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", "train"),
     (rf"(?P<protocol>{_PROTOCOLS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", EVALUATION),
     (rf"analysis/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/causal\.json", "analyze"),
@@ -65,6 +66,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"crate\.zip", "crate"),
     (r"logs/splits/.+", "fewshot_splits"),
     (r"logs/check_data(/.+|\.log)", "check_data"),
+    (r"logs/inventory/.+", "inventory"),
     (rf"logs/(?P<stage>train|download|image_features|evaluate|analyze|evaluate_(?:base_trained|{_PROTOCOLS})"
      r"|ablation_(?:train|evaluate)_[a-z0-9_]+)/.+", "{stage}"),
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
@@ -152,7 +154,9 @@ class Experiment:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The experiment's name: its config's, else its folder's (a copy under another folder name
+        is the same experiment)."""
+        return str((self.config or {}).get("experiment") or self.path.name)
 
     def rel(self, path: Path) -> str:
         """`path` relative to the experiment folder when inside it, else as given (for messages)."""

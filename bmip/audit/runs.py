@@ -23,6 +23,7 @@ from bmip.audit.layout import Experiment, Run
 from bmip.audit.records import RunRecord, read_json, read_record
 from bmip.config import TRAIN_CLASSES, ConfigError, config_hash, run_config
 from bmip.engine import gates, mechanism
+from bmip.engine.records import absent_problems
 from bmip.engine import paths as P
 from bmip.methods import method_of
 
@@ -268,28 +269,34 @@ def _identity(run: Run) -> dict[str, Any]:
     return {"protocol": run.protocol, "method": run.method, "dataset": run.dataset, "seed": run.seed}
 
 
-def _run_record(exp: Experiment, run: Run, file: str, written: bool, lacks: str, records: str,
+def _run_record(exp: Experiment, run: Run, file: str, fmt: str, written: bool, records: str,
                 findings: Findings) -> tuple[str, Any]:
     """(name, parsed document) of the record `file` beside an evaluation's metrics, where its
-    method writes one (`written`); the document is None, with a problem, where it is missing or
-    unreadable, and None where the method writes none (a problem if the file is there anyway)."""
+    method records one (`written`); the document is None, with a problem, where it is missing or
+    unreadable. Where the method has nothing of the kind, the file must say so (every evaluation
+    writes both records: bmip.engine.records.absent_record), and the document is None."""
     path = exp.run_dir(run) / file
     name = exp.rel(path)
-    if not written:
-        if path.exists():
-            findings.problem(name, f"method {run.method!r} has {lacks} does not belong here")
-        return name, None
     doc, error = read_json(path)
     if error is not None:
-        findings.problem(name, f"{error}: every evaluation of {run.method} records its {records}")
-    return name, doc if error is None else None
+        findings.problem(name, f"{error}: every evaluation writes it ({run.method}'s: its {records})")
+        return name, None
+    if not written:
+        for problem in absent_problems(doc, fmt, _identity(run)):
+            findings.problem(name, problem)
+        return name, None
+    if isinstance(doc, dict) and "absent" in doc:
+        findings.problem(name, f"records nothing ({doc.get('absent')}), but every evaluation of {run.method} records "
+                               f"its {records}")
+        return name, None
+    return name, doc
 
 
 def _check_mechanism(exp: Experiment, run: Run, record: RunRecord, findings: Findings) -> None:
     """A prompt method's evaluation has its mechanism record (mechanism.json), complete and its own;
     zero-shot CLIP has none (nothing was learnt, so there is no prompt term to describe)."""
-    name, doc = _run_record(exp, run, P.MECHANISM, mechanism.has_mechanism(run.method),
-                            "no prompts; a mechanism record", "prompt mechanism", findings)
+    name, doc = _run_record(exp, run, P.MECHANISM, mechanism.FORMAT, mechanism.has_mechanism(run.method),
+                            "prompt mechanism", findings)
     if doc is None:
         return
     biased = None
@@ -376,8 +383,8 @@ def _check_work(exp: Experiment, run: Run, record: RunRecord, findings: Findings
 
 def _check_gates(exp: Experiment, run: Run, record: RunRecord, findings: Findings) -> None:
     """A BMIP evaluation has its gate statistics (gates.json), valid and its own; others have none."""
-    name, doc = _run_record(exp, run, P.GATES, gates.has_gates(run.method), "no gates; this file",
-                            "gate statistics", findings)
+    name, doc = _run_record(exp, run, P.GATES, gates.FORMAT, gates.has_gates(run.method), "gate statistics",
+                            findings)
     if doc is None:
         return
     depth = record.get("config", "recipe", "options", "depth")

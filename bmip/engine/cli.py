@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from bmip.ablations import method_config
-from bmip.config import TRAINED_BY, TRAIN_CLASSES, check_ablations, check_dataset_names, load_config
+from bmip.config import TRAINED_BY, TRAIN_CLASSES, check_dataset_names, load_config
 from bmip.engine.gpu_slots import claim_for
 
 log = logging.getLogger(__name__)
@@ -144,10 +144,7 @@ def run_import_official(args: argparse.Namespace) -> int:
 def run_check_config(args: argparse.Namespace) -> int:
     from bmip.engine.check import check_compute, check_recipes
 
-    config = load_config(args.config, args.overrides)
-    source = "the config on standard input" if str(args.config) == "-" else str(args.config)
-    check_dataset_names(config, source)
-    check_ablations(config, source)
+    config = load_config(args.config, args.overrides, check=True)  # every problem of the config at once
     compute = check_compute(config)
     built = check_recipes(config)
     log.info("the config is valid and its %d (training protocol, method) recipes build on %s", built,
@@ -168,6 +165,14 @@ def run_check_data(args: argparse.Namespace) -> int:
     from bmip.engine.paths import experiment_dir
 
     config = load_config(args.config, args.overrides)
+    if args.inventory:
+        from bmip.engine.data_check import checked_datasets
+        from bmip.engine.inventory import FOLDER, update_inventories
+
+        changed = update_inventories(config, args.dataset or checked_datasets(config))
+        log.info("images recorded in %s (%d changed: %s)", experiment_dir(config) / FOLDER, len(changed),
+                 ", ".join(changed) or "none")
+        return 0
     check_dataset_names(config, "the config on standard input" if str(args.config) == "-" else str(args.config))
     checks = check_data(config, args.dataset, args.workers)
     log.info("every image decodes (%d dataset(s); records in %s)", len(checks), experiment_dir(config) / RECORDS)
@@ -187,6 +192,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--workers", type=int, default=None,
                       help="decoding threads (default: the config's workers, at least 1)")
     data.add_argument("--dataset", nargs="+", help="check only these datasets (default: every dataset the config reads)")
+    data.add_argument("--inventory", action="store_true",
+                      help="only record the images the runs read (<experiment>/inputs/<dataset>.json; the workflow's "
+                           "inventory rule), without decoding them")
     data.set_defaults(func=run_check_data)
 
     train = subparsers.add_parser("train", help="train (protocol, method, dataset, seed) runs")

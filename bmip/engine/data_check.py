@@ -60,12 +60,14 @@ def checked_datasets(config: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys([*(d for _, d in paths.trainings(config)), *(d for _, d in paths.evaluations(config))]))
 
 
-def checked_parts(config: dict[str, Any], names: Sequence[str]) -> dict[str, tuple[Dataset, dict[str, list[Item]]]]:
-    """Per dataset, the dataset and the item lists the config's runs read, by part name."""
+def checked_parts(config: dict[str, Any], names: Sequence[str],
+                  check_images: bool = True) -> dict[str, tuple[Dataset, dict[str, list[Item]]]]:
+    """Per dataset, the dataset and the item lists the config's runs read, by part name
+    (`check_images`: whether loading refuses a listed image that is not there)."""
     trained = {dataset for _, dataset in paths.trainings(config)}
     out: dict[str, tuple[Dataset, dict[str, list[Item]]]] = {}
     for name in names:
-        data = load_dataset(name, config["data_root"])
+        data = load_dataset(name, config["data_root"], check_images=check_images)
         parts: dict[str, list[Item]] = {}
         if name in trained:
             for seed in config["seeds"]:
@@ -130,10 +132,13 @@ def check_dataset(config: dict[str, Any], data: Dataset, parts: dict[str, list[I
         "files": {"n": len(files), "sizes_mtimes_sha256": stat_key},
     }
     path, cache = record_path(config, data.name), cache_path(config, data.name)
+    made_from = _inventory_sha256(config, data.name)
     previous = _read(cache)
     if previous is not None and previous.get("status") == "passed" and all(previous.get(k) == v for k, v in key.items()):
         log.info("%s: %d images unchanged since they were checked: not decoded again", data.name, len(files))
+        previous["inventory_sha256"] = made_from
         write_json(path, previous)
+        write_json(cache, previous)
         return DatasetCheck(data.name, previous, 0)
     problems = {**missing, **decode_all(data.image_root, [f for f in files if f not in missing], workers,
                                          f"check {data.name}")}
@@ -143,6 +148,7 @@ def check_dataset(config: dict[str, Any], data: Dataset, parts: dict[str, list[I
         "image_root": str(data.image_root),
         "split_file": str(data.split_file) if data.split_file else None,
         **key,
+        "inventory_sha256": made_from,
         "status": "failed" if problems else "passed",
         "problems": [{"path": rel, "problem": problems[rel]} for rel in sorted(problems)],
     }
@@ -150,6 +156,15 @@ def check_dataset(config: dict[str, Any], data: Dataset, parts: dict[str, list[I
     write_json(cache, record)
     log.info("%s: %d images decoded, %d unreadable", data.name, len(files), len(problems))
     return DatasetCheck(data.name, record, len(files))
+
+
+def _inventory_sha256(config: dict[str, Any], dataset: str) -> str | None:
+    """sha256 of the dataset's inventory (bmip.engine.inventory) the check was made from; None when
+    there is none (a check by hand, outside the workflow)."""
+    from bmip.engine.inventory import inventory_path
+
+    path = inventory_path(paths.experiment_dir(config), dataset)
+    return file_sha256(path) if path.is_file() else None
 
 
 def _read(path: Path) -> dict[str, Any] | None:

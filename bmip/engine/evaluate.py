@@ -24,12 +24,14 @@ import torch
 from bmip.checkpoint import CheckpointError, load_model, read_metadata
 from bmip.config import TRAINED_BY, ConfigError, config_hash, run_config
 from bmip.data import (
-    Item, base_novel_labels, items_hash, load_dataset, open_world_split, ratio_selection, subsample_classes,
-    subsample_classes_ratio,
+    DegenerateDatasetError, Item, base_novel_labels, items_hash, load_dataset, open_world_split, ratio_selection,
+    subsample_classes, subsample_classes_ratio,
 )
+from bmip.data.protocols import all_classes_problem
 from bmip.data.masks import has_masks, patch_foreground
 from bmip.engine import data_check, features, gates, mechanism, paths
 from bmip.engine.provenance import RunClock, provenance
+from bmip.engine.records import absent_record
 from bmip.engine.runtime import (
     accuracy_report, autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, harmonic_mean,
     predict,
@@ -89,11 +91,15 @@ def evaluate(
     work = {"single_pass": single_pass, "image_forwards": 0, "image_features_reused": 0}
     if protocol in ("cross_dataset", "domain_generalization"):
         data = load_dataset(dataset, config["data_root"])
+        problem = all_classes_problem(dataset, data.num_classes)
+        if problem is not None:
+            raise DegenerateDatasetError(f"{problem}. Add classes to {dataset!r}, or remove it from the "
+                                         f"{protocol} targets.")
         train_items = val_items = None
         classnames = data.classnames
     else:
         data, train_items, val_items = fewshot_data(config, dataset, seed)
-        classnames = open_world_split(train_items, val_items, data.test).classnames
+        classnames = open_world_split(train_items, val_items, data.test, dataset=dataset).classnames
     masks = analysed and has_masks(data)
     matrix = _shared_matrix(config, model, checkpoint, data, classnames, device, precision, gated, work,
                             _mechanism_spaces(train_items, len(classnames)) if analysed else None, masks) \
@@ -141,7 +147,7 @@ def evaluate(
     elif protocol == "base2novel":
         results = {}
         for part, subsample, columns in zip(("base", "novel"), ("base", "new"), base_novel_labels(train_items)):
-            _, _, test, names = subsample_classes(train_items, val_items, data.test, subsample)
+            _, _, test, names = subsample_classes(train_items, val_items, data.test, subsample, dataset=dataset)
             results[part] = score(test, names, columns, f"{dataset} {part}", part)
         summary = {"base": results["base"]["accuracy"], "novel": results["novel"]["accuracy"]}
         summary["hm"] = harmonic_mean(summary["base"], summary["novel"])
@@ -149,11 +155,23 @@ def evaluate(
         results, summary = _open_world(config, score, data, train_items, val_items, seed)
 
     identity = {"protocol": protocol, "method": method, "dataset": dataset, "seed": seed}
-    if gated:  # before metrics.json, which marks the evaluation done
+    # Before metrics.json, which marks the evaluation done. Both records are written for every
+    # method (declared outputs of every evaluation job): one with nothing to record says why.
+    if gated:
         gates.write_gates(out / paths.GATES, identity, recorded)
+    else:
+        write_json(out / paths.GATES, absent_record(gates.FORMAT, identity, f"{method} has no gates: only BMIP's "
+                                                    "aggregation weights are recorded (bmip.engine.gates)"))
     if analysed:
         mechanism.write_mechanism(out / paths.MECHANISM, identity, masks, mechanisms)
-    metrics = {**identity, "trained_on": source, "summary": summary, "results": results}
+    else:
+        write_json(out / paths.MECHANISM, absent_record(mechanism.FORMAT, identity, f"{method} learns no prompts: "
+                                                        "there is no prompt term to record (bmip.engine.mechanism)"))
+    # Classes the model was trained on fewer than `shots` images of (its training's provenance):
+    # the tables note them.
+    trained = _read_provenance(checkpoint.parent / paths.PROVENANCE)
+    short = ((trained.get("inputs") or {}).get("short_classes") or {}) if isinstance(trained, dict) else {}
+    metrics = {**identity, "trained_on": source, "short_classes": short, "summary": summary, "results": results}
     write_json(out / paths.METRICS, metrics)
     inputs = {"test": dataset_inputs(data, tested), "data_check": data_check.provenance_input(config, dataset),
               "checkpoint": str(checkpoint),
@@ -166,8 +184,17 @@ def evaluate(
     return out
 
 
+def _read_provenance(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def _open_world(config, score, data, train_items, val_items, seed):
-    split = open_world_split(train_items, val_items, data.test)
+    split = open_world_split(train_items, val_items, data.test, dataset=data.name)
     joint = score(split.test, split.classnames, range(len(split.classnames)), f"{data.name} open-world", "joint")
     results: dict[str, Any] = {"joint": joint}
     summary: dict[str, Any] = {"accuracy": joint["accuracy"]}

@@ -204,13 +204,19 @@ def test_a_missing_or_incomplete_mechanism_record_of_a_prompt_method_is_named(ex
     assert _mentions(problems, MECHANISM, "base/text: blocks")
     assert _mentions(problems, MECHANISM, "novel/text/0: lambda")
     (experiment_copy / MECHANISM).unlink()
-    assert _mentions(_problems(experiment_copy), MECHANISM, "every evaluation of coop records its prompt mechanism")
+    assert _mentions(_problems(experiment_copy), MECHANISM, "missing: every evaluation writes it (coop's: its prompt "
+                                                            "mechanism)")
 
 
-def test_a_mechanism_record_for_zero_shot_clip_is_refused(experiment_copy):
+def test_zero_shot_clip_records_that_it_has_no_mechanism_and_a_real_record_there_is_refused(experiment_copy):
     target = "base2novel/zsclip/toy/seed1/mechanism.json"
+    own = json.loads((experiment_copy / target).read_text())
+    assert own["parts"] is None and "learns no prompts" in own["absent"]
     shutil.copy(experiment_copy / MECHANISM, experiment_copy / target)
-    assert _mentions(_problems(experiment_copy), target, "has no prompts; a mechanism record does not belong here")
+    assert _mentions(_problems(experiment_copy), target, "method 'zsclip' has nothing of the kind to record")
+    # A prompt method's record that says it has none is refused too.
+    _edit_json(experiment_copy / MECHANISM, lambda doc: doc.update(parts=None, absent="nothing"))
+    assert _mentions(_problems(experiment_copy), MECHANISM, "records nothing (nothing), but every evaluation of coop")
 
 
 FEATURES = "features/toy/image_features.safetensors"

@@ -16,7 +16,7 @@ def test_manifest_lists_every_output_with_hash_size_and_rule(experiment):
     manifest = json.loads((experiment / "manifest.json").read_text())
     files = {entry["path"]: entry for entry in manifest["files"]}
     on_disk = {p.relative_to(experiment).as_posix() for p in experiment.rglob("*")
-               if p.is_file() and not p.name.startswith(".")}
+               if p.is_file() and not any(part.startswith(".") for part in p.relative_to(experiment).parts)}
     assert "manifest.json" not in files and "audit.txt" not in files
     assert set(files) == {p for p in on_disk if not p.startswith("logs/")} - {"manifest.json", "audit.txt", "crate.zip"}
     assert manifest["totals"] == {"files": len(files), "bytes": sum(e["size"] for e in files.values())}
@@ -31,6 +31,7 @@ def test_manifest_lists_every_output_with_hash_size_and_rule(experiment):
     assert rules["tables/base2novel.csv"] == "tables" and rules["figures/base_vs_novel.png"] == "figures"
     assert rules["splits/toy/shot_2-seed_1.json"] == "fewshot_splits" and rules["config.yaml"] == "write_config"
     assert rules["provenance/open_world.csv"] == "provenance" and rules["cost.csv"] == "cost"
+    assert rules["inputs/toy.json"] == "inventory" and rules["base2novel/coop/toy/seed1/gates.json"] == "evaluate_base2novel"
     assert None not in rules.values()
     logs = {entry["path"]: entry["rule"] for entry in manifest["logs"]}
     assert logs["logs/tables.log"] == "tables" and logs["logs/splits/toy.log"] == "fewshot_splits"

@@ -45,13 +45,17 @@ for _ablation in ABLATIONS:
             **job_resources("train"),
         params:
             bmip=bmip_command,
+            ledger=ledger_command,
             config=experiment_config,
             runs=lambda wildcards, a=_ablation: variant_runs(a, ablation_trained, wildcards),
-            what=lambda wildcards: "--all" if BATCH_DATASETS else f"--protocol {wildcards.training} --dataset {wildcards.dataset}",
+            settings=settings_of("train"),
+            code=code_of("train"),
+            what=lambda wildcards: "--all" if BATCH_DATASETS else
+            f"--protocol {wildcards.training} --dataset {shlex.quote(wildcards.dataset)}",
             seeds=lambda wildcards, a=_ablation: " ".join(str(s) for s in ablation_seeds(a, wildcards)),
         shell:
             "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} train - --method {wildcards.method:q} "
-            "{params.what} --seed {params.seeds} > {log} 2>&1"
+            "{params.what} --seed {params.seeds} > {log:q} 2>&1 && {params.ledger} {output:q}"
 
     rule:
         name:
@@ -64,12 +68,13 @@ for _ablation in ABLATIONS:
                 for p, d in ablation_evaluated(g, wildcards)
                 for s in ablation_seeds(a, wildcards)
             )),
-            data=lambda wildcards, g=_grid: sorted({dataset_ready(d) for _, d in ablation_evaluated(g, wildcards)}),
             data_check=lambda wildcards, g=_grid: data_check_records({d for _, d in ablation_evaluated(g, wildcards)}),
+            backbone=backbone_files(),
         output:
             **{
                 key: [f"{EXP}/{p}/{{method}}/{d}/seed{s}/{name}" for p, d in _eval_pairs for s in _seed_list()]
-                for key, name in (("metrics", P.METRICS), ("provenance", P.PROVENANCE))
+                for key, name in (("metrics", P.METRICS), ("gates", P.GATES), ("mechanism", P.MECHANISM),
+                                  ("provenance", P.PROVENANCE))
             },
         log:
             # folders in the order of the runs' own (the crate tells a job's files by them)
@@ -83,14 +88,18 @@ for _ablation in ABLATIONS:
             **job_resources("evaluate"),
         params:
             bmip=bmip_command,
+            ledger=ledger_command,
             config=experiment_config,
             runs=lambda wildcards, a=_ablation: variant_runs(a, ablation_evaluated, wildcards),
-            settings=json.dumps(_grid["protocols"], sort_keys=True),
-            what=lambda wildcards: "--all" if BATCH_DATASETS else f"--protocol {wildcards.protocol} --dataset {wildcards.dataset}",
+            protocols=json.dumps(_grid["protocols"], sort_keys=True),
+            settings=settings_of("evaluate"),
+            code=code_of("evaluate"),
+            what=lambda wildcards: "--all" if BATCH_DATASETS else
+            f"--protocol {wildcards.protocol} --dataset {shlex.quote(wildcards.dataset)}",
             seeds=lambda wildcards, a=_ablation: " ".join(str(s) for s in ablation_seeds(a, wildcards)),
         shell:
             "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} evaluate - --method {wildcards.method:q} "
-            "{params.what} --seed {params.seeds} > {log} 2>&1"
+            "{params.what} --seed {params.seeds} > {log:q} 2>&1 && {params.ledger} {output:q}"
 
 
 if ABLATIONS or PAIRED:
@@ -122,8 +131,10 @@ if ABLATIONS or PAIRED:
             **RES["light"],
         params:
             bmip=bmip_command,
+            ledger=ledger_command,
             tables=lambda wildcards, output: os.path.dirname(output.tables[0]),
             figures=lambda wildcards, output: os.path.join(os.path.dirname(os.path.dirname(output.tables[0])), "figures"),
+            code=code_of("ablation_report"),
         shell:
-            "{params.bmip} ablations {input.config} {input.variants} {input.methods} --tables {params.tables} "
-            "--figures {params.figures} > {log} 2>&1"
+            "{params.bmip} ablations {input.config:q} {input.variants:q} {input.methods:q} --tables {params.tables:q} "
+            "--figures {params.figures:q} > {log:q} 2>&1 && {params.ledger} {output:q}"

@@ -25,17 +25,19 @@ rule tables:
         **RES["light"],
     params:
         bmip=bmip_command,
+        ledger=ledger_command,
         out=lambda wildcards, output: os.path.dirname(output.csv[0]),
+        code=code_of("tables"),
     shell:
-        "{params.bmip} aggregate {input} --out {params.out} > {log} 2>&1"
+        "{params.bmip} aggregate {input:q} --out {params.out:q} > {log:q} 2>&1 && {params.ledger} {output:q}"
 
 
 rule figures:
     input:
         tables=expand(f"{EXP}/tables/{{table}}.csv", table=TABLES),
         train_logs=train_log_files(),
-        gated=gated_metrics_files(),
-        analysed=mechanism_metrics_files(),
+        gated=gated_files(),
+        analysed=mechanism_files(),
         causal=causal_files(),
     output:
         png=[
@@ -57,13 +59,12 @@ rule figures:
     params:
         bmip=bmip_command,
         tables=lambda wildcards, input: os.path.dirname(input.tables[0]),
-        gates=lambda wildcards, input: [
-            os.path.join(os.path.dirname(m), P.GATES) for m in input.gated
-        ],
-        mechanism=lambda wildcards, input: [
-            os.path.join(os.path.dirname(m), P.MECHANISM) for m in input.analysed
-        ],
+        gates=lambda wildcards, input: list(input.gated),
+        mechanism=lambda wildcards, input: list(input.analysed),
         out=lambda wildcards, output: os.path.dirname(output.png[0]),
+        ledger=ledger_command,
+        code=code_of("figures"),
     shell:
-        "{params.bmip} figures --tables {params.tables} --train-logs {input.train_logs} --gates {params.gates} "
-        "--mechanism {params.mechanism} --causal {input.causal} --out {params.out} > {log} 2>&1"
+        "{params.bmip} figures --tables {params.tables:q} --train-logs {input.train_logs:q} --gates {params.gates:q} "
+        "--mechanism {params.mechanism:q} --causal {input.causal:q} --out {params.out:q} > {log:q} 2>&1 "
+        "&& {params.ledger} {output:q}"

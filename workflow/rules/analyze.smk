@@ -6,8 +6,8 @@
 rule analyze:
     input:
         prompts=f"{EXP}/train/base2novel/{{method}}/{{dataset}}/seed{{seed}}/{P.PROMPTS}",
-        data=lambda wildcards: dataset_ready(wildcards.dataset),
         data_check=lambda wildcards: data_check_records({wildcards.dataset}),
+        backbone=backbone_files(),
     output:
         f"{EXP}/analysis/{{method}}/{{dataset}}/seed{{seed}}/causal.json",
     log:
@@ -19,7 +19,14 @@ rule analyze:
         **job_resources("evaluate"),
     params:
         bmip=bmip_command,
+        ledger=ledger_command,
         config=experiment_config,
+        runs=lambda wildcards: json.dumps(
+            run_config(config, "base2novel", wildcards.method, wildcards.dataset, int(wildcards.seed)), sort_keys=True
+        ),
+        settings=settings_of("analyze"),
+        code=code_of("analyze"),
     shell:
-        "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} analyze - --method {wildcards.method} "
-        "--dataset {wildcards.dataset} --seed {wildcards.seed} > {log} 2>&1"
+        "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} analyze - "
+        "--method {wildcards.method:q} --dataset {wildcards.dataset:q} --seed {wildcards.seed} > {log:q} 2>&1 "
+        "&& {params.ledger} {output:q}"

@@ -45,10 +45,12 @@ rule provenance:
         **RES["light"],
     params:
         bmip=bmip_command,
+        ledger=ledger_command,
+        code=code_of("provenance"),
         experiment=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
         out=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "{params.bmip} provenance {params.experiment} --out {params.out} > {log} 2>&1"
+        "{params.bmip} provenance {params.experiment:q} --out {params.out:q} > {log:q} 2>&1 && {params.ledger} {output:q}"
 
 
 rule cost:
@@ -74,9 +76,12 @@ rule cost:
         **RES["light"],
     params:
         bmip=bmip_command,
+        ledger=ledger_command,
+        code=code_of("cost"),
         experiment=lambda wildcards, output: os.path.dirname(output.csv),
     shell:
-        "{params.bmip} cost {params.experiment} --csv {output.csv} --md {output.md} > {log} 2>&1"
+        "{params.bmip} cost {params.experiment:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1 "
+        "&& {params.ledger} {output:q}"
 
 
 rule manifest:
@@ -105,9 +110,11 @@ rule manifest:
         **RES["light"],
     params:
         bmip=bmip_command,
+        ledger=ledger_command,
+        code=code_of("manifest"),
         experiment=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "{params.bmip} manifest {params.experiment} > {log} 2>&1"
+        "{params.bmip} manifest {params.experiment:q} > {log:q} 2>&1 && {params.ledger} {output:q}"
 
 
 rule audit:
@@ -131,9 +138,11 @@ rule audit:
         **RES["light"],
     params:
         bmip=bmip_command,
+        ledger=ledger_command,
+        code=code_of("audit"),
         experiment=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "{params.bmip} audit {params.experiment} --out {output} > {log} 2>&1"
+        "{params.bmip} audit {params.experiment:q} --out {output:q} > {log:q} 2>&1 && {params.ledger} {output:q}"
 
 
 rule crate:
@@ -156,6 +165,9 @@ rule crate:
         **RES["light"],
     params:
         bmip=bmip_command,
+        ledger=ledger_command,
+        code=code_of("crate"),
+        settings=settings_of("crate"),
         experiment=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "{params.bmip} crate {params.experiment} --out {output} > {log} 2>&1"
+        "{params.bmip} crate {params.experiment:q} --out {output:q} > {log:q} 2>&1 && {params.ledger} {output:q}"

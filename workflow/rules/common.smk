@@ -1,13 +1,18 @@
 # Config validation, the job grid, and paths: everything the rules share.
 import json
 import os
+import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
 
-from bmip.config import TRAINED_BY, ConfigError, check_ablations, check_dataset_names, run_config, validate
+from bmip.config import TRAINED_BY, ConfigError, check_config, run_config, workflow_config
 from bmip.data import resolve_name
+from bmip import ledger as LEDGER
+from bmip import workflow_lock as WL
 from bmip.engine import data_check as DC
+from bmip.engine import dependencies as DEP
+from bmip.engine import inventory as INV
 from bmip.engine import paths as P
 from bmip.engine.gates import has_gates
 from bmip.engine.mechanism import has_mechanism
@@ -15,10 +20,12 @@ from bmip.methods import frozen_image_tower
 from bmip.report.figures import FIGURES, SECTIONS
 from bmip.report.tables import TABLES
 
+# The config files read again strictly (a key given twice is refused, 4e-3 is the number it looks
+# like: Snakemake's own reading takes the last of two keys and 4e-3 as text), every problem listed.
 try:
-    _validated = validate(dict(config), "the workflow config")
-    check_dataset_names(_validated, "the workflow config")
-    check_ablations(_validated, "the workflow config")
+    _validated = check_config(
+        workflow_config(workflow.configfiles, workflow.config_settings.config_args), "the workflow config"
+    )
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 config.clear()
@@ -64,7 +71,25 @@ def bmip_command(wildcards, input):
     """The package's command line under the interpreter running Snakemake: no PATH set-up needed.
     It takes `input` so that Snakemake counts it as derived and leaves it out of its params-change
     trigger: `python -m snakemake` after `snakemake`, or a venv at another path, reruns nothing."""
-    return f"{sys.executable} -m bmip.cli"
+    return f"{shlex.quote(sys.executable)} -m bmip.cli"
+
+
+def ledger_command(wildcards, input):
+    """What ends every job that writes results: `python -m bmip.ledger EXPERIMENT`, followed by the
+    job's outputs (bmip/ledger.py: a result changed afterwards is set aside and rebuilt). Derived,
+    like bmip_command."""
+    return f"{shlex.quote(sys.executable)} -m bmip.ledger {shlex.quote(EXP)}"
+
+
+def settings_of(stage):
+    """A rule's `settings` param: the config keys its numbers depend on (bmip.engine.dependencies)."""
+    return json.dumps(DEP.settings(config, stage), sort_keys=True)
+
+
+def code_of(stage):
+    """A rule's `code` param: the fingerprint of the bmip code it runs, so that a change of that
+    code reruns its jobs (comments, docstrings and formatting change nothing)."""
+    return lambda wildcards: DEP.code_fingerprint(stage)
 
 
 def experiment_config(wildcards, input):
@@ -129,7 +154,7 @@ def train_what(wildcards):
     """`bmip train` arguments naming what one job trains."""
     if BATCH_DATASETS:
         return "--all"
-    return f"--protocol {wildcards.training} --dataset {wildcards.dataset}"
+    return f"--protocol {wildcards.training} --dataset {shlex.quote(wildcards.dataset)}"
 
 
 def metrics_files():
@@ -151,13 +176,12 @@ def train_log_files():
     ]
 
 
-def gated_metrics_files():
-    """The base-to-novel evaluations of BMIP methods: each writes gates.json beside metrics.json
-    (not a declared output, since only these methods write one), which the gate figure reads."""
+def gated_files():
+    """The gate records of BMIP methods' base-to-novel evaluations, which the gate figure reads."""
     if "base2novel" not in PROTOCOLS:
         return []
     return [
-        f"{EXP}/base2novel/{method}/{dataset}/seed{seed}/{P.METRICS}"
+        f"{EXP}/base2novel/{method}/{dataset}/seed{seed}/{P.GATES}"
         for method in METHODS
         if has_gates(method)
         for dataset in P.eval_datasets(config, "base2novel")
@@ -165,13 +189,13 @@ def gated_metrics_files():
     ]
 
 
-def mechanism_metrics_files():
-    """The base-to-novel evaluations of prompt methods: each writes mechanism.json beside
-    metrics.json (not a declared output, like gates.json), which the mechanism figures read."""
+def mechanism_files():
+    """The mechanism records of prompt methods' base-to-novel evaluations, which the mechanism
+    figures read."""
     if "base2novel" not in PROTOCOLS:
         return []
     return [
-        f"{EXP}/base2novel/{method}/{dataset}/seed{seed}/{P.METRICS}"
+        f"{EXP}/base2novel/{method}/{dataset}/seed{seed}/{P.MECHANISM}"
         for method in METHODS
         if has_mechanism(method)
         for dataset in P.eval_datasets(config, "base2novel")
@@ -204,7 +228,9 @@ def figure_files():
 
 def dataset_ready(dataset):
     """What says a dataset is in place: the generated world, a download stamp for the paper's
-    datasets, or (bring your own) the dataset's own folder under data_root."""
+    datasets, or (bring your own) the dataset's own folder under data_root. Only the inventory
+    job reads it (as `ancient`: its time means nothing); every other job depends on the images
+    through the dataset's inventory and data check."""
     if MINIWORLD:
         return f"{DATA}/world.json"
     if resolve_name(dataset) is not None:
@@ -212,9 +238,17 @@ def dataset_ready(dataset):
     return f"{DATA}/{dataset}"
 
 
+def inventory_file(dataset):
+    """The record of a dataset's images the config's runs read (bmip.engine.inventory)."""
+    return str(INV.inventory_path(EXP, dataset))
+
+
 def backbone_files():
-    """A local backbone weight file the workflow itself produces (the miniworld CLIP)."""
-    return [config["backbone"]["pretrained"]] if MINIWORLD else []
+    """The backbone's weight file where it is a local file (the miniworld CLIP the workflow makes,
+    or a file the config names): a job reading the weights reruns when they change. A named tag
+    (openai) is part of every run's config instead."""
+    pretrained = config["backbone"]["pretrained"]
+    return [pretrained] if MINIWORLD or os.path.isfile(pretrained) else []
 
 
 def data_check_records(datasets):
@@ -234,7 +268,12 @@ def check_datasets(wildcards):
 
 
 def check_inputs(wildcards):
-    return [dataset_ready(dataset) for dataset in check_datasets(wildcards)]
+    """The datasets' inventories. A dry run writes no file, so where it found a dataset's images
+    changed since its inventory was written (IMAGES_CHANGED, at the end of this file), the job also
+    lists the dataset's ready file (as `ancient`, existing): Snakemake then sees a changed set of
+    inputs and plans the check, and everything after it, as the run will."""
+    changed = [dataset_ready(d) for d in check_datasets(wildcards) if d in IMAGES_CHANGED and INVOCATION == "dry-run"]
+    return [inventory_file(dataset) for dataset in check_datasets(wildcards)] + [ancient(p) for p in changed]
 
 
 def check_params(wildcards):
@@ -291,8 +330,8 @@ def eval_inputs(protocols):
                     for seed in seeds_of(wildcards)
                 )
             ),
-            "data": sorted({dataset_ready(dataset) for _, dataset in pairs}),
             "data_check": data_check_records({dataset for _, dataset in pairs}),
+            "backbone": backbone_files(),
             "features": (
                 sorted({features_file(dataset) for _, dataset in pairs})
                 if frozen_image_tower(wildcards.method)
@@ -311,20 +350,9 @@ FEATURE_DATASETS = (
 )
 
 
-def features_data(wildcards):
-    datasets = FEATURE_DATASETS if BATCH_DATASETS else [wildcards.dataset]
-    return sorted({dataset_ready(dataset) for dataset in datasets})
-
-
 def features_file(dataset):
     """The frozen image features of a test set (bmip.engine.features.features_path)."""
     return str(P.features_file(EXP, dataset))
-
-
-def features_settings(wildcards, input):
-    """The config keys frozen image features depend on (the rest of their key is in the inputs)."""
-    keys = ("backbone", "eval_batch_size", "precision", "device")
-    return json.dumps({key: config[key] for key in keys}, sort_keys=True)
 
 
 def eval_runs(protocols):
@@ -347,7 +375,7 @@ def eval_what(protocols):
     def what(wildcards):
         if BATCH_DATASETS:
             return "--all"
-        datasets = " ".join(dict.fromkeys(d for _, d in eval_pairs(protocols, wildcards)))
+        datasets = " ".join(shlex.quote(d) for d in dict.fromkeys(d for _, d in eval_pairs(protocols, wildcards)))
         return f"--protocol {' '.join(protocols)} --dataset {datasets}"
 
     return what
@@ -418,3 +446,95 @@ def ablation_metrics():
         for p, d in P.evaluations(A.method_config(config, v))
         for s in a.seeds
     ]
+
+
+def result_files():
+    """Every file a job writes into the experiment (logs aside), as inputs of the target `all`. Snakemake
+    checks the targets' own inputs for missing files, not those of jobs whose outputs exist, so
+    without this a deleted result (a metrics.json, a checkpoint) would stay missing while the
+    tables above it looked finished."""
+    runs = [(a.seeds, v) for a in ABLATIONS for v in a.names]
+    trained = [
+        f"{EXP}/train/{training}/{method}/{dataset}/seed{seed}/{name}"
+        for seeds, methods, grid in [(SEEDS, METHODS, config)]
+        + [(seeds, [v], A.method_config(config, v)) for seeds, v in runs]
+        for method in methods
+        for training, dataset in P.trainings(grid)
+        for seed in seeds
+        for name in (P.PROMPTS, P.TRAIN_LOG, P.PROVENANCE)
+    ]
+    evaluated = [
+        f"{EXP}/{protocol}/{method}/{dataset}/seed{seed}/{name}"
+        for seeds, methods, grid in [(SEEDS, METHODS, config)]
+        + [(seeds, [v], A.method_config(config, v)) for seeds, v in runs]
+        for method in methods
+        for protocol, dataset in P.evaluations(grid)
+        for seed in seeds
+        for name in (P.METRICS, P.GATES, P.MECHANISM, P.PROVENANCE)
+    ]
+    checked = DC.checked_datasets(config)
+    splits = [
+        f"{EXP}/splits/{dataset}/shot_{config['shots']}-seed_{seed}.json"
+        for dataset in dict.fromkeys(d for _, d in P.trainings(config))
+        for seed in SEEDS
+    ]
+    return (
+        [inventory_file(d) for d in checked]
+        + data_check_records(checked)
+        + splits
+        + backbone_files()
+        + [features_file(d) for d in FEATURE_DATASETS]
+        + list(dict.fromkeys(trained))
+        + list(dict.fromkeys(evaluated))
+        + causal_files()
+    )
+
+
+# When the workflow starts (its main process; not a cluster job reading the workflow again):
+# * a run holds the experiment's lock (bmip/workflow_lock.py), so a second run or an --unlock
+#   cannot damage it; --unlock is refused while a run is live;
+# * a run brings the image inventories up to date (bmip/engine/inventory.py): changed images
+#   rerun their dataset's jobs; a dry run compares them without writing (check_inputs);
+# * a run sets aside every result whose content is no longer what its job wrote (bmip/ledger.py),
+#   and Snakemake rebuilds it; a dry run names them.
+# Nothing but a run writes a file.
+INVOCATION = WL.invocation() if workflow.is_main_process else "job"
+IMAGES_CHANGED = []
+_LIVE = WL.experiment_lock(EXP)
+if INVOCATION == "unlock":
+    try:
+        WL.refuse_unlock()
+    except WL.ExperimentBusy as err:
+        raise WorkflowError(str(err)) from None
+elif INVOCATION == "run":
+    try:
+        _RUN_LOCK = WL.hold(EXP)  # held until this process exits
+    except WL.ExperimentBusy as err:
+        raise WorkflowError(str(err)) from None
+elif INVOCATION != "job" and WL._held(_LIVE):
+    print(f"Note: a live run is producing {EXP}; what it has not finished shows as still to do.", file=sys.stderr)
+
+if INVOCATION in ("run", "dry-run"):
+    _write = INVOCATION == "run"
+    _ready = [d for d in DC.checked_datasets(config) if os.path.exists(dataset_ready(d))]
+    _recorded = [d for d in _ready if os.path.exists(inventory_file(d))]
+    try:
+        IMAGES_CHANGED = INV.update_inventories(config, _ready if _write else _recorded, write=_write)
+    except Exception as err:  # a dataset in place that cannot be read: say so before any job
+        raise WorkflowError(f"reading the datasets to record their images: {err}") from None
+    if IMAGES_CHANGED:
+        print(f"Images {'recorded' if _write else 'changed'} in {EXP}/{INV.FOLDER}/ for: {', '.join(IMAGES_CHANGED)} "
+              "(new or changed since the last run): their data check and everything that reads them "
+              f"{'run again' if _write else 'will run again'}.", file=sys.stderr)
+    _changed_results = LEDGER.changed_files(EXP, write=_write)
+    if _changed_results:
+        listed = "\n".join(f"  {name}: {why}" for name, why in sorted(_changed_results.items()))
+        if _write:
+            _aside = LEDGER.set_aside(EXP, sorted(_changed_results))
+            print(f"{len(_changed_results)} result file(s) changed after the workflow wrote them:\n{listed}\n"
+                  f"They are kept in {_aside} and rebuilt now, with everything that depends on them.",
+                  file=sys.stderr)
+        else:
+            print(f"{len(_changed_results)} result file(s) changed after the workflow wrote them:\n{listed}\n"
+                  "A run sets them aside (kept) and rebuilds them with everything that depends on them; "
+                  "this dry run does not list those jobs.", file=sys.stderr)

@@ -19,9 +19,12 @@ rule write_config:
         **check_config_resources(),
     params:
         bmip=bmip_command,
+        ledger=ledger_command,
         config=json.dumps(config, sort_keys=True),
+        code=code_of("write_config"),
     shell:
-        "printf '%s' {params.config:q} | {params.bmip} check-config - --write {output} > {log} 2>&1"
+        "printf '%s' {params.config:q} | {params.bmip} check-config - --write {output:q} > {log:q} 2>&1 "
+        "&& {params.ledger} {output:q}"
 
 
 if MINIWORLD:
@@ -40,8 +43,10 @@ if MINIWORLD:
             root=lambda wildcards, output: os.path.dirname(output[0]),
             seed=config["miniworld"]["seed"],
             size=config["miniworld"]["size"],
+            code=code_of("miniworld_generate"),
         shell:
-            "{params.bmip} miniworld-generate --root {params.root} --seed {params.seed} --size {params.size} > {log} 2>&1"
+            "{params.bmip} miniworld-generate --root {params.root:q} --seed {params.seed} --size {params.size:q} "
+            "> {log:q} 2>&1"
 
     rule miniworld_pretrain:
         input:
@@ -58,15 +63,17 @@ if MINIWORLD:
             runtime=RES["train"]["runtime"],
         params:
             bmip=bmip_command,
+            ledger=ledger_command,
             seed=config["miniworld"]["seed"],
             steps=(
                 f"--steps {config['miniworld']['pretrain_steps']}"
                 if config["miniworld"]["pretrain_steps"]
                 else ""
             ),
+            code=code_of("miniworld_pretrain"),
         shell:
-            "{params.bmip} miniworld-pretrain --out {output} --seed {params.seed} {params.steps} "
-            "--threads {threads} > {log} 2>&1"
+            "{params.bmip} miniworld-pretrain --out {output:q} --seed {params.seed} {params.steps} "
+            "--threads {threads} > {log:q} 2>&1 && {params.ledger} {output:q}"
 
     rule miniworld_figure:
         input:
@@ -85,9 +92,12 @@ if MINIWORLD:
             **RES["light"],
         params:
             bmip=bmip_command,
+            ledger=ledger_command,
             root=lambda wildcards, input: os.path.dirname(input[0]),
+            code=code_of("miniworld_figure"),
         shell:
-            "{params.bmip} miniworld-figure --root {params.root} --out {output} > {log} 2>&1"
+            "{params.bmip} miniworld-figure --root {params.root:q} --out {output:q} > {log:q} 2>&1 "
+            "&& {params.ledger} {output:q}"
 
 else:
 
@@ -105,14 +115,38 @@ else:
             bmip=bmip_command,
             root=DATA,
         shell:
-            "{params.bmip} download {wildcards.dataset} --root {params.root} --no-progress --stamp {output} > {log} 2>&1"
+            "{params.bmip} download {wildcards.dataset:q} --root {params.root:q} --no-progress --stamp {output:q} "
+            "> {log:q} 2>&1"
+
+
+rule inventory:
+    # The record of the images the config's runs read (bmip/engine/inventory.py), once the dataset
+    # is in place. The workflow brings it up to date each time it starts, rewriting it only when
+    # the images changed, so this job runs only when the dataset was not in place at the start.
+    # Its input is `ancient`: what counts is the images it records, not a stamp's time.
+    input:
+        ancient(lambda wildcards: dataset_ready(wildcards.dataset)),
+    output:
+        f"{EXP}/{INV.FOLDER}/{{dataset}}.json",
+    log:
+        f"{EXP}/logs/inventory/{{dataset}}.log",
+    localrule: True
+    conda:
+        ENV
+    resources:
+        **RES["light"],
+    params:
+        bmip=bmip_command,
+        config=experiment_config,
+    shell:
+        "printf '%s' {params.config:q} | {params.bmip} check-data - --dataset {wildcards.dataset:q} --inventory "
+        "> {log:q} 2>&1"
 
 
 rule fewshot_splits:
     # After the data check: a split is drawn from images known to decode, and drawn again once the
     # broken files a failed check named are removed.
     input:
-        data=lambda wildcards: dataset_ready(wildcards.dataset),
         data_check=lambda wildcards: data_check_records([wildcards.dataset]),
     output:
         expand(
@@ -127,13 +161,15 @@ rule fewshot_splits:
         **RES["light"],
     params:
         bmip=bmip_command,
+        ledger=ledger_command,
         root=DATA,
         shots=config["shots"],
         seeds=" ".join(str(s) for s in SEEDS),
         out=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
+        code=code_of("fewshot_splits"),
     shell:
-        "{params.bmip} splits {wildcards.dataset} --root {params.root} --shots {params.shots} --seed {params.seeds} "
-        "--out {params.out} > {log} 2>&1"
+        "{params.bmip} splits {wildcards.dataset:q} --root {params.root:q} --shots {params.shots} "
+        "--seed {params.seeds} --out {params.out:q} > {log:q} 2>&1 && {params.ledger} {output:q}"
 
 
 
@@ -158,8 +194,11 @@ rule check_data:
         **RES["light"],
     params:
         bmip=bmip_command,
+        ledger=ledger_command,
         config=experiment_config,
         checked=check_params,
-        what=lambda wildcards: "" if BATCH_DATASETS else f"--dataset {wildcards.dataset}",
+        what=lambda wildcards: "" if BATCH_DATASETS else f"--dataset {shlex.quote(wildcards.dataset)}",
+        code=code_of("check_data"),
     shell:
-        "printf '%s' {params.config:q} | {params.bmip} check-data - {params.what} --workers {threads} > {log} 2>&1"
+        "printf '%s' {params.config:q} | {params.bmip} check-data - {params.what} --workers {threads} > {log:q} 2>&1 "
+        "&& {params.ledger} {output:q}"

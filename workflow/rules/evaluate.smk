@@ -11,7 +11,6 @@
 
 rule image_features:
     input:
-        data=features_data,
         data_check=lambda wildcards: data_check_records(FEATURE_DATASETS if BATCH_DATASETS else [wildcards.dataset]),
         backbone=backbone_files(),
     output:
@@ -26,12 +25,14 @@ rule image_features:
     params:
         bmip=bmip_command,
         config=experiment_config,
-        # What the features depend on besides the data and the weights file (bmip.engine.features).
-        key=features_settings,
-        datasets=lambda wildcards: " ".join(FEATURE_DATASETS) if BATCH_DATASETS else wildcards.dataset,
+        ledger=ledger_command,
+        # What the features depend on besides the images and the weights file (bmip.engine.features).
+        settings=settings_of("image_features"),
+        code=code_of("image_features"),
+        datasets=lambda wildcards: FEATURE_DATASETS if BATCH_DATASETS else [wildcards.dataset],
     shell:
         "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} features - "
-        "--dataset {params.datasets} > {log} 2>&1"
+        "--dataset {params.datasets:q} > {log:q} 2>&1 && {params.ledger} {output:q}"
 
 
 for _name, _protocols in eval_rules().items():
@@ -48,6 +49,8 @@ for _name, _protocols in eval_rules().items():
             unpack(eval_inputs(_protocols)),
         output:
             metrics=eval_outputs(_protocols, P.METRICS),
+            gates=eval_outputs(_protocols, P.GATES),
+            mechanism=eval_outputs(_protocols, P.MECHANISM),
             provenance=eval_outputs(_protocols, P.PROVENANCE),
         log:
             _log,
@@ -58,12 +61,17 @@ for _name, _protocols in eval_rules().items():
             **job_resources("evaluate"),
         params:
             bmip=bmip_command,
+            ledger=ledger_command,
             config=experiment_config,
-            # What shapes the numbers: the trained runs' configs and these protocols' settings.
+            # What shapes the numbers: the trained runs' configs, these protocols' settings, the
+            # config's evaluation settings and the code.
             runs=eval_runs(_protocols),
-            settings=json.dumps({p: PROTOCOLS[p] for p in _protocols}, sort_keys=True),
+            protocols=json.dumps({p: PROTOCOLS[p] for p in _protocols}, sort_keys=True),
+            settings=settings_of("evaluate"),
+            code=code_of("evaluate"),
             what=eval_what(_protocols),
             seeds=seeds_arg,
         shell:
-            "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} evaluate - --method {wildcards.method} "
-            "{params.what} --seed {params.seeds} > {log} 2>&1"
+            "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} evaluate - "
+            "--method {wildcards.method:q} {params.what} --seed {params.seeds} > {log:q} 2>&1 "
+            "&& {params.ledger} {output:q}"

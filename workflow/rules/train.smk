@@ -25,10 +25,13 @@ rule train:
         **job_resources("train"),
     params:
         bmip=bmip_command,
+        ledger=ledger_command,
         config=experiment_config,
         runs=train_runs,
+        settings=settings_of("train"),
+        code=code_of("train"),
         what=train_what,
         seeds=seeds_arg,
     shell:
-        "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} train - --method {wildcards.method} "
-        "{params.what} --seed {params.seeds} > {log} 2>&1"
+        "printf '%s' {params.config:q} | OMP_NUM_THREADS={threads} {params.bmip} train - --method {wildcards.method:q} "
+        "{params.what} --seed {params.seeds} > {log:q} 2>&1 && {params.ledger} {output:q}"

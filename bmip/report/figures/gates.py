@@ -39,7 +39,7 @@ def read_gates(files: Iterable[Path]) -> pd.DataFrame:
             raise GateFileError(f"{path}: cannot read the gate file ({err}); rerun its evaluation") from err
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise GateFileError(f"{path}: not a {FORMAT} file (written by `bmip evaluate` for BMIP runs)")
-        for part, towers in sorted(doc["parts"].items()):
+        for part, towers in sorted((doc["parts"] or {}).items()):  # None: a method without gates
             for tower in TOWERS:
                 for block, entry in sorted(towers.get(tower, {}).items(), key=lambda kv: int(kv[0])):
                     s = entry.get("s") or {}

@@ -44,7 +44,7 @@ def read_mechanism(files: Iterable[Path]) -> pd.DataFrame:
     rows = []
     for path in sorted((Path(f) for f in files), key=lambda p: p.as_posix()):
         doc = _read(path, FORMAT)
-        for part, towers in sorted(doc["parts"].items()):
+        for part, towers in sorted((doc["parts"] or {}).items()):  # None: zero-shot CLIP, no prompts
             for tower in TOWERS:
                 blocks = (towers.get(tower) or {}).get("blocks", {})
                 for block, e in sorted(blocks.items(), key=lambda kv: int(kv[0])):
