@@ -17,6 +17,7 @@ from bmip.config import TRAINED_BY, TRAIN_CLASSES
 from bmip.engine import paths as P
 from bmip.io import file_sha256
 from bmip.methods import VARIANT_MARK
+from bmip.report.tables import TABLE_PROTOCOL  # noqa: F401 (the protocol each table aggregates)
 
 CONFIG = "config.yaml"
 MANIFEST = "manifest.json"
@@ -30,14 +31,6 @@ PROVENANCE_DIR = "provenance"
 COST_CSV = "cost.csv"
 COST_MD = "cost.md"
 
-# The protocol whose evaluations each table aggregates (bmip/report/tables.py: build_tables).
-TABLE_PROTOCOL = {
-    "base2novel": "base2novel",
-    "cross_dataset": "cross_dataset",
-    "domain_generalization": "domain_generalization",
-    "open_world": "open_world",
-    "open_world_ratio": "open_world",
-}
 
 _NAME = r"[^/]+"
 _PROTOCOLS = "|".join(sorted(TRAINED_BY))
