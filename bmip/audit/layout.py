@@ -17,7 +17,6 @@ from bmip.config import TRAINED_BY, TRAIN_CLASSES
 from bmip.engine import paths as P
 from bmip.io import file_sha256
 from bmip.methods import VARIANT_MARK
-from bmip.report.tables import TABLE_PROTOCOL  # noqa: F401 (the protocol each table aggregates)
 
 CONFIG = "config.yaml"
 MANIFEST = "manifest.json"

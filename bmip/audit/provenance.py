@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bmip.audit.layout import TABLE_PROTOCOL, Experiment
+from bmip.audit.layout import Experiment
+from bmip.report.tables import TABLE_PROTOCOL
 from bmip.audit.records import RunRecord, code_label, hardware_label, read_record, table_runs
 from bmip.engine import paths as P
 from bmip.io import atomic_write

@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from bmip.audit.findings import Findings
-from bmip.audit.layout import TABLE_PROTOCOL, TABLES_DIR, Experiment, Run
+from bmip.audit.layout import TABLES_DIR, Experiment, Run
+from bmip.report.tables import TABLE_PROTOCOL
 from bmip.audit.records import read_json
 from bmip.engine import paths as P
 from bmip.methods import VARIANT_MARK
