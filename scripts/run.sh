@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Set up the environment and run the default pipeline (the miniworld experiment) end to end.
-# Extra arguments go to snakemake, e.g. `bash scripts/run.sh --cores 4` or `-n` for a dry run.
+# Extra arguments go to snakemake, e.g. `bash scripts/run.sh --cores 4`, `--configfile my.yaml`
+# (two cores unless the arguments say otherwise) or `-n` for a dry run.
 # After a hard kill (lost session, OOM killer, shutdown) just run it again: a stale lock is
 # removed, finished jobs are kept and incomplete ones rerun. A lock held by a live run is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 venv="${BMIP_VENV:-.venv}"
-if [[ $# -eq 0 ]]; then
-    set -- --cores 2
-fi
+# Two cores unless the arguments say how many (or a profile does): `--configfile my.yaml` alone
+# keeps the default.
+case " $* " in
+    *" --cores"* | *" -c"* | *" --jobs"* | *" -j"* | *" --profile"*) ;;
+    *) set -- "$@" --cores 2 ;;
+esac
 # A config file with a YAML error: Snakemake reads it before the workflow and names neither the
 # file nor the line; say both before handing over.
 "$venv/bin/python" - "$@" <<'PY' || exit 1

@@ -72,3 +72,12 @@ def test_a_live_run_keeps_its_lock_and_is_named(checkout):
         os.killpg(sleeper.pid, signal.SIGKILL)
         sleeper.wait()
     assert status(checkout)[0] == STALE  # killed hard: now the lock is stale
+
+
+def test_a_yaml_error_in_a_config_is_named_with_its_line_before_snakemake_reads_it(checkout):
+    bad = checkout / "my.yaml"
+    bad.write_text("experiment: mine\nseeds: [1, 2\nshots: 4\n")
+    done = run_script(checkout, "-n", "--configfile", "my.yaml")
+    assert done.returncode != 0
+    assert "my.yaml, line 3, column 6: expected ',' or ']'" in done.stderr, done.stderr[-2000:]
+    assert "Config file is not valid JSON or YAML" not in done.stderr + done.stdout  # stopped before Snakemake
