@@ -11,32 +11,22 @@ where s_i is the mean attention that the block's content tokens give to prompt s
 from the block's own attention on its incoming hidden state (detached). Layer 0: the text
 context P_t0 (from "a photo") and the vision prompt F_tv(P_t0).
 
-Default (ours, docs/methods.md): s_i per sample (per image; per class prompt), averaged over heads
-and over the query tokens that can see slot i (vision: CLS + patches; text: the tokens after
-the prompt up to EOT); one F_tv and one F_vt shared by all layers (`per_layer_projections`
-for one per layer); gates start at a = b = 0, an even mix.
-
-`official_compat: true` reproduces the released code (LAMDASZ-ML/BMIP @ 1f039b4) instead: the
-vision statistic is averaged over the batch (an image's logits depend on its batch-mates); the
-text statistic is read from the SOS row, which under the causal mask is exactly 0, so the text
-gate is the constant sigmoid(b_k) (its weight a_k would be dead and is not created); text deep
-prompts only in blocks 1..D-2; one visual deep prompt shared by all layers; a separate layer-0
-projection; gates initialised U(-1, 1). It also trains like the released code: there the optimiser
-holds the shared visual deep prompt as D-1 separate parameters ("aliases", one per deep vision
-block, all over the prompt's memory). Alias c gets the gradient of its own uses only (vision
-block c+1, and text block c+1 through F_vt for c <= D-3) and its own optimiser state, and the
-D-1 updates are applied one after the other in place: the prompt moves by about (D-1)·lr per
-Adam step and weight decay is applied D-1 times. `optimizer_params` hands the optimiser those
-aliases; checkpoints still hold the one prompt.
+`BMIP` is ours (docs/methods.md): s_i per sample (per image; per class prompt), averaged over
+heads and over the query tokens that can see slot i (vision: CLS + patches; text: the tokens after
+the prompt up to EOT); one F_tv and one F_vt shared by all layers (`per_layer_projections` for one
+per layer); gates start at a = b = 0, an even mix.
 
 Ablations of the mixing (docs/methods.md, "BMIP's mixing variants"), options of this one method:
-`aggregation` replaces the gated mix by a fixed connector — `sum`, `mean` (w = 0.5),
+`aggregation` replaces the gated mix by another connector of `MIXES` — `sum`, `mean` (w = 0.5),
 `constant_gate` (w = sigmoid(b_k): a learned gate without the attention statistic),
 `attention_pool` (BITP's `atten`), `joint` (own and foreign side by side: 2N slots), `exchange`
 (a Linear over the concatenated features) — and `directions` keeps only one flow
 (`text_to_vision`: only the vision tower mixes in the other's prompt; `vision_to_text`: only the
-text tower). Only the tensors a variant uses are created, so `gate` + `both` is today's BMIP
+text tower). Only the tensors a variant uses are created, so `gate` + `both` is the BMIP above
 tensor for tensor and random draw for random draw.
+
+`official_compat: true` builds `OfficialBMIP` (below) instead: the released code, with what it
+does differently (docs/official_code.md).
 """
 from __future__ import annotations
 
@@ -62,7 +52,54 @@ class BMIPConfig:
     directions: str = "both"
 
 
-AGGREGATIONS = ("gate", "sum", "mean", "constant_gate", "attention_pool", "joint", "exchange")
+# ---------------------------------------------------------------- the mixing variants
+# A mix makes block k's prompt of a tower from its own deep prompt and the other tower's projected
+# one (both (N, d)) and the tower's learned link at block k (`BMIP._link`): the gate weights w
+# (gate, constant_gate: (B|C|1, N, 1)), the tower's exchange Linear (exchange), or None.
+Mix = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
+
+
+def gated(own: torch.Tensor, foreign: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """BMIP: w ⊙ own + (1 − w) ⊙ foreign."""
+    return w * own + (1 - w) * foreign
+
+
+def summed(own: torch.Tensor, foreign: torch.Tensor, _: None) -> torch.Tensor:
+    return own + foreign
+
+
+def averaged(own: torch.Tensor, foreign: torch.Tensor, _: None) -> torch.Tensor:
+    """BMIP's gate frozen at its initial even mix."""
+    return 0.5 * own + 0.5 * foreign
+
+
+def attention_pooled(own: torch.Tensor, foreign: torch.Tensor, _: None) -> torch.Tensor:
+    """BITP's `atten`: own + softmax(own · foreignᵀ) · foreign."""
+    return own + torch.softmax(own @ foreign.transpose(-1, -2), dim=-1) @ foreign
+
+
+def joined(own: torch.Tensor, foreign: torch.Tensor, _: None) -> torch.Tensor:
+    """Own and foreign side by side: 2N tokens."""
+    return torch.cat([own, foreign], dim=-2)
+
+
+def exchanged(own: torch.Tensor, foreign: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+    """The concatenated features mapped back to the width by the tower's Linear 2d -> d."""
+    return linear(torch.cat([own, foreign], dim=-1))
+
+
+# `aggregation` -> its mix (docs/methods.md's table of the variants); `gate` is BMIP.
+MIXES: dict[str, Mix] = {
+    "gate": gated,
+    "sum": summed,
+    "mean": averaged,
+    "constant_gate": gated,
+    "attention_pool": attention_pooled,
+    "joint": joined,
+    "exchange": exchanged,
+}
+AGGREGATIONS = tuple(MIXES)
+GATED = ("gate", "constant_gate")  # the aggregations whose link is a gate (recorded in gates.json)
 DIRECTIONS = ("both", "text_to_vision", "vision_to_text")
 
 
@@ -88,131 +125,110 @@ def slot_attention(block: nn.Module, x: torch.Tensor, slots: Slots, rows: slice)
     return weights.mean(dim=1)
 
 
+def check_variant(config: BMIPConfig) -> None:
+    """Refuse an unknown or impossible mixing variant, naming the option and its valid values."""
+    if config.aggregation not in AGGREGATIONS:
+        raise MethodConfigError(f"method 'bmip': option aggregation: unknown value {config.aggregation!r}; "
+                                f"choose one of {list(AGGREGATIONS)}")
+    if config.directions not in DIRECTIONS:
+        raise MethodConfigError(f"method 'bmip': option directions: unknown value {config.directions!r}; "
+                                f"choose one of {list(DIRECTIONS)}")
+    if config.official_compat and (config.aggregation, config.directions) != ("gate", "both"):
+        raise MethodConfigError("method 'bmip': official_compat reproduces the released gated BMIP; it takes "
+                                "only aggregation: gate and directions: both")
+    if config.aggregation == "joint" and config.directions != "both":
+        raise MethodConfigError("method 'bmip': aggregation: joint gives both towers 2N slots from layer 0 on "
+                                "(the vision layer-0 prompt is projected from the 2N text tokens); it needs "
+                                "directions: both")
+
+
 class BMIP(PromptMethod):
     name = "bmip"
     Config = BMIPConfig
 
+    def __new__(cls, backbone: Backbone | None = None, config: BMIPConfig | None = None) -> BMIP:
+        """`BMIP(backbone, config)` with `official_compat: true` builds an `OfficialBMIP`: the
+        option keeps its name in configs and checkpoints, the model is the other class."""
+        if cls is BMIP and config is not None and config.official_compat:
+            cls = OfficialBMIP
+        return super().__new__(cls)
+
     def __init__(self, backbone: Backbone, config: BMIPConfig):
         super().__init__(backbone, config)
-        depth = config.depth
+        depth, n, dt, dv = config.depth, config.n_ctx, backbone.text_width, backbone.vision_width
         check_depth(self.name, depth, min(backbone.text_layers, backbone.vision_layers))
         if depth < 1:
             raise MethodConfigError("method 'bmip': depth must be >= 1")
-        self._check_variant(config)
-        compat = self.compat = config.official_compat
-        mix, n, dt, dv = config.aggregation, config.n_ctx, backbone.text_width, backbone.vision_width
-        self.aggregation = mix
+        check_variant(config)
+        self.aggregation = config.aggregation
         # Which towers mix the other's deep prompt into their own (blocks 1..D-1).
         self.vision_receives = config.directions in ("both", "text_to_vision")
         self.text_receives = config.directions in ("both", "vision_to_text")
         self.depth, self.per_layer = depth, config.per_layer_projections
         # joint: own and foreign prompts side by side, so 2N slots per tower (layer 0 included).
-        self.text_tokens = self.vision_tokens = 2 * n if mix == "joint" else n
-        # Last block whose text slots get fresh prompts (the released code stops one block early).
-        self.last_text_block = depth - 2 if compat else depth - 1
+        self.text_tokens = self.vision_tokens = 2 * n if self.aggregation == "joint" else n
         self.ctx, self.prompt_prefix = text_context(backbone, self.text_tokens, config.ctx_init)
-
-        deep_tv = self.vision_receives and depth > 1
-        n_tv = depth if self.per_layer and deep_tv else (2 if compat else 1)
-        self.proj_tv = nn.ModuleList(nn.Linear(dt, dv) for _ in range(n_tv if depth > 1 else 1))
+        self.proj_tv = self._text_to_vision_projections(dt, dv)
         if depth > 1:
-            self.text_prompts = normal_prompts(depth - 1, n, dt)
-            self.vision_prompts = normal_prompts(1 if compat else depth - 1, n, dv)
-            if self.text_receives:
+            self._make_deep_prompts(n, dt, dv)
+            if self.text_receives:  # F_vt: one shared, or one per text block that receives
                 n_vt = self.last_text_block if self.per_layer else 1
                 self.proj_vt = nn.ModuleList(nn.Linear(dv, dt) for _ in range(n_vt))
-            if compat:
-                self.vision_gate = nn.Parameter(torch.empty(depth - 1, 2).uniform_(-1, 1))
-                self.text_gate_bias = nn.Parameter(torch.empty(max(self.last_text_block, 0)).uniform_(-1, 1))
-            elif mix == "gate":
-                if self.vision_receives:
-                    self.vision_gate = nn.Parameter(torch.zeros(depth - 1, 2))
-                if self.text_receives:
-                    self.text_gate = nn.Parameter(torch.zeros(depth - 1, 2))
-            elif mix == "constant_gate":
-                if self.vision_receives:
-                    self.vision_gate_bias = nn.Parameter(torch.zeros(depth - 1))
-                if self.text_receives:
-                    self.text_gate_bias = nn.Parameter(torch.zeros(depth - 1))
-            elif mix == "exchange":
-                if self.vision_receives:
-                    self.exchange_v = nn.Linear(2 * dv, dv)
-                if self.text_receives:
-                    self.exchange_t = nn.Linear(2 * dt, dt)
-        # official_compat: one alias per deep vision block over `vision_prompts`' memory (not
-        # registered: state dicts and checkpoints hold the prompt once).
-        self._aliases = [nn.Parameter(self.vision_prompts.detach()) for _ in range(depth - 1 if compat else 0)]
+            self._make_links(dt, dv)
         # When dicts, deep hooks record (tower, block) -> gate weights w and statistics s, for
         # analysis (bmip.engine.gates) and tests.
         self.recorded_gates: dict[tuple[str, int], torch.Tensor] | None = None
         self.recorded_statistics: dict[tuple[str, int], torch.Tensor] | None = None
 
+    # ---------------------------------------------------------------- learnable tensors
     @property
-    def label_space_independent(self) -> bool:
-        """official_compat's vision statistic is the batch mean: an image's logits depend on its
-        batch-mates, so its evaluation keeps the released code's per-label-space batches."""
-        return not self.compat
+    def last_text_block(self) -> int:
+        """The last text block whose slots get fresh prompts: D-1, as in the vision tower."""
+        return self.depth - 1
 
-    @staticmethod
-    def _check_variant(config: BMIPConfig) -> None:
-        """Refuse an unknown or impossible mixing variant, naming the option and its valid values."""
-        if config.aggregation not in AGGREGATIONS:
-            raise MethodConfigError(f"method 'bmip': option aggregation: unknown value {config.aggregation!r}; "
-                                    f"choose one of {list(AGGREGATIONS)}")
-        if config.directions not in DIRECTIONS:
-            raise MethodConfigError(f"method 'bmip': option directions: unknown value {config.directions!r}; "
-                                    f"choose one of {list(DIRECTIONS)}")
-        if config.official_compat and (config.aggregation, config.directions) != ("gate", "both"):
-            raise MethodConfigError("method 'bmip': official_compat reproduces the released gated BMIP; it takes "
-                                    "only aggregation: gate and directions: both")
-        if config.aggregation == "joint" and config.directions != "both":
-            raise MethodConfigError("method 'bmip': aggregation: joint gives both towers 2N slots from layer 0 on "
-                                    "(the vision layer-0 prompt is projected from the 2N text tokens); it needs "
-                                    "directions: both")
+    def _text_to_vision_projections(self, dt: int, dv: int) -> nn.ModuleList:
+        """F_tv: one for layer 0 and every deep block, or one per layer (`per_layer_projections`)."""
+        per_layer = self.per_layer and self.vision_receives and self.depth > 1
+        return nn.ModuleList(nn.Linear(dt, dv) for _ in range(self.depth if per_layer else 1))
 
-    # ---------------------------------------------------------------- projections
+    def _make_deep_prompts(self, n: int, dt: int, dv: int) -> None:
+        """T_k and V_k of blocks 1..D-1, N(0, 0.02)."""
+        self.text_prompts = normal_prompts(self.depth - 1, n, dt)
+        self.vision_prompts = normal_prompts(self.depth - 1, n, dv)
+
+    def _make_links(self, dt: int, dv: int) -> None:
+        """What the aggregation learns in each receiving tower, besides prompts and projections."""
+        blocks = self.depth - 1
+        if self.aggregation == "gate":  # (a_k, b_k) per block; a = b = 0 is an even mix
+            if self.vision_receives:
+                self.vision_gate = nn.Parameter(torch.zeros(blocks, 2))
+            if self.text_receives:
+                self.text_gate = nn.Parameter(torch.zeros(blocks, 2))
+        elif self.aggregation == "constant_gate":  # b_k per block
+            if self.vision_receives:
+                self.vision_gate_bias = nn.Parameter(torch.zeros(blocks))
+            if self.text_receives:
+                self.text_gate_bias = nn.Parameter(torch.zeros(blocks))
+        elif self.aggregation == "exchange":  # one Linear 2d -> d per tower, shared by the blocks
+            if self.vision_receives:
+                self.exchange_v = nn.Linear(2 * dv, dv)
+            if self.text_receives:
+                self.exchange_t = nn.Linear(2 * dt, dt)
+
     def _tv(self, k: int) -> nn.Linear:
-        if self.per_layer:
-            return self.proj_tv[k]
-        return self.proj_tv[min(k, 1)] if self.compat else self.proj_tv[0]
+        return self.proj_tv[k] if self.per_layer else self.proj_tv[0]
 
     def _vt(self, k: int) -> nn.Linear:
         return self.proj_vt[k - 1] if self.per_layer else self.proj_vt[0]
 
     def _vision_prompt(self, k: int) -> torch.Tensor:
-        """Block k's own visual deep prompt (official_compat: its alias of the shared one)."""
-        return self.visual_aliases()[k - 1][0] if self.compat else self.vision_prompts[k - 1]
-
-    def visual_aliases(self) -> list[nn.Parameter]:
-        """official_compat: the D-1 aliases of the shared visual deep prompt, re-pointed at its
-        memory if a device or dtype move or a copy gave the prompt new storage."""
-        prompt = self.vision_prompts
-        for alias in self._aliases:
-            if alias.device != prompt.device or alias.data_ptr() != prompt.data_ptr():
-                alias.data = prompt.data
-        return self._aliases
-
-    def optimizer_params(self) -> list[nn.Parameter] | list[dict[str, Any]]:
-        """official_compat: the shared visual prompt as its D-1 aliases, in their own group with
-        torch's single-tensor update (sequential and in place on every device; the multi-tensor
-        kernels would update the aliased memory concurrently)."""
-        params = super().optimizer_params()
-        if not self._aliases:
-            return params
-        return [{"params": [p for p in params if p is not self.vision_prompts]},
-                {"params": self.visual_aliases(), "foreach": False}]
+        """Block k's own visual deep prompt V_k."""
+        return self.vision_prompts[k - 1]
 
     # ---------------------------------------------------------------- gates
-    def _record(self, tower: str, k: int, w: torch.Tensor, s: torch.Tensor | None) -> None:
-        if self.recorded_gates is not None:
-            self.recorded_gates[(tower, k)] = w.detach().squeeze(-1)
-        if self.recorded_statistics is not None and s is not None:
-            self.recorded_statistics[(tower, k)] = s.detach()
-
     def vision_statistic(self, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor:
-        """s_i per image (B, N); the batch mean (1, N) in official_compat mode."""
-        s = slot_attention(block, x, slots, slice(0, slots.start)).mean(dim=1)
-        return s.mean(dim=0, keepdim=True) if self.compat else s
+        """s_i per image (B, N): mean over CLS and the patches."""
+        return slot_attention(block, x, slots, slice(0, slots.start)).mean(dim=1)
 
     def text_statistic(self, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor:
         """s_i per class prompt (C, N): mean over the tokens after the prompt, up to EOT."""
@@ -222,6 +238,34 @@ class BMIP(PromptMethod):
         valid = (positions.unsqueeze(0) <= slots.eot.unsqueeze(1)).to(weights.dtype)  # (C, rows)
         return (weights * valid.unsqueeze(-1)).sum(dim=1) / valid.sum(dim=1, keepdim=True)
 
+    def gate(self, tower: str, k: int, block: nn.Module, x: torch.Tensor,
+             slots: Slots) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(w, s) of `tower` at block k: w = sigmoid(a_k · s + b_k), (B|C, N, 1); constant_gate:
+        sigmoid(b_k), (1, 1, 1), and no statistic."""
+        vision = tower == "vision"
+        if self.aggregation == "constant_gate":
+            bias = self.vision_gate_bias if vision else self.text_gate_bias
+            return torch.sigmoid(bias[k - 1]).view(1, 1, 1), None
+        a, b = (self.vision_gate if vision else self.text_gate)[k - 1]
+        s = self.vision_statistic(block, x, slots) if vision else self.text_statistic(block, x, slots)
+        return torch.sigmoid(a * s + b).unsqueeze(-1), s
+
+    def _record(self, tower: str, k: int, w: torch.Tensor, s: torch.Tensor | None) -> None:
+        if self.recorded_gates is not None:
+            self.recorded_gates[(tower, k)] = w.detach().squeeze(-1)
+        if self.recorded_statistics is not None and s is not None:
+            self.recorded_statistics[(tower, k)] = s.detach()
+
+    def _link(self, tower: str, k: int, block: nn.Module, x: torch.Tensor, slots: Slots) -> Any:
+        """What the tower's mix takes besides the two prompts (see `Mix`); gates are recorded."""
+        if self.aggregation == "exchange":
+            return self.exchange_v if tower == "vision" else self.exchange_t
+        if self.aggregation not in GATED:
+            return None
+        w, s = self.gate(tower, k, block, x, slots)
+        self._record(tower, k, w, s)
+        return w
+
     # ---------------------------------------------------------------- prompts
     def text_shallow(self) -> torch.Tensor:
         return self.ctx
@@ -229,41 +273,14 @@ class BMIP(PromptMethod):
     def vision_shallow(self) -> torch.Tensor:
         return self._tv(0)(self.ctx)
 
-    def _mix(self, tower: str, k: int, own: torch.Tensor, foreign: torch.Tensor,
-             gate: Callable[[], tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
-        """Block k's prompt of `tower` from its own deep prompt and the other tower's projected one
-        (both (N, d)), by the configured aggregation; `gate` gives BMIP's (w, s) when needed."""
-        mix = self.aggregation
-        if mix in ("gate", "constant_gate"):
-            w, s = gate()
-            self._record(tower, k, w, s)
-            return w * own + (1 - w) * foreign
-        if mix == "sum":
-            return own + foreign
-        if mix == "mean":
-            return 0.5 * own + 0.5 * foreign
-        if mix == "attention_pool":  # BITP's atten: own + softmax(own · foreignᵀ) · foreign
-            return own + torch.softmax(own @ foreign.transpose(-1, -2), dim=-1) @ foreign
-        if mix == "joint":
-            return torch.cat([own, foreign], dim=-2)
-        linear = self.exchange_v if tower == "vision" else self.exchange_t  # exchange
-        return linear(torch.cat([own, foreign], dim=-1))
-
     def vision_deep(self, k: int, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor | None:
         if k >= self.depth:
             return None
         own = self._vision_prompt(k)
         if not self.vision_receives:
             return own
-
-        def gate() -> tuple[torch.Tensor, torch.Tensor | None]:
-            if self.aggregation == "constant_gate":
-                return torch.sigmoid(self.vision_gate_bias[k - 1]).view(1, 1, 1), None
-            a, b = self.vision_gate[k - 1]
-            s = self.vision_statistic(block, x, slots)
-            return torch.sigmoid(a * s + b).unsqueeze(-1), s  # (B|1, N, 1)
-
-        return self._mix("vision", k, own, self._tv(k)(self.text_prompts[k - 1]), gate)
+        foreign = self._tv(k)(self.text_prompts[k - 1])
+        return MIXES[self.aggregation](own, foreign, self._link("vision", k, block, x, slots))
 
     def text_deep(self, k: int, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor | None:
         if k > self.last_text_block:
@@ -271,12 +288,96 @@ class BMIP(PromptMethod):
         own = self.text_prompts[k - 1]
         if not self.text_receives:
             return own
+        foreign = self._vt(k)(self._vision_prompt(k))
+        return MIXES[self.aggregation](own, foreign, self._link("text", k, block, x, slots))
 
-        def gate() -> tuple[torch.Tensor, torch.Tensor | None]:
-            if self.compat or self.aggregation == "constant_gate":
-                return torch.sigmoid(self.text_gate_bias[k - 1]).view(1, 1, 1), None
-            a, b = self.text_gate[k - 1]
-            s = self.text_statistic(block, x, slots)
-            return torch.sigmoid(a * s + b).unsqueeze(-1), s  # (C, N, 1)
 
-        return self._mix("text", k, own, self._vt(k)(self._vision_prompt(k)), gate)
+class OfficialBMIP(BMIP):
+    """`official_compat: true`: the released code (LAMDASZ-ML/BMIP @ 1f039b4), where it differs
+    from `BMIP` (docs/official_code.md):
+
+    - the vision statistic is averaged over the batch (an image's logits depend on its batch-mates);
+    - the text statistic is read from the SOS row, which under the causal mask is exactly 0, so the
+      text gate is the constant sigmoid(b_k) (its weight a_k would be dead and is not created);
+    - text deep prompts only in blocks 1..D-2;
+    - one visual deep prompt shared by all layers;
+    - a separate layer-0 projection F_tv (proj_tv[0]; proj_tv[1] serves the deep blocks);
+    - gates initialised U(-1, 1).
+
+    It also trains like the released code: there the optimiser holds the shared visual deep prompt
+    as D-1 separate parameters ("aliases", one per deep vision block, all over the prompt's memory).
+    Alias c gets the gradient of its own uses only (vision block c+1, and text block c+1 through
+    F_vt for c <= D-3) and its own optimiser state, and the D-1 updates are applied one after the
+    other in place: the prompt moves by about (D-1)·lr per Adam step and weight decay is applied
+    D-1 times. `optimizer_params` hands the optimiser those aliases; checkpoints still hold the one
+    prompt. Only `aggregation: gate` and `directions: both` (`check_variant`).
+    """
+
+    def __init__(self, backbone: Backbone, config: BMIPConfig):
+        super().__init__(backbone, config)
+        # One alias per deep vision block over `vision_prompts`' memory (not registered: state
+        # dicts and checkpoints hold the prompt once).
+        self._aliases = [nn.Parameter(self.vision_prompts.detach()) for _ in range(self.depth - 1)]
+
+    @property
+    def label_space_independent(self) -> bool:
+        """The vision statistic is the batch mean: an image's logits depend on its batch-mates, so
+        its evaluation keeps the released code's per-label-space batches."""
+        return False
+
+    @property
+    def last_text_block(self) -> int:
+        """The released code stops one block early: D-2."""
+        return self.depth - 2
+
+    def _text_to_vision_projections(self, dt: int, dv: int) -> nn.ModuleList:
+        """Layer 0's own F_tv and one for the deep blocks (or one per layer)."""
+        count = 1 if self.depth == 1 else self.depth if self.per_layer else 2
+        return nn.ModuleList(nn.Linear(dt, dv) for _ in range(count))
+
+    def _make_deep_prompts(self, n: int, dt: int, dv: int) -> None:
+        """T_k of blocks 1..D-1 (the last one unused), one V shared by all blocks: (1, N, d_v)."""
+        self.text_prompts = normal_prompts(self.depth - 1, n, dt)
+        self.vision_prompts = normal_prompts(1, n, dv)
+
+    def _make_links(self, dt: int, dv: int) -> None:
+        """(a_k, b_k) per vision block, b_k alone per text block; U(-1, 1)."""
+        self.vision_gate = nn.Parameter(torch.empty(self.depth - 1, 2).uniform_(-1, 1))
+        self.text_gate_bias = nn.Parameter(torch.empty(max(self.last_text_block, 0)).uniform_(-1, 1))
+
+    def _tv(self, k: int) -> nn.Linear:
+        return self.proj_tv[k] if self.per_layer else self.proj_tv[min(k, 1)]
+
+    def _vision_prompt(self, k: int) -> torch.Tensor:
+        """Block k's alias of the shared visual deep prompt."""
+        return self.visual_aliases()[k - 1][0]
+
+    def visual_aliases(self) -> list[nn.Parameter]:
+        """The D-1 aliases of the shared visual deep prompt, re-pointed at its memory if a device
+        or dtype move or a copy gave the prompt new storage."""
+        prompt = self.vision_prompts
+        for alias in self._aliases:
+            if alias.device != prompt.device or alias.data_ptr() != prompt.data_ptr():
+                alias.data = prompt.data
+        return self._aliases
+
+    def optimizer_params(self) -> list[nn.Parameter] | list[dict[str, Any]]:
+        """The shared visual prompt as its D-1 aliases, in their own group with torch's
+        single-tensor update (sequential and in place on every device; the multi-tensor kernels
+        would update the aliased memory concurrently)."""
+        params = super().optimizer_params()
+        if not self._aliases:
+            return params
+        return [{"params": [p for p in params if p is not self.vision_prompts]},
+                {"params": self.visual_aliases(), "foreach": False}]
+
+    def vision_statistic(self, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor:
+        """The batch mean of s_i: (1, N)."""
+        return super().vision_statistic(block, x, slots).mean(dim=0, keepdim=True)
+
+    def gate(self, tower: str, k: int, block: nn.Module, x: torch.Tensor,
+             slots: Slots) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Text: sigmoid(b_k), the released gate on its exactly-zero SOS-row statistic."""
+        if tower == "text":
+            return torch.sigmoid(self.text_gate_bias[k - 1]).view(1, 1, 1), None
+        return super().gate(tower, k, block, x, slots)
