@@ -13,7 +13,8 @@ the method its checkpoints record; its resolved recipe (the method's, then the a
 then the variant's) enters its run config and hash like any recipe. A variant is therefore
 trained, evaluated, audited, put in the crate and compared exactly like a method. The ablation's
 reference (`reference:`, default its first variant) is what every other variant is compared with
-(bmip.report.ablations: paired differences with a seeded bootstrap interval).
+(bmip.report.ablations, with the paired differences and seeded bootstrap intervals of
+bmip.report.statistics).
 
 This module imports no torch: the config validation and the workflow's DAG build use it.
 """
@@ -94,10 +95,9 @@ def _check_sweep_value(where: str, key: str, value: Any) -> None:
     if key in RECIPE_KEYS:
         from jsonschema import Draft202012Validator
 
-        from bmip.config import _schema
+        from bmip.schema import schema
 
-        schema = _schema()
-        rule = schema["$defs"]["recipe"]["properties"][key]
+        rule = schema()["$defs"]["recipe"]["properties"][key]
         errors = list(Draft202012Validator(rule).iter_errors(value))
         if errors:
             raise AblationError(f"{where}: {errors[0].message} (recipe key {key!r})")

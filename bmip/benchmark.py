@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from bmip.backbone import load_backbone
-from bmip.config import load_config, recipe
+from bmip.config import load_config
+from bmip.recipes import recipe
 from bmip.engine import mechanism
 from bmip.engine.provenance import hardware
 from bmip.engine.runtime import autocast, resolve_device, resolve_precision

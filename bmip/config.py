@@ -1,15 +1,15 @@
-"""Experiment configs: YAML in, validated against the schema, resolved into one dict per run.
+"""Experiment configs: YAML in, read strictly, validated against the schema.
 
 A *run* is (training protocol, method, dataset, seed). Its resolved config is everything that
 determines its numbers — recipe, method options, backbone, shots, seeds, selection — and is
 what provenance records and hashes. Two protocols train models; the other two reuse them
-(`TRAINED_BY`).
+(`TRAINED_BY`). Each run's recipe and resolved config: `bmip.recipes`; the checks against the
+data root, the recipes and the ablations before any run: `bmip.config_checks`.
 """
 from __future__ import annotations
 
 import copy
 import difflib
-import functools
 import hashlib
 import json
 import logging
@@ -22,26 +22,11 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-from bmip.methods import method_names
+from bmip.methods import MODULES_VARIABLE, has_prompt_positions, method_names
+from bmip.schema import apply_defaults, schema
 
 PACKAGE = Path(__file__).parent
-SCHEMA_FILE = PACKAGE / "schemas" / "config.schema.yaml"
-RECIPES_FILE = PACKAGE / "recipes.yaml"
 log = logging.getLogger(__name__)
-
-# Which trained model each evaluation protocol uses, and which classes that model trains on.
-TRAINED_BY = {
-    "base2novel": "base2novel",
-    "open_world": "base2novel",
-    "cross_dataset": "cross_dataset",
-    "domain_generalization": "cross_dataset",
-}
-TRAIN_CLASSES = {"base2novel": "base", "cross_dataset": "all"}
-RECIPE_DEFAULTS = {
-    "optimizer": "sgd", "lr": 0.002, "weight_decay": 5e-4, "momentum": 0.9, "epochs": 5, "batch_size": 4,
-    "warmup_epochs": 0, "warmup_lr": 1e-5, "options": {},
-}
-
 
 class ConfigError(ValueError):
     """A config file, key or value is wrong; the message names it and says what to do."""
@@ -148,7 +133,7 @@ def read_config_files(paths: Iterable[Path | str]) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of settings (`key: value` lines), "
                               f"not {'nothing' if data is None else type(data).__name__}")
-        config = _merge(config, data)
+        config = merge(config, data)
     return config
 
 
@@ -166,28 +151,15 @@ def workflow_config(configfiles: Iterable[Path | str], config_args: Iterable[str
         key, sep, value = entry.partition("=")
         if not sep:
             raise ConfigError(f"--config {entry!r} must look like KEY=VALUE")
-        config = _merge(config, {key.strip(): parse_yaml(value, f"--config {entry}") if value else None})
+        config = merge(config, {key.strip(): parse_yaml(value, f"--config {entry}") if value else None})
     return config
 
 
 # --- The schema ---------------------------------------------------------------------------------
 
-def _schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_FILE.read_text())
 
 
-def _apply_defaults(node: dict[str, Any], schema: dict[str, Any], defs: dict[str, Any]) -> None:
-    """Fill schema defaults into `node`, recursively (jsonschema validates but never fills)."""
-    if "$ref" in schema:
-        schema = defs[schema["$ref"].rsplit("/", 1)[1]]
-    for key, sub in schema.get("properties", {}).items():
-        if key not in node and "default" in sub:
-            node[key] = copy.deepcopy(sub["default"])
-        if isinstance(node.get(key), dict):
-            _apply_defaults(node[key], sub, defs)
-
-
-def _did_you_mean(name: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
+def did_you_mean(name: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
     """'did you mean 'x', 'y'?' with the nearest of `choices`, else the list to choose from."""
     choices = list(dict.fromkeys(choices))
     near = difflib.get_close_matches(name, choices, n=3, cutoff=cutoff)
@@ -252,18 +224,18 @@ def _schema_problem(err: Any) -> str:
     return text
 
 
-def _schema_checked(config: dict[str, Any], source: str) -> dict[str, Any]:
+def schema_checked(config: dict[str, Any], source: str) -> dict[str, Any]:
     """The config checked against the schema (every error in one ConfigError), defaults filled."""
-    schema = _schema()
-    errors = sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    spec = schema()
+    errors = sorted(Draft202012Validator(spec).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  {_schema_problem(err)}" for err in errors))
     config = copy.deepcopy(config)
-    _apply_defaults(config, schema, schema.get("$defs", {}))
+    apply_defaults(config, spec, spec.get("$defs", {}))
     return config
 
 
-def _refuse(source: str, problems: list[str]) -> None:
+def refuse(source: str, problems: list[str]) -> None:
     """One ConfigError listing every problem, each starting with its config key."""
     if len(problems) == 1:
         raise ConfigError(f"{source}: {problems[0]}")
@@ -273,12 +245,12 @@ def _refuse(source: str, problems: list[str]) -> None:
 
 # --- Checks of a config's own values (no files read) ------------------------------------------
 
-NO_PROMPT_POSITIONS = ("zsclip", "biastune")  # base methods `bmip analyze` has nothing to intervene on
 
 
 def _method_problems(config: dict[str, Any]) -> list[str]:
     registered = method_names()
-    return [f"methods[{i}]: unknown method {m!r}; {_did_you_mean(m, registered)}"
+    return [f"methods[{i}]: unknown method {m!r}; {did_you_mean(m, registered)} (a method of your own: name the "
+            f"module that registers it in {MODULES_VARIABLE}, bmip/methods/__init__.py)"
             for i, m in enumerate(config["methods"]) if m not in registered]
 
 
@@ -295,7 +267,7 @@ def _analysis_problems(config: dict[str, Any]) -> list[str]:
             problems.append(f"analysis.{key}: {outside} not among the experiment's {allowed}; the analysis reads "
                             f"base-to-novel models this experiment trains: choose analysis.{key} among them "
                             f"(analysis.{key}=[] runs no causal checks)")
-    unprompted = [m for m in analysis["methods"] if m.split("+", 1)[0] in NO_PROMPT_POSITIONS]
+    unprompted = [m for m in analysis["methods"] if not has_prompt_positions(m)]
     if unprompted:
         problems.append(f"analysis.methods: {unprompted} have no prompt positions to intervene on; remove them "
                         "(their mechanism record still comes with every evaluation)")
@@ -324,14 +296,14 @@ def _recipe_method_problems(config: dict[str, Any]) -> tuple[list[str], list[str
                                 "ablations.<ablation>.recipe)")
             elif method not in registered:
                 problems.append(f"{key}: {method!r} is not a method, so this recipe would never be used; "
-                                f"{_did_you_mean(method, [*grid, *registered])}")
+                                f"{did_you_mean(method, [*grid, *registered])}")
             elif method not in grid:
                 unused.append(key)
     notes = [f"{', '.join(unused)}: unused, as this config runs none of these methods (it runs {', '.join(grid)})"]
     return problems, notes if unused else []
 
 
-def _own_problems(config: dict[str, Any]) -> tuple[list[str], list[str]]:
+def own_problems(config: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(problems, notes) a schema-valid config shows without reading any file."""
     recipe_problems, notes = _recipe_method_problems(config)
     return _method_problems(config) + recipe_problems + _analysis_problems(config), notes
@@ -340,200 +312,10 @@ def _own_problems(config: dict[str, Any]) -> tuple[list[str], list[str]]:
 def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Validate against the schema (naming the offending key) and fill defaults, then check what
     needs no file: known methods, recipes named after methods, the analysis subset. One
-    ConfigError lists every problem. `check_config` adds the checks against the data root and the
+    ConfigError lists every problem. `bmip.config_checks.check_config` adds the checks against the data root and the
     ablations; `validate` alone also reads finished experiments' configs."""
-    config = _schema_checked(config, source)
-    _refuse(source, _own_problems(config)[0])
-    return config
-
-
-# --- Checks against the data root and the ablations --------------------------------------------
-
-def dataset_keys(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """(config key, dataset name) of every dataset a config names, in config order."""
-    out = []
-    for protocol, section in config["protocols"].items():
-        if "source" in section:
-            out.append((f"protocols.{protocol}.source", section["source"]))
-        for field in ("datasets", "targets"):
-            out += [(f"protocols.{protocol}.{field}[{i}]", name) for i, name in enumerate(section.get(field, []))]
-    return out
-
-
-def _generated_datasets(config: dict[str, Any]) -> list[str]:
-    """The datasets the configured miniworld generates (the workflow makes them)."""
-    if "miniworld" not in config:
-        return []
-    from bmip.miniworld.datasets import DATASETS as MINIWORLD
-
-    return list(MINIWORLD)
-
-
-def _is_dataset(config: dict[str, Any], name: str) -> bool:
-    """A registry dataset (any common spelling), a miniworld dataset, or a folder or file under data_root."""
-    from bmip.data.registry import resolve_name
-
-    return (resolve_name(name) is not None or name in _generated_datasets(config)
-            or (Path(config["data_root"]) / name).exists())
-
-
-def _valid_dataset_names(config: dict[str, Any]) -> list[str]:
-    from bmip.data.registry import DATASETS
-
-    root = Path(config["data_root"])
-    present = sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir() else []
-    return sorted(set(DATASETS) | set(_generated_datasets(config)) | set(present))
-
-
-def _dataset_problems(config: dict[str, Any]) -> list[str]:
-    from bmip.data.registry import resolve_name
-
-    # Another spelling of a registry dataset (OxfordPets): its jobs file their records and results
-    # under the registry's name, so the workflow, which files them under the config's, would not
-    # find them.
-    aliases = [f"{key}: {name!r} is the registry dataset {resolve_name(name)!r}; write {resolve_name(name)!r} "
-               "(records and results are filed under that name)"
-               for key, name in dataset_keys(config)
-               if resolve_name(name) not in (None, name)]
-    bad = [(key, name) for key, name in dataset_keys(config) if not _is_dataset(config, name)]
-    generated, valid = _generated_datasets(config), _valid_dataset_names(config)
-    root = str(Path(config["data_root"]))
-    return aliases + [f"{key}: {name!r} is not a registry dataset, {'a miniworld dataset, ' if generated else ''}"
-                      f"or a folder under data_root {root!r}; "
-                      + _did_you_mean(name, valid) for key, name in bad]
-
-
-def check_dataset_names(config: dict[str, Any], source: str = "config") -> None:
-    """Refuse, before any job runs, a dataset name that nothing can provide (the workflow's start
-    and `bmip check-config`; not `validate`, which also reads finished experiments' configs,
-    whose relative `data_root` means nothing from another folder).
-
-    A name is valid when it is a registry dataset (any common spelling), a dataset of the
-    configured miniworld (the workflow generates it), or a folder or file under `data_root`. The
-    error names each bad key and the nearest valid names.
-    """
-    problems = _dataset_problems(config)
-    if problems:
-        raise ConfigError(f"{source} names datasets that do not exist:\n" + "\n".join(f"  {p}" for p in problems))
-
-
-def _trained_datasets(config: dict[str, Any], training: str | None = None) -> list[str]:
-    """The datasets a config trains models on (under one training protocol, or any)."""
-    from bmip.engine.paths import trainings
-
-    return list(dict.fromkeys(d for t, d in trainings(config) if training in (None, t)))
-
-
-def _per_dataset_problems(config: dict[str, Any], key: str, recipe_: dict[str, Any],
-                          trained: list[str]) -> tuple[list[str], list[str]]:
-    """(problems, notes) of the names under a recipe's `datasets:`. Recipes are found by the
-    config's spelling of a dataset: another spelling, or a name that is no dataset, would never
-    apply; a dataset this config does not train on is a note (unused)."""
-    from bmip.data.registry import resolve_name
-
-    problems, notes = [], []
-    for name in (recipe_ or {}).get("datasets") or {}:
-        where = f"{key}.datasets.{name}"
-        if name in trained:
-            continue
-        same = [t for t in trained if resolve_name(name) is not None and resolve_name(t) == resolve_name(name)]
-        if same:
-            problems.append(f"{where}: this config spells the dataset {same[0]!r}, and per-dataset recipes are "
-                            f"found by that spelling: rename the key to {same[0]!r}")
-        elif _is_dataset(config, name):
-            notes.append(f"{where}: no model of this config trains on {name!r} (models train on "
-                         f"{', '.join(trained) or 'no dataset'} here): its recipe values are unused")
-        else:
-            problems.append(f"{where}: {name!r} is no dataset (the models train on {', '.join(trained) or 'none'}), "
-                            f"so these values would never be used; "
-                            f"{_did_you_mean(name, [*trained, *_valid_dataset_names(config)])}")
-    return problems, notes
-
-
-def _recipe_dataset_problems(config: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(problems, notes) of `recipes.<protocol>.<method>.datasets.<name>` for every name."""
-    problems, notes = [], []
-    for level, recipes in (config.get("recipes") or {}).items():
-        trained = _trained_datasets(config, None if level == "default" else level)
-        for method, body in recipes.items():
-            more, more_notes = _per_dataset_problems(config, f"recipes.{level}.{method}", body, trained)
-            problems += more
-            notes += more_notes
-    return problems, notes
-
-
-def _ablation_problems(config: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(problems, notes) of `ablations:`: the first problem of each ablation (a misspelt reference
-    with the nearest variant names), a run name two ablations declare, and the dataset names of
-    their recipes."""
-    from bmip.ablations import AblationError, ablations, method_config
-
-    problems, notes = [], []
-    for name, spec in (config.get("ablations") or {}).items():
-        try:
-            ablations({**config, "ablations": {name: spec}})
-        except AblationError as err:
-            problems.append(_with_nearest_reference(config, name, spec, str(err)))
-    if problems:
-        return problems, notes
-    try:
-        parsed = ablations(config)
-    except AblationError as err:
-        return [str(err)], notes
-    for ablation in parsed:
-        trained = _trained_datasets(method_config(config, ablation.variants[0].name))
-        spec = config["ablations"][ablation.name]
-        bodies = [(f"ablations.{ablation.name}.recipe", spec.get("recipe"))]
-        bodies += [(f"ablations.{ablation.name}.variants.{label}.recipe", (body or {}).get("recipe"))
-                   for label, body in (spec.get("variants") or {}).items()]
-        for key, body in bodies:
-            more, more_notes = _per_dataset_problems(config, key, body, trained)
-            problems += more
-            notes += more_notes
-    return problems, notes
-
-
-def _with_nearest_reference(config: dict[str, Any], name: str, spec: dict[str, Any], message: str) -> str:
-    """An ablation's misspelt `reference:` message, with the nearest variant names added."""
-    from bmip.ablations import AblationError, ablations
-
-    if not message.startswith(f"ablations.{name}.reference:"):
-        return message
-    try:
-        (ablation,) = ablations({**config, "ablations": {name: {k: v for k, v in spec.items() if k != "reference"}}})
-    except AblationError:
-        return message
-    labels = [v.label for v in ablation.variants]
-    near = difflib.get_close_matches(str(spec["reference"]), labels, n=3, cutoff=0.5)
-    return f"{message}; did you mean {', '.join(repr(n) for n in near)}?" if near else message
-
-
-def check_ablations(config: dict[str, Any], source: str = "config") -> None:
-    """Refuse an `ablations:` entry that does not fit the rest of the config (protocols, datasets
-    and seeds outside its grid, a variant named like a method, a run name declared twice, a
-    misspelt reference or per-dataset recipe name), naming the key."""
-    _refuse(source, _ablation_problems(config)[0])
-
-
-def check_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Every check a config gets before any job runs (the workflow's start, `bmip check-config`):
-    the schema, then — listed together in one ConfigError — unknown methods, recipes named after
-    no method or dataset, the analysis subset, dataset names nothing provides, and the ablations.
-    Recipes this config never uses (a method or dataset outside its grid) are logged as warnings.
-    Takes a raw or validated config; returns it validated, defaults filled."""
-    config = _schema_checked(config, source)
-    problems, notes = _own_problems(config)
-    problems += _dataset_problems(config)
-    if not problems:  # classes are counted only of datasets that exist, under valid names
-        from bmip.data.checks import class_count_problems
-
-        problems += class_count_problems(config)
-    for more, more_notes in (_recipe_dataset_problems(config), _ablation_problems(config)):
-        problems += more
-        notes += more_notes
-    _refuse(source, problems)
-    for note in notes:
-        log.warning("%s: %s", source, note)
+    config = schema_checked(config, source)
+    refuse(source, own_problems(config)[0])
     return config
 
 
@@ -561,9 +343,9 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     return config
 
 
-def load_config(path: Path | str, overrides: list[str] | None = None, check: bool = False) -> dict[str, Any]:
-    """Read (strictly: `parse_yaml`), override and validate an experiment config file ("-": YAML/JSON
-    on standard input); with `check`, run every check of `check_config` (data root, ablations)."""
+def read_config(path: Path | str, overrides: list[str] | None = None) -> tuple[dict[str, Any], str]:
+    """(config, source): an experiment config file read strictly (`parse_yaml`; "-": YAML/JSON on
+    standard input) with the overrides applied, not yet validated; source names it in messages."""
     if str(path) == "-":
         source = "the config on standard input"
         config = parse_yaml(sys.stdin.read(), source)
@@ -572,79 +354,20 @@ def load_config(path: Path | str, overrides: list[str] | None = None, check: boo
         source = str(path)
     if not isinstance(config, dict):
         raise ConfigError(f"{source} must hold a mapping of settings (`key: value` lines)")
-    config = apply_overrides(config, overrides or [])
-    return check_config(config, source) if check else validate(config, source)
+    return apply_overrides(config, overrides or []), source
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def load_config(path: Path | str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """An experiment config file read (`read_config`) and validated (`validate`); every check
+    before a run (data root, recipes, ablations): `bmip.config_checks.check_config`."""
+    return validate(*read_config(path, overrides))
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
     return out
-
-
-@functools.lru_cache(maxsize=1)
-def _builtin_recipes() -> dict[str, Any]:
-    return yaml.safe_load(RECIPES_FILE.read_text())
-
-
-def recipe(config: dict[str, Any], training: str, method: str, dataset: str | None = None) -> dict[str, Any]:
-    """The recipe of a method (or ablation variant) for a training protocol and dataset: built-ins,
-    then the config's overrides; for a variant, its ablation's and its own overrides; last, the
-    per-dataset values (`recipes.<protocol>.<method>.datasets.<dataset>`) of every layer, the most
-    specific setting, as the released CoPrompt and PromptSRC code sets some per dataset."""
-    from bmip.ablations import AblationError, variant_of, variants
-
-    try:
-        variant = variant_of(config, method)
-    except AblationError as err:
-        try:
-            near = difflib.get_close_matches(method, list(variants(config)), n=3, cutoff=0.5)
-        except AblationError:  # the ablations themselves are wrong: the message says so
-            near = []
-        raise ConfigError(f"{err}; did you mean {', '.join(repr(n) for n in near)}?" if near else str(err)) from None
-    base = variant.method if variant is not None else method
-    builtin = _builtin_recipes()
-    user = config.get("recipes", {})
-    resolved = dict(RECIPE_DEFAULTS)
-    for layer in (builtin, user):
-        resolved = _merge(resolved, layer.get("default", {}).get(base, {}))
-        if training != "base2novel":
-            resolved = _merge(resolved, layer.get(training, {}).get(base, {}))
-    for override in variant.recipe_overrides() if variant is not None else []:
-        resolved = _merge(resolved, override)
-    per_dataset = resolved.pop("datasets", {})
-    if dataset is not None and dataset in per_dataset:
-        resolved = _merge(resolved, per_dataset[dataset])
-    return resolved
-
-
-def run_config(config: dict[str, Any], training: str, method: str, dataset: str, seed: int) -> dict[str, Any]:
-    """Everything that determines one training run's numbers."""
-    if training not in TRAIN_CLASSES:
-        raise ConfigError(f"unknown training protocol {training!r}; choose from {sorted(TRAIN_CLASSES)}")
-    if method not in method_names() and "@" not in method:
-        raise ConfigError(f"unknown method {method!r}; {_did_you_mean(method, method_names())}")
-    resolved = recipe(config, training, method, dataset)  # a variant's: refuses an undeclared one
-    from bmip.ablations import variant_of
-
-    variant = variant_of(config, method)
-    torch_seed = seed if config["torch_seed"] is None else config["torch_seed"]
-    if variant is not None and variant.torch_seed is not None:
-        torch_seed = variant.torch_seed
-    return {
-        "experiment": config["experiment"],
-        "training": training,
-        "classes": TRAIN_CLASSES[training],
-        "method": method,
-        "dataset": dataset,
-        "seed": seed,
-        "torch_seed": torch_seed,
-        "shots": config["shots"],
-        "recipe": resolved,
-        "selection": config["selection"],
-        "backbone": {key: config["backbone"][key] for key in ("model", "pretrained", "quick_gelu")},
-    }
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -1,10 +1,11 @@
 """What the workflow wrote: the content of every file a job produced, to tell a result changed
 afterwards from one the workflow made.
 
-Each workflow job ends with `python -m bmip.ledger EXPERIMENT FILE...`, which records each output
-file's sha256, size and modification time in `<experiment>/.ledger/<key>.json`, one file per job
-(`key`: a hash of its output paths, so a rerun replaces its record). Hidden: no result, left out
-of the manifest and the crate.
+Each workflow job ends with `python -m bmip.ledger EXPERIMENT --rule RULE FILE...`, which records
+the rule that declared the files and each output file's sha256, size and modification time in
+`<experiment>/.ledger/<key>.json`, one file per job (`key`: a hash of its output paths, so a rerun
+replaces its record). Hidden: no result, left out of the manifest and the crate. The audit names
+the rule of each file from it (`rules`), the workflow's own declaration.
 
 When the workflow starts, `changed_files` compares every recorded file that is still there with its
 record (size and modification time first, the content hash where they differ): a file whose
@@ -59,8 +60,8 @@ def _write(path: Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-def record(experiment: Path, files: list[Path]) -> Path:
-    """Record what a job wrote (its output files that exist: a directory output is skipped)."""
+def record(experiment: Path, files: list[Path], rule: str | None = None) -> Path:
+    """Record what a job of `rule` wrote (its output files that exist: a directory output is skipped)."""
     experiment = Path(experiment)
     names = sorted(_name(experiment, Path(f)) for f in files)
     entries = {}
@@ -71,7 +72,8 @@ def record(experiment: Path, files: list[Path]) -> Path:
             entries[name] = {"sha256": _sha256(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     key = hashlib.sha256("\n".join(names).encode()).hexdigest()[:24]
     out = experiment / FOLDER / f"{key}.json"
-    _write(out, {"format": FORMAT, "recorded": dt.datetime.now(dt.timezone.utc).isoformat(), "files": entries})
+    _write(out, {"format": FORMAT, "rule": rule, "recorded": dt.datetime.now(dt.timezone.utc).isoformat(),
+                 "files": entries})
     return out
 
 
@@ -86,6 +88,12 @@ def _records(experiment: Path) -> list[tuple[Path, dict]]:
         if isinstance(doc, dict) and doc.get("format") == FORMAT and isinstance(doc.get("files"), dict):
             out.append((path, doc))
     return sorted(out, key=lambda r: str(r[1].get("recorded", "")))  # the latest record of a file wins
+
+
+def rules(experiment: Path) -> dict[str, str]:
+    """The rule that wrote each recorded file (ledger name: relative to the experiment folder)."""
+    return {name: doc["rule"] for _, doc in _records(Path(experiment)) if isinstance(doc.get("rule"), str)
+            for name in doc["files"]}
 
 
 def changed_files(experiment: Path, write: bool = True) -> dict[str, str]:
@@ -137,11 +145,15 @@ def set_aside(experiment: Path, names: list[str]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    rule = None
+    if len(args) > 2 and args[1] == "--rule":
+        rule = args.pop(2)
+        args.pop(1)
     if len(args) < 2:
-        print("usage: python -m bmip.ledger EXPERIMENT_FOLDER OUTPUT_FILE...", file=sys.stderr)
+        print("usage: python -m bmip.ledger EXPERIMENT_FOLDER [--rule RULE] OUTPUT_FILE...", file=sys.stderr)
         return 2
-    record(Path(args[0]), [Path(a) for a in args[1:]])
+    record(Path(args[0]), [Path(a) for a in args[1:]], rule)
     return 0
 
 

@@ -36,7 +36,8 @@ from typing import Any
 import torch
 
 from bmip.checkpoint import CheckpointError, save_checkpoint
-from bmip.config import TRAIN_CLASSES, recipe
+from bmip.grid import TRAIN_CLASSES
+from bmip.recipes import recipe
 from bmip.engine import paths
 from bmip.io import file_sha256, write_json
 

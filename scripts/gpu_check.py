@@ -392,7 +392,7 @@ def worker(settings_file: Path, barrier: Path, n: int, result: Path) -> None:
     """One training process of the concurrency part: warm up, wait for the others, train for a window."""
     import torch
 
-    from bmip.config import recipe
+    from bmip.recipes import recipe
     from bmip.engine.runtime import autocast, resolve_precision
     from bmip.engine.schedule import make_optimizer
     from bmip.methods import build_model

@@ -6,7 +6,9 @@ import copy
 import pytest
 
 from bmip.ablations import ablations, method_config
-from bmip.config import ConfigError, check_ablations, config_hash, run_config, validate
+from bmip.config import ConfigError, config_hash, validate
+from bmip.config_checks import check_ablations
+from bmip.recipes import run_config
 from bmip.engine.check import check_recipes
 from bmip.engine.paths import evaluations, trainings
 

@@ -34,7 +34,8 @@ def test_benchmark_builds_methods_with_a_configs_recipes(tmp_path, capsys, caplo
     from pathlib import Path
 
     from bmip.backbone import load_backbone
-    from bmip.config import load_config, recipe
+    from bmip.config import load_config
+    from bmip.recipes import recipe
     from bmip.methods import build_model
 
     config = Path(__file__).resolve().parents[1] / "config" / "config.yaml"

@@ -3,7 +3,8 @@ import subprocess
 
 import pytest
 
-from bmip.config import ConfigError, check_dataset_names, load_config
+from bmip.config import ConfigError, load_config
+from bmip.config_checks import check_dataset_names
 from tests.workflow.reduced import REPO, reduced_config, snakemake_command
 
 

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from bmip.config import (ConfigError, check_config, load_config, parse_yaml, read_config_files, run_config, validate,
-                         workflow_config)
+from bmip.config import ConfigError, load_config, parse_yaml, read_config, read_config_files, validate, workflow_config
+from bmip.config_checks import check_config
+from bmip.recipes import run_config
 from tests.workflow.reduced import REPO
 
 DEFAULT = (REPO / "config" / "config.yaml").read_text()
@@ -30,7 +31,7 @@ def _edited(tmp_path, *edits: tuple[str, str]):
 
 def _refused(path, *overrides: str) -> str:
     with pytest.raises(ConfigError) as err:
-        load_config(path, list(overrides), check=True)
+        check_config(*read_config(path, list(overrides)))
     return str(err.value)
 
 
@@ -40,8 +41,8 @@ def _line(path, text: str) -> int:
 
 def test_the_shipped_configs_pass_without_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="bmip.config"):
-        config = load_config(REPO / "config" / "config.yaml", check=True)
-        load_config(PAPER, check=True)  # every dataset name is the registry's: no data needed
+        config = check_config(*read_config(REPO / "config" / "config.yaml"))
+        check_config(*read_config(PAPER))  # every dataset name is the registry's: no data needed
     assert caplog.records == []
     assert config["recipes"]["default"]["bmip"]["lr"] == 0.004
 
@@ -90,7 +91,7 @@ def test_a_misspelt_dataset_under_a_recipe_is_refused_with_the_nearest_names(tmp
 def test_recipes_the_config_never_uses_are_named_in_a_warning(tmp_path, caplog):
     path = _edited(tmp_path, (BMIP, BMIP.replace("depth: 3}}", "depth: 3}, datasets: {objects_r: {lr: 0.01}}}")))
     with caplog.at_level(logging.WARNING, logger="bmip.config"):
-        config = load_config(path, ["methods=[coop, bmip]", "analysis.methods=[bmip]"], check=True)
+        config = check_config(*read_config(path, ["methods=[coop, bmip]", "analysis.methods=[bmip]"]))
     assert config["methods"] == ["coop", "bmip"]
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2, warnings
@@ -117,7 +118,7 @@ def test_a_key_given_twice_is_refused_naming_the_file_the_key_and_both_lines(tmp
 
 def test_an_exponent_without_a_dot_is_read_as_the_number_it_looks_like(tmp_path):
     path = _edited(tmp_path, (BMIP, BMIP.replace("lr: 0.004", "lr: 4e-3")))
-    config = load_config(path, check=True)
+    config = check_config(*read_config(path))
     assert config["recipes"]["default"]["bmip"]["lr"] == 0.004
     overridden = load_config(REPO / "config" / "config.yaml", ["recipes.default.coop.lr=2E-2"])  # bmip --set
     assert overridden["recipes"]["default"]["coop"]["lr"] == 0.02

@@ -126,17 +126,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="embed the trained prompts (prompts.safetensors); otherwise listed by sha256 and size")
     crate.set_defaults(func=run_crate)
 
-    manifest = subparsers.add_parser("manifest", help="write results/<experiment>/manifest.json (every output's sha256)")
+    manifest = subparsers.add_parser(
+        "manifest", help="write results/<experiment>/manifest.json (every output's sha256)",
+        description="List every output file of the experiment with its sha256, size and the rule that wrote it, in "
+                    "<experiment>/manifest.json: the record bmip audit verifies the files against, so an edit made "
+                    "after the run shows up naming the file. The workflow writes it once the tables and figures "
+                    "exist; run it by hand only to record files you changed on purpose.")
     manifest.add_argument("experiment", type=Path, help="the experiment folder, results/<experiment>")
     manifest.set_defaults(func=run_manifest)
 
-    provenance = subparsers.add_parser("provenance", help="per-table CSVs of the runs behind each table")
+    provenance = subparsers.add_parser(
+        "provenance", help="per-table CSVs of the runs behind each table",
+        description="Write one CSV per table, one row per evaluation the table averages joined with the training "
+                    "of the evaluated model: its code version, config, hardware and time, so a reader of a table "
+                    "sees where each number came from without opening the results folder.")
     provenance.add_argument("experiment", type=Path, help="the experiment folder, results/<experiment>")
     provenance.add_argument("--out", type=Path, help=f"folder for <table>.csv (default <experiment>/{PROVENANCE_DIR})")
     provenance.set_defaults(func=run_provenance)
 
-    cost = subparsers.add_parser("cost", help="wall time per rule and in total, and the hardware used")
+    cost = subparsers.add_parser(
+        "cost", help="wall time per rule and in total, and the hardware used",
+        description="Summarise what the experiment cost to run: wall time and peak memory per workflow rule and in "
+                    "total, and the hardware the runs record, as CSV and Markdown "
+                    f"(<experiment>/{COST_CSV}, {COST_MD}).")
     cost.add_argument("experiment", type=Path, help="the experiment folder, results/<experiment>")
-    cost.add_argument("--csv", type=Path, help=f"default <experiment>/{COST_CSV}")
-    cost.add_argument("--md", type=Path, help=f"default <experiment>/{COST_MD}")
+    cost.add_argument("--csv", type=Path, help=f"the CSV file to write (default <experiment>/{COST_CSV})")
+    cost.add_argument("--md", type=Path, help=f"the Markdown file to write (default <experiment>/{COST_MD})")
     cost.set_defaults(func=run_cost)

@@ -1,18 +1,15 @@
 """What a full reproduction costs: wall time per rule and in total, and the hardware it ran on.
 
 Two sources. The runs' own provenance (`time.wall_seconds`, peak memory, hardware) covers training
-and evaluation, is part of the results and survives copying them. Snakemake's job records
-(`.snakemake/metadata` in the folder the workflow ran in: rule, start and end of the job that wrote
-each output) add every rule, process start-up included; they are read when present and skipped,
-with a note, when the results were copied without them. The summary is written before the
-manifest and audit rules run, so their own (seconds-long) jobs are not in it.
+and evaluation, is part of the results and survives copying them. Snakemake's `benchmark:` record
+of every job (`logs/benchmarks/<rule>/….tsv`: wall seconds, peak memory; the file's time is the
+job's end) adds every rule, process start-up included. The summary is written before the manifest,
+audit and crate rules run, which keep no benchmark record.
 """
 from __future__ import annotations
 
-import base64
-import binascii
+import csv
 import datetime as dt
-import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -20,7 +17,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from bmip.audit.layout import Experiment, Run
+from bmip.audit.layout import BENCHMARKS, Experiment, Run
 from bmip.audit.records import RunRecord, all_records, hardware_label
 from bmip.engine import paths as P
 from bmip.io import atomic_write
@@ -36,47 +33,21 @@ PIPELINE_ORDER = ("write_config", "miniworld_generate", "miniworld_pretrain", "d
                   "evaluate_domain_generalization", "tables", "figures", "miniworld_figure", "provenance")
 
 
-def snakemake_jobs(exp: Experiment) -> list[dict[str, Any]]:
-    """Snakemake's record of each job that wrote a file of this experiment (or its data), if kept.
-
-    Records are keyed by output file (URL-safe base64 of its path, split into folder levels when
-    long); jobs with several outputs are counted once.
-    """
-    metadata = exp.root / ".snakemake" / "metadata"
-    if not metadata.is_dir():
-        return []
-    scope = [exp.path]
-    if exp.config and exp.config.get("data_root"):
-        scope.append((exp.root / str(exp.config["data_root"])).resolve())
-    stamps: dict[tuple[str, Any], list[tuple[float, float]]] = defaultdict(list)
-    for record_file in metadata.rglob("*"):
-        if not record_file.is_file():
-            continue
+def benchmark_jobs(exp: Experiment) -> list[dict[str, Any]]:
+    """Each job's Snakemake benchmark record: rule (its folder), start and end (the file's time is
+    the end, less the wall seconds the record gives) and seconds."""
+    jobs = []
+    for path in sorted((exp.path / BENCHMARKS).rglob("*.tsv")):
         try:
-            output = base64.urlsafe_b64decode("".join(record_file.relative_to(metadata).parts)).decode()
-            record = json.loads(record_file.read_text())
-            start, end, rule = float(record["starttime"]), float(record["endtime"]), str(record["rule"])
-        except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError, OSError):
+            with path.open(newline="") as handle:
+                row = next(csv.DictReader(handle, delimiter="\t"))
+            seconds, end = float(row["s"]), path.stat().st_mtime
+        except (OSError, StopIteration, KeyError, TypeError, ValueError):
+            log.warning("%s is not a Snakemake benchmark record: its job is not counted", path)
             continue
-        path = (exp.root / output).resolve()
-        if not path.is_file() or not any(path == s or s in path.parents for s in scope):
-            continue
-        stamps[(rule, record.get("job_hash"))].append((start, end))
-    # One job writes several outputs, each with its own record, stamped microseconds apart. Records
-    # of one rule and job hash (which Snakemake may reuse across runs) ending within a second of
-    # each other are one job.
-    jobs: list[dict[str, Any]] = []
-    for (rule, _), times in stamps.items():
-        times.sort(key=lambda t: t[1])
-        current: dict[str, Any] | None = None
-        for start, end in times:
-            if current is None or end - current["end"] >= _SAME_JOB_SECONDS:
-                current = {"rule": rule, "start": start, "end": end}
-                jobs.append(current)
-            current["start"], current["end"] = min(current["start"], start), end
-    for job in jobs:
-        job["seconds"] = max(job["end"] - job["start"], 0.0)
-    return sorted(jobs, key=lambda j: j["start"])
+        rule = path.relative_to(exp.path / BENCHMARKS).parts[0]
+        jobs.append({"rule": rule, "start": end - seconds, "end": end, "seconds": max(seconds, 0.0)})
+    return sorted(jobs, key=lambda j: (j["start"], j["rule"]))
 
 
 def _order(rule: str) -> tuple[int, str]:
@@ -159,8 +130,8 @@ def cost_markdown(name: str, table: pd.DataFrame, records: list[RunRecord], jobs
         lines.append(f"Compute summed over Snakemake jobs: **{_duration(total['job_seconds'])}** "
                      f"({int(total['jobs'])} jobs, process start-up and every rule included).")
     else:
-        lines.append("Snakemake's job records (`.snakemake/metadata` where the workflow ran) were not found beside "
-                     "these results: only the runs' own timings are shown.")
+        lines.append("Snakemake's job records (`logs/benchmarks/`) were not found in these results: only the runs' "
+                     "own timings are shown.")
     lines += [
         f"Measured inside the training and evaluation runs: **{_duration(total['run_seconds'])}** "
         f"over {int(total['runs'])} runs; peak memory of one process {total['peak_rss_mib']} MiB.",
@@ -203,9 +174,9 @@ def write_cost(experiment_dir: Path, csv_path: Path, md_path: Path) -> pd.DataFr
     """Write the cost summary as CSV and Markdown (atomically); returns the table."""
     exp = Experiment.open(experiment_dir)
     records = [r for r in all_records(exp) if r.provenance is not None]
-    jobs = snakemake_jobs(exp)
+    jobs = benchmark_jobs(exp)
     if not jobs:
-        log.info("no Snakemake job records under %s: cost from the runs' provenance only", exp.root)
+        log.info("no Snakemake benchmark records under %s: cost from the runs' provenance only", exp.path)
     table = cost_table(records, jobs, exp.rule_for, feature_rows(exp))
     atomic_write(Path(csv_path), lambda tmp: table.to_csv(tmp, index=False, float_format="%.3f"))
     text = cost_markdown(exp.name, table, records, jobs)

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 import bmip
-from bmip.audit.layout import CRATE, CRATE_LOG, LOGS, MANIFEST, Experiment, folder_files
+from bmip.audit.layout import BENCHMARKS, CRATE, CRATE_LOG, LOGS, MANIFEST, Experiment, benchmark_of, folder_files
 from bmip.audit.records import RunRecord, all_records, code_label, hardware_label
 from bmip.engine import paths as P
 from bmip.engine.provenance import code_version
@@ -111,7 +111,7 @@ def jobs(exp: Experiment, files: list[str], records: list[RunRecord]) -> list[Jo
     files = sorted(files)
     by_key: dict[str, Job] = {}
     for name in files:
-        if name.startswith(f"{LOGS}/"):
+        if name.startswith(f"{LOGS}/") and not name.startswith(f"{BENCHMARKS}/"):
             rule, _ = exp.rule_of(name)
             if rule is not None:
                 parts = PurePosixPath(name).relative_to(LOGS).with_suffix("").parts
@@ -131,9 +131,13 @@ def jobs(exp: Experiment, files: list[str], records: list[RunRecord]) -> list[Jo
         return max(candidates, key=lambda j: len(j.parts))
 
     logs = {job.log: job for job in by_key.values()}
+    benchmarked = {benchmark_of(job.rule, job.log): job for job in by_key.values() if job.log}
     for name in files:
         rule, _ = exp.rule_of(name)
-        if name in logs:
+        if name.startswith(f"{BENCHMARKS}/"):
+            job = benchmarked.get(name)
+            (job.outputs if job is not None else job_of(name, rule).outputs).append(name)
+        elif name in logs:
             logs[name].outputs.append(name)
         elif rule is not None:
             job_of(name, rule).outputs.append(name)

@@ -6,14 +6,15 @@ internal state, and work on a folder copied away from the machine that produced 
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 import yaml
 
-from bmip.config import TRAINED_BY, TRAIN_CLASSES
+from bmip.grid import TRAINED_BY, TRAIN_CLASSES
 from bmip.engine import paths as P
 from bmip.io import file_sha256
 from bmip.methods import VARIANT_MARK
@@ -24,6 +25,7 @@ AUDIT_REPORT = "audit.txt"
 CRATE = "crate.zip"
 CRATE_LOG = "logs/crate.log"
 LOGS = "logs"
+BENCHMARKS = "logs/benchmarks"  # Snakemake's benchmark: record of each job (workflow/rules/common.smk job_benchmark)
 SPLITS = "splits"
 TABLES_DIR = "tables"
 PROVENANCE_DIR = "provenance"
@@ -34,18 +36,34 @@ COST_MD = "cost.md"
 _NAME = r"[^/]+"
 _PROTOCOLS = "|".join(sorted(TRAINED_BY))
 _TRAININGS = "|".join(sorted(TRAIN_CLASSES))
+_WILDCARD = {"training": _TRAININGS, "protocol": _PROTOCOLS, "seed": r"\d+", "shots": r"\d+"}
+
+
+def _pattern(layout: str, keep: tuple[str, ...]) -> str:
+    """A pattern of the results layout (bmip.engine.paths: `{x}` a wildcard) as a regex whose
+    groups are the wildcards in `keep`."""
+    out, pos = [], 0
+    for match in re.finditer(r"\{(\w+)\}", layout):
+        out.append(re.escape(layout[pos:match.start()]))
+        name, body = match.group(1), _WILDCARD.get(match.group(1), _NAME)
+        out.append(f"(?P<{name}>{body})" if name in keep else f"(?:{body})")
+        pos = match.end()
+    return "".join(out) + re.escape(layout[pos:])
+
+
+_RUN = ("method", "dataset", "seed")
 # Path (relative to the experiment folder) -> the rule that writes it; first match wins.
 # `{name}` in a rule is filled from the pattern's groups, as Snakemake fills wildcards.
 EVALUATION = "<bmip.engine.paths.evaluate_rule of the experiment's config>"
 RULES: tuple[tuple[str, str], ...] = (
     (r"config\.yaml", "write_config"),
-    (rf"splits/(?P<dataset>{_NAME})/{_NAME}", "fewshot_splits"),
+    (_pattern(P.SPLIT, ("dataset",)), "fewshot_splits"),
     (rf"data_check/(?P<dataset>{_NAME})\.json", "check_data"),
     (rf"inputs/(?P<dataset>{_NAME})\.json", "inventory"),
-    (rf"train/(?P<training>{_TRAININGS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", "train"),
-    (rf"(?P<protocol>{_PROTOCOLS})/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/{_NAME}", EVALUATION),
-    (rf"analysis/(?P<method>{_NAME})/(?P<dataset>{_NAME})/seed(?P<seed>\d+)/causal\.json", "analyze"),
-    (rf"features/(?P<dataset>{_NAME})/{_NAME}", "image_features"),
+    (_pattern(f"{P.TRAIN_RUN}/{{file}}", ("training", *_RUN)), "train"),
+    (_pattern(f"{P.EVALUATION_RUN}/{{file}}", ("protocol", *_RUN)), EVALUATION),
+    (_pattern(P.CAUSAL, _RUN), "analyze"),
+    (_pattern(P.FEATURES, ("dataset",)), "image_features"),
     (r"tables/(ablation|paired)_[^/]+", "ablation_report"),
     (rf"tables/{_NAME}", "tables"),
     (r"figures/miniworld_samples\.png", "miniworld_figure"),
@@ -56,6 +74,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"manifest\.json", "manifest"),
     (r"audit\.txt", "audit"),
     (r"crate\.zip", "crate"),
+    (r"logs/benchmarks/(?P<rule>[^/]+)/.+\.tsv", "{rule}"),  # Snakemake's benchmark: record of each job
     (r"logs/splits/.+", "fewshot_splits"),
     (r"logs/check_data(/.+|\.log)", "check_data"),
     (r"logs/inventory/.+", "inventory"),
@@ -64,6 +83,14 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),
 )
 _COMPILED = tuple((re.compile(pattern), rule) for pattern, rule in RULES)
+
+
+def benchmark_of(rule: str, log: str) -> str:
+    """The benchmark record of the job of `rule` whose log is `log` (both relative to the
+    experiment folder): the log's path below its stage folder, under logs/benchmarks/<rule>/."""
+    parts = PurePosixPath(log).relative_to(LOGS).parts
+    below = PurePosixPath(*parts[1:]) if len(parts) > 1 else PurePosixPath(f"{rule}.log")
+    return str(PurePosixPath(BENCHMARKS, rule, below.with_suffix(".tsv")))
 
 
 def folder_files(folder: Path) -> list[str]:
@@ -158,8 +185,17 @@ class Experiment:
             return str(path)
 
     def rule_of(self, relpath: str) -> tuple[str | None, dict[str, str]]:
-        """(rule, wildcards) of the workflow job that wrote `relpath` in this experiment."""
-        return rule_of(relpath, self.config)
+        """(rule, wildcards) of the workflow job that wrote `relpath` in this experiment: the rule
+        its job recorded in the ledger (bmip/ledger.py) where there is one, the workflow's own
+        declaration; else (a folder copied without its hidden files, a log) the results layout's."""
+        rule, wildcards = rule_of(relpath, self.config)
+        return self._declared.get(relpath, rule), wildcards
+
+    @functools.cached_property
+    def _declared(self) -> dict[str, str]:
+        from bmip.ledger import rules
+
+        return rules(self.path)
 
     def rule_for(self, run: Run) -> str:
         """The workflow rule that made a run."""

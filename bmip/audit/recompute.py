@@ -3,6 +3,9 @@
 The tables are rebuilt with the same functions that wrote them (bmip.report.tables) from the
 metrics files of the config's grid, rendered the same way, and compared cell by cell with the
 CSVs on disk. A CSV number may differ from the recomputed one only by the rounding of `%.4f`.
+This is what the check is: it finds a table edited after it was written, or written from other
+runs than the grid's, not an error in the statistics of that code (tests/report checks those);
+the audit report says so.
 Each metrics file is also checked against itself: its summary must be the accuracies of its own
 results (correct/total), so one edited accuracy is named in the file where it was edited.
 """

@@ -21,7 +21,9 @@ from typing import Any
 from bmip.audit.findings import Findings
 from bmip.audit.layout import Experiment, Run
 from bmip.audit.records import RunRecord, read_json, read_record
-from bmip.config import TRAIN_CLASSES, ConfigError, config_hash, run_config
+from bmip.config import ConfigError, config_hash
+from bmip.grid import TRAIN_CLASSES
+from bmip.recipes import run_config
 from bmip.engine import gates, mechanism
 from bmip.engine.records import absent_problems
 from bmip.engine import paths as P
@@ -146,7 +148,7 @@ def _check_split_json(exp: Experiment, record: RunRecord, findings: Findings) ->
     except SplitFileError as err:
         findings.problem(name, str(err))
         return
-    from bmip.engine.data_check import part_names
+    from bmip.engine.inventory import part_names
 
     _check_data_check(exp, record, dict(zip(part_names(run.seed), (items_hash(train), items_hash(val)))), findings)
     classes = TRAIN_CLASSES.get(run.protocol, "all")

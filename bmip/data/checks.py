@@ -18,6 +18,7 @@ from .custom import class_names_of
 from .errors import DataError, DegenerateDatasetError
 from .protocols import all_classes_problem, base_new_problem
 from .registry import DATASETS, resolve_name
+from bmip.grid import dataset_keys
 
 
 def class_count(config: Mapping[str, Any], name: str) -> int | None:
@@ -55,7 +56,6 @@ def class_count_problems(config: Mapping[str, Any]) -> list[str]:
     class-folder dataset whose class folders are one directory. Datasets not in place yet are
     skipped (they are downloaded or generated later), and so are files the loader will refuse
     with its own message at the data check."""
-    from bmip.config import dataset_keys  # here: bmip.config may import this module
 
     counts: dict[str, int | None] = {}
     problems: list[str] = []
@@ -79,7 +79,6 @@ def training_class_problems(config: Mapping[str, Any], training: str, dataset: s
     """The messages refusing to train (`training`: base2novel or cross_dataset) on `dataset` of
     `n_classes` classes, under each config key that names it for this training: a protocol's
     `datasets` are trained on base2novel's base classes, its `source` by cross_dataset."""
-    from bmip.config import dataset_keys
 
     field = "datasets" if training == "base2novel" else "source"
     keys = [key for key, name in dataset_keys(dict(config)) if name == dataset and key.split("[")[0].endswith(f".{field}")]

@@ -36,7 +36,8 @@ from bmip.checkpoint import load_model
 from bmip.config import ConfigError
 from bmip.data import subsample_classes
 from bmip.engine import paths
-from bmip.engine.runtime import backbone_from, compute_setup, fewshot_data, harmonic_mean, predict
+from bmip.engine.runtime import backbone_from, compute_setup, fewshot_data, predict
+from bmip.metrics import harmonic_mean
 from bmip.io import file_sha256, write_json
 from bmip.methods.base import Slots
 from bmip.prompting import AttentionTerms, attention_terms

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bmip.config import ConfigError, recipe
+from bmip.config import ConfigError
+from bmip.recipes import recipe
 from bmip.engine.paths import trainings
 
 

@@ -11,7 +11,9 @@ import logging
 from pathlib import Path
 
 from bmip.ablations import method_config
-from bmip.config import TRAINED_BY, TRAIN_CLASSES, check_dataset_names, load_config
+from bmip.config import load_config, read_config
+from bmip.config_checks import check_config, check_dataset_names
+from bmip.grid import TRAINED_BY, TRAIN_CLASSES
 from bmip.engine.gpu_slots import claim_for
 
 log = logging.getLogger(__name__)
@@ -23,18 +25,60 @@ def _config(parser: argparse.ArgumentParser) -> None:
                         help="override a config value, e.g. --set recipes.default.bmip.lr=0.001 (repeatable)")
 
 
+def method_help(what: str = "the method") -> str:
+    """--method's help: every registered name, and the ablation variants a config may declare."""
+    from bmip.methods import VARIANT_MARK, method_names
+
+    return (f"{what}: one of {', '.join(method_names())}; or an ablation variant "
+            f"<method>{VARIANT_MARK}<label> that the config's ablations declare (e.g. bmip{VARIANT_MARK}sum)")
+
+
+def dataset_help(what: str) -> str:
+    """--dataset's help: the names bmip.config_checks.check_dataset_names accepts."""
+    from bmip.data.registry import DATASETS
+    from bmip.miniworld.datasets import DATASETS as MINIWORLD
+
+    return (f"{what}: a registry dataset ({', '.join(DATASETS)}; any common spelling, e.g. OxfordPets), a "
+            f"miniworld dataset ({', '.join(MINIWORLD)}), or the name of a folder under the config's data_root")
+
+
 def _common(parser: argparse.ArgumentParser, what: str) -> None:
     _config(parser)
-    parser.add_argument("--method", required=True)
+    parser.add_argument("--method", required=True, metavar="METHOD", help=method_help())
     target = parser.add_mutually_exclusive_group(required=True)
     if what == "train":
-        target.add_argument("--dataset")
+        target.add_argument("--dataset", help=dataset_help(
+            "the dataset to train on (under cross_dataset: the source)"))
     else:
-        target.add_argument("--dataset", nargs="+")
+        target.add_argument("--dataset", nargs="+", help=dataset_help(
+            "the dataset(s) to evaluate on (under cross_dataset and domain_generalization: the targets)"))
     target.add_argument("--all", action="store_true",
                         help=f"every (protocol, dataset) the config {what}s, instead of --protocol/--dataset")
-    parser.add_argument("--seed", type=int, nargs="+", required=True, help="one or more seeds, run one after the other")
+    parser.add_argument("--seed", type=int, nargs="+", metavar="SEED",
+                        help="one or more seeds, run one after the other; needed for every method but zsclip "
+                             "(zero-shot CLIP, nothing trained), whose runs default to the config's seeds, as the "
+                             "workflow runs them")
     parser.add_argument("--out", type=Path, help="output folder of a single run (default: the config's results layout)")
+
+
+def _no_prompt_positions() -> list[str]:
+    """The base methods `bmip analyze` has nothing to intervene on (registry traits)."""
+    from bmip.methods import has_prompt_positions, method_names
+
+    return [m for m in method_names() if "+" not in m and not has_prompt_positions(m)]
+
+
+def _seeds(args: argparse.Namespace, config: dict) -> list[int]:
+    """--seed, or for a method with nothing trained the config's seeds: the workflow runs zsclip
+    under every seed (each run folder seed<N>) like any method, so by hand it gets the same runs."""
+    if args.seed is not None:
+        return args.seed
+    from bmip.methods import records_mechanism
+
+    if not records_mechanism(args.method):  # no prompt term to record: nothing learnt (zsclip)
+        return list(config["seeds"])
+    raise ValueError(f"--method {args.method} trains prompts, so name the seed(s) of its runs: --seed "
+                     f"{' '.join(map(str, config['seeds']))} (the config's seeds)")
 
 
 def _targets(args: argparse.Namespace, every: list[tuple[str, str]], default: str | None = None) -> list[tuple[str, str]]:
@@ -63,9 +107,10 @@ def run_train(args: argparse.Namespace) -> int:
     from bmip.engine.train import train
 
     targets = _targets(args, trainings(config), default="base2novel")
-    _check_single(args, len(args.seed) * len(targets))
+    seeds = _seeds(args, config)
+    _check_single(args, len(seeds) * len(targets))
     for protocol, dataset in targets:
-        for seed in args.seed:
+        for seed in seeds:
             log.info("trained model in %s", train(config, protocol, args.method, dataset, seed, args.out))
     return 0
 
@@ -77,8 +122,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from bmip.engine.paths import evaluations
 
     targets = _targets(args, evaluations(config))
-    _check_single(args, len(args.seed) * len(targets))
-    for protocol, dataset, seed in by_model(config, [(p, d, s) for p, d in targets for s in args.seed]):
+    seeds = _seeds(args, config)
+    _check_single(args, len(seeds) * len(targets))
+    for protocol, dataset, seed in by_model(config, [(p, d, s) for p, d in targets for s in seeds]):
         out = evaluate(config, protocol, args.method, dataset, seed, args.checkpoint, args.out)
         log.info("metrics in %s", out)
     return 0
@@ -144,7 +190,7 @@ def run_import_official(args: argparse.Namespace) -> int:
 def run_check_config(args: argparse.Namespace) -> int:
     from bmip.engine.check import check_compute, check_recipes
 
-    config = load_config(args.config, args.overrides, check=True)  # every problem of the config at once
+    config = check_config(*read_config(args.config, args.overrides))  # every problem of the config at once
     compute = check_compute(config)
     built = check_recipes(config)
     log.info("the config is valid and its %d (training protocol, method) recipes build on %s", built,
@@ -166,7 +212,7 @@ def run_check_data(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     if args.inventory:
-        from bmip.engine.data_check import checked_datasets
+        from bmip.engine.inventory import checked_datasets
         from bmip.engine.inventory import FOLDER, update_inventories
 
         changed = update_inventories(config, args.dataset or checked_datasets(config))
@@ -191,19 +237,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _config(data)
     data.add_argument("--workers", type=int, default=None,
                       help="decoding threads (default: the config's workers, at least 1)")
-    data.add_argument("--dataset", nargs="+", help="check only these datasets (default: every dataset the config reads)")
+    data.add_argument("--dataset", nargs="+", metavar="DATASET",
+                      help="check only these datasets, as the config names them (default: every dataset it reads)")
     data.add_argument("--inventory", action="store_true",
                       help="only record the images the runs read (<experiment>/inputs/<dataset>.json; the workflow's "
                            "inventory rule), without decoding them")
     data.set_defaults(func=run_check_data)
 
-    train = subparsers.add_parser("train", help="train (protocol, method, dataset, seed) runs")
+    train = subparsers.add_parser(
+        "train", help="train a method's prompts: one run per (protocol, dataset, seed)",
+        description="Train a method on one dataset (--dataset, under --protocol, default base2novel) or on every "
+                    "(protocol, dataset) the config trains (--all), once per seed. Each run writes "
+                    "prompts.safetensors, train_log.csv and provenance.json to "
+                    "<results_dir>/<experiment>/train/<protocol>/<method>/<dataset>/seed<N>/ (or --out); a run "
+                    "interrupted there resumes from its last complete epoch.")
     _common(train, "train")
     train.add_argument("--protocol", choices=sorted(TRAIN_CLASSES),
                        help="base2novel (the default) trains on the base classes; cross_dataset on all classes of the source")
     train.set_defaults(func=run_train)
 
-    evaluate = subparsers.add_parser("evaluate", help="evaluate trained runs under a protocol")
+    evaluate = subparsers.add_parser(
+        "evaluate", help="evaluate trained runs under one or more protocols (metrics.json per run)",
+        description="Evaluate the runs train wrote (or --checkpoint) on the datasets of --protocol, or on every "
+                    "(protocol, dataset) the config evaluates (--all), once per seed. Each evaluation writes "
+                    "metrics.json and provenance.json (and gates.json, mechanism.json) to "
+                    "<results_dir>/<experiment>/<protocol>/<method>/<dataset>/seed<N>/ (or --out).")
     _common(evaluate, "evaluate")
     evaluate.add_argument("--protocol", choices=sorted(TRAINED_BY), nargs="+",
                           help="one or more protocols; --dataset then names the evaluation dataset(s) of each")
@@ -213,9 +271,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     analysis = subparsers.add_parser(
         "analyze", help="causal checks of the prompt mechanism on base-to-novel models (reconstruction of Ma et al.)")
     _config(analysis)
-    analysis.add_argument("--method", required=True)
-    analysis.add_argument("--dataset", nargs="+", help="default: the config's analysis.datasets")
-    analysis.add_argument("--seed", type=int, nargs="+", required=True)
+    analysis.add_argument("--method", required=True, metavar="METHOD",
+                          help=method_help(f"a prompt method trained under base2novel (not "
+                                           f"{' or '.join(_no_prompt_positions())}: no prompt positions to "
+                                           "intervene on)"))
+    analysis.add_argument("--dataset", nargs="+", metavar="DATASET",
+                          help="base-to-novel datasets whose trained models to analyse (default: the config's "
+                               "analysis.datasets)")
+    analysis.add_argument("--seed", type=int, nargs="+", required=True, metavar="SEED",
+                          help="the seeds of the trained models, one or more")
     analysis.add_argument("--checkpoint", type=Path, help="prompts.safetensors (default: from the results layout)")
     analysis.add_argument("--out", type=Path, help="output folder of a single analysis (default: the results layout)")
     analysis.set_defaults(func=run_analyze)
@@ -224,7 +288,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "features", help="compute the frozen image features of test sets, shared by the methods whose image tower "
                          "is not prompted (zsclip, coop, cocoop, lang); the workflow's image_features rule")
     _config(feats)
-    feats.add_argument("--dataset", nargs="+", required=True, help="the test sets (datasets) to compute")
+    feats.add_argument("--dataset", nargs="+", required=True, metavar="DATASET",
+                       help=dataset_help("the test sets to compute"))
     feats.set_defaults(func=run_features)
 
     planned = subparsers.add_parser(

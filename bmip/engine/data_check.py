@@ -1,8 +1,8 @@
 """The data check: every image a config's runs will read is decoded once before any training.
 
-Which images: for each dataset the config trains on, the few-shot train and val items of every
-seed (all classes: base-to-novel training reads the base part of them); for every dataset a run
-reads, its whole test list. Each file is opened and fully decoded as training reads it
+Which images (`checked_parts`, bmip.engine.inventory, which records them): for each dataset the
+config trains on, the few-shot train and val items of every seed (all classes: base-to-novel
+training reads the base part of them); for every dataset a run reads, its whole test list. Each file is opened and fully decoded as training reads it
 (`bmip.data.decode`), in parallel threads (PIL releases the GIL while decoding), with a progress
 bar. Every unreadable file of every checked dataset is reported in one error; in the workflow the
 `check_data` job(s), on which every train and evaluate job depends, fail before any of them starts.
@@ -28,10 +28,11 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from bmip.data import Dataset, Item, fewshot_split, items_hash, load_dataset, resolve_name
+from bmip.data import Dataset, Item, items_hash, resolve_name
 from bmip.data.decode import image_problem
 from bmip.data.errors import DataCheckError
 from bmip.engine import paths
+from bmip.engine.inventory import checked_datasets, checked_parts, inventory_path
 from bmip.io import file_sha256, write_json
 
 log = logging.getLogger(__name__)
@@ -48,34 +49,6 @@ def record_path(config: dict[str, Any], dataset: str) -> Path:
 
 def cache_path(config: dict[str, Any], dataset: str) -> Path:
     return paths.experiment_dir(config) / RECORDS / f".{dataset}.json"
-
-
-def part_names(seed: int) -> tuple[str, str]:
-    """The record's names of one seed's few-shot lists."""
-    return f"seed{seed} train", f"seed{seed} val"
-
-
-def checked_datasets(config: dict[str, Any]) -> list[str]:
-    """Every dataset a run of the config reads (trained on or evaluated), in config order."""
-    return list(dict.fromkeys([*(d for _, d in paths.trainings(config)), *(d for _, d in paths.evaluations(config))]))
-
-
-def checked_parts(config: dict[str, Any], names: Sequence[str],
-                  check_images: bool = True) -> dict[str, tuple[Dataset, dict[str, list[Item]]]]:
-    """Per dataset, the dataset and the item lists the config's runs read, by part name
-    (`check_images`: whether loading refuses a listed image that is not there)."""
-    trained = {dataset for _, dataset in paths.trainings(config)}
-    out: dict[str, tuple[Dataset, dict[str, list[Item]]]] = {}
-    for name in names:
-        data = load_dataset(name, config["data_root"], check_images=check_images)
-        parts: dict[str, list[Item]] = {}
-        if name in trained:
-            for seed in config["seeds"]:
-                train, val = fewshot_split(data, config["shots"], seed)
-                parts.update(zip(part_names(seed), (train, val)))
-        parts["test"] = list(data.test)  # also of a dataset only trained on: which protocols evaluate it may change
-        out[name] = (data, parts)
-    return out
 
 
 @dataclass
@@ -161,8 +134,6 @@ def check_dataset(config: dict[str, Any], data: Dataset, parts: dict[str, list[I
 def _inventory_sha256(config: dict[str, Any], dataset: str) -> str | None:
     """sha256 of the dataset's inventory (bmip.engine.inventory) the check was made from; None when
     there is none (a check by hand, outside the workflow)."""
-    from bmip.engine.inventory import inventory_path
-
     path = inventory_path(paths.experiment_dir(config), dataset)
     return file_sha256(path) if path.is_file() else None
 

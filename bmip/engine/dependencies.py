@@ -1,7 +1,7 @@
 """What each workflow stage's results depend on besides its input files: config settings and code.
 
 Snakemake reruns a job when one of its params changes. Each rule's `settings` param holds the
-config keys below that change its numbers (the runs' own resolved configs, `bmip.config.run_config`,
+config keys below that change its numbers (the runs' own resolved configs, `bmip.recipes.run_config`,
 are a param of their own: recipe, shots, seed, torch seed, selection, backbone), and its `code`
 param the fingerprint of the bmip code it runs. So a change of a setting or of the code reruns
 exactly the jobs it affects, and everything downstream of them.
@@ -24,7 +24,8 @@ each job's resolved run config), `workflow` (how the grid is cut into jobs and w
 Code: a stage's fingerprint hashes the bmip modules its entry module imports, transitively
 (imports inside functions included), each as its syntax tree without docstrings (comments,
 docstrings and formatting change nothing), the package's data files it may read (model
-configs, bundled split files), and the versions of the libraries that compute its numbers.
+configs, bundled split files), the source of modules that register methods from outside the
+package (`BMIP_METHOD_MODULES`), and the versions of the libraries that compute its numbers.
 """
 from __future__ import annotations
 
@@ -170,10 +171,30 @@ def _library_versions() -> dict[str, str | None]:
     return out
 
 
+def _method_modules() -> list[tuple[str, bytes]]:
+    """The source of the modules that register methods from outside the package
+    (BMIP_METHOD_MODULES, bmip.methods): code every training and evaluation may run."""
+    import importlib.util
+    import os
+
+    from bmip.methods import MODULES_VARIABLE
+
+    out = []
+    for name in filter(None, (m.strip() for m in os.environ.get(MODULES_VARIABLE, "").split(","))):
+        spec = importlib.util.find_spec(name)
+        origin = Path(spec.origin) if spec is not None and spec.origin else None
+        out.append((name, origin.read_bytes() if origin is not None and origin.is_file() else b"(not found)"))
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def _environment() -> str:
-    """The package data files and library versions, hashed once."""
+    """The package data files, the modules registering methods from outside it, and library
+    versions, hashed once."""
     digest = hashlib.sha256()
+    for name, source in _method_modules():
+        digest.update(f"{name}\n".encode())
+        digest.update(source)
     for folder in DATA_FILES:
         for path in sorted((PACKAGE / folder).rglob("*")):
             if path.is_file() and not path.name.startswith("."):

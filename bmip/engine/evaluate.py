@@ -16,16 +16,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
+from bmip.backbone import Backbone
 from bmip.checkpoint import CheckpointError, load_model, read_metadata
-from bmip.config import TRAINED_BY, ConfigError, config_hash, run_config
+from bmip.config import ConfigError, config_hash
+from bmip.grid import TRAINED_BY
+from bmip.recipes import run_config
 from bmip.data import (
-    DegenerateDatasetError, Item, base_novel_labels, items_hash, load_dataset, open_world_split, ratio_selection,
-    subsample_classes, subsample_classes_ratio,
+    Dataset, DegenerateDatasetError, Item, base_novel_labels, items_hash, load_dataset, open_world_split,
+    ratio_selection, subsample_classes, subsample_classes_ratio,
 )
 from bmip.data.protocols import all_classes_problem
 from bmip.data.masks import has_masks, patch_foreground
@@ -33,11 +37,12 @@ from bmip.engine import data_check, features, gates, mechanism, paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.records import absent_record
 from bmip.engine.runtime import (
-    accuracy_report, autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, harmonic_mean,
+    accuracy_report, autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data,
     predict,
 )
 from bmip.engine.scoring import ScoreMatrix, score_matrix
 from bmip.io import file_sha256, write_json
+from bmip.metrics import harmonic_mean
 from bmip.prompting import PromptedCLIP
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,8 @@ log = logging.getLogger(__name__)
 # evaluation of this process (a job that evaluates several seeds of a method computes it once):
 # bmip.engine.mechanism.recording.
 ZERO_SHOT_FOREGROUND: dict[tuple, dict] = {}
+# The protocols that evaluate a source-trained model on every class of a target dataset.
+TRANSFER = ("cross_dataset", "domain_generalization")
 
 
 def _labels(items: Sequence[Item]) -> torch.Tensor:
@@ -61,17 +68,39 @@ def evaluate(
     out_dir: Path | None = None,
 ) -> Path:
     """Write `metrics.json` and `provenance.json` for one evaluation; returns the folder."""
-    if protocol not in TRAINED_BY:
-        raise ConfigError(f"unknown protocol {protocol!r}; choose from {sorted(TRAINED_BY)}")
-    training = TRAINED_BY[protocol]
-    source = paths.training_dataset(config, protocol, dataset)
-    run = run_config(config, training, method, source, seed)
+    run = _training_run(config, protocol, method, dataset, seed)
     checkpoint = Path(checkpoint) if checkpoint else paths.checkpoint_for(config, protocol, method, dataset, seed)
     out = Path(out_dir) if out_dir else paths.eval_dir(config, protocol, method, dataset, seed)
     device, precision = compute_setup(config)
     clock = RunClock(device, precision)
     backbone = backbone_from(config, device)
-    model = load_model(checkpoint, backbone, expect_method=method)  # refuses another method or backbone
+    model, imported = _load_checkpoint(checkpoint, backbone, run)
+    evaluated = _evaluation_data(config, protocol, dataset, seed)
+    scorer = _scorer(config, model, backbone, checkpoint, method, evaluated, device, precision)
+    results, summary = SCORING[protocol](scorer.score, evaluated, config, seed)
+    identity = {"protocol": protocol, "method": method, "dataset": dataset, "seed": seed}
+    _write_records(out, identity, scorer)  # before metrics.json, which marks the evaluation done
+    _write_metrics(out, identity, run["dataset"], checkpoint, summary, results)
+    inputs = _provenance_inputs(config, evaluated, checkpoint, scorer.work, imported)
+    write_json(out / paths.PROVENANCE, provenance("evaluate", run, clock=clock, inputs=inputs,
+                                                  backbone=backbone_record(backbone), work=scorer.work))
+    return out
+
+
+def _training_run(config: dict[str, Any], protocol: str, method: str, dataset: str, seed: int) -> dict[str, Any]:
+    """The resolved config of the training run whose model `protocol` evaluates on `dataset`."""
+    if protocol not in TRAINED_BY:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose from {sorted(TRAINED_BY)}")
+    source = paths.training_dataset(config, protocol, dataset)
+    return run_config(config, TRAINED_BY[protocol], method, source, seed)
+
+
+def _load_checkpoint(checkpoint: Path, backbone: Backbone, run: dict[str, Any]) -> tuple[PromptedCLIP, dict | None]:
+    """The trained model and, for a checkpoint `bmip import-official` wrote, what it was imported
+    from; refused when it was trained (or imported) for another configuration than `run` now is,
+    or for another method or backbone."""
+    training = run["training"]
+    model = load_model(checkpoint, backbone, expect_method=run["method"])  # refuses another method or backbone
     imported = read_metadata(checkpoint).get("imported_from")  # `bmip import-official`: trained elsewhere
     if imported is not None:
         if imported.get("recipe_options") != run["recipe"]["options"]:
@@ -80,120 +109,153 @@ def evaluate(
                 f"{training} recipe now has {run['recipe']['options']}; import it again with this config")
     elif read_metadata(checkpoint).get("config_sha256") != config_hash(run):
         raise CheckpointError(
-            f"{checkpoint} was trained with another configuration than {training}/{method}/{source}/seed{seed} "
+            f"{checkpoint} was trained with another configuration than "
+            f"{training}/{run['method']}/{run['dataset']}/seed{run['seed']} "
             "resolves to now (recipe, options, shots or seeds differ); retrain it"
         )
+    return model, imported
 
-    gated, analysed = gates.has_gates(method), mechanism.has_mechanism(method)
-    recorded: dict[str, Any] = {}
-    mechanisms: dict[str, Any] = {}
-    single_pass = model.method.label_space_independent
-    work = {"single_pass": single_pass, "image_forwards": 0, "image_features_reused": 0}
-    if protocol in ("cross_dataset", "domain_generalization"):
+
+@dataclass
+class EvaluationData:
+    """The evaluated dataset, and the few-shot lists of the seed that chose its base and novel
+    classes (None for a transfer target, which is evaluated on every class)."""
+    dataset: str  # as the evaluation names it
+    data: Dataset
+    train_items: list[Item] | None
+    val_items: list[Item] | None
+    classnames: list[str]  # the columns of the model's score matrix
+
+
+def _evaluation_data(config: dict[str, Any], protocol: str, dataset: str, seed: int) -> EvaluationData:
+    """A transfer target with all its classes (refused with too few), or the dataset's few-shot
+    split of `seed` with its classes in base-then-novel order."""
+    if protocol in TRANSFER:
         data = load_dataset(dataset, config["data_root"])
         problem = all_classes_problem(dataset, data.num_classes)
         if problem is not None:
             raise DegenerateDatasetError(f"{problem}. Add classes to {dataset!r}, or remove it from the "
                                          f"{protocol} targets.")
-        train_items = val_items = None
-        classnames = data.classnames
-    else:
-        data, train_items, val_items = fewshot_data(config, dataset, seed)
-        classnames = open_world_split(train_items, val_items, data.test, dataset=dataset).classnames
-    masks = analysed and has_masks(data)
-    matrix = _shared_matrix(config, model, checkpoint, data, classnames, device, precision, gated, work,
-                            _mechanism_spaces(train_items, len(classnames)) if analysed else None, masks) \
-        if single_pass else None
+        return EvaluationData(dataset, data, None, None, data.classnames)
+    data, train_items, val_items = fewshot_data(config, dataset, seed)
+    classnames = open_world_split(train_items, val_items, data.test, dataset=dataset).classnames
+    return EvaluationData(dataset, data, train_items, val_items, classnames)
 
-    def score(items: Sequence[Item], names: list[str], columns: Sequence[int], desc: str,
+
+@dataclass
+class Scorer:
+    """Accuracy in each label space a protocol asks for, with BMIP's gates and a prompt method's
+    mechanism record for the spaces it names (`part`). A model whose logits do not depend on the
+    batch is run once: every space is a choice of rows and columns of its score matrix. Else
+    (official_compat BMIP) each space is its own pass over its images. `work` counts what was
+    computed and what reused, for the provenance."""
+    config: dict[str, Any]
+    model: PromptedCLIP
+    backbone: Backbone
+    data: Dataset
+    device: torch.device
+    precision: str
+    gated: bool
+    analysed: bool
+    masks: bool
+    work: dict[str, Any]
+    matrix: ScoreMatrix | None = None
+    recorded: dict[str, Any] = field(default_factory=dict)  # gate statistics by part
+    mechanisms: dict[str, Any] = field(default_factory=dict)  # mechanism records by part
+
+    def score(self, items: Sequence[Item], names: list[str], columns: Sequence[int], desc: str,
               part: str | None = None) -> dict[str, Any]:
         """Accuracy in the label space of `columns` (labels of `data`, in the space's order; `items`
         and `names` as the protocol's subsampling gives them); BMIP's gates and the mechanism
         record too when `part` names it."""
         labels = _labels(items)
-        if matrix is not None:
-            rows, space_labels = matrix.rows(columns)
-            if not torch.equal(space_labels, labels):
-                raise RuntimeError(f"{desc}: the label space's images are not those of columns {list(columns)}")
-            preds = matrix.predict(rows, columns)
-            if gated and part:
-                model.set_classnames(names, data.template)
-                with gates.recording(model.method) as text, torch.no_grad(), autocast(device, precision):
-                    model.text_features()  # this space's text gates (bmip.engine.scoring says why)
-                recorded[part] = {"vision": matrix.vision_gate_stats(rows), "text": text["text"]}
-            if analysed and part:
-                mechanisms[part] = matrix.mechanism_for(part, columns)
-            return accuracy_report(labels, preds, names)
-        model.set_classnames(names, data.template)
-        recorder = gates.recording(model.method) if gated and part else contextlib.nullcontext({})
-        probe = contextlib.nullcontext({})
-        if analysed and part:
-            foreground, reference = _foreground(data, items, model, backbone, masks, None)
-            probe = mechanism.recording(model, foreground, reference)
-        with recorder as stats, probe as mechanics:
-            preds = predict(model, items, data.image_root, batch=config["eval_batch_size"], workers=config["workers"],
-                            device=device, precision=precision, desc=desc)
-        work["image_forwards"] += len(items)
-        if gated and part:
-            recorded[part] = stats
-        if analysed and part:
-            mechanisms[part] = mechanics
+        if self.matrix is not None:
+            preds = self._from_matrix(labels, names, columns, desc, part)
+        else:
+            preds = self._own_pass(items, names, desc, part)
         return accuracy_report(labels, preds, names)
 
-    tested = data.test
-    if protocol in ("cross_dataset", "domain_generalization"):
-        results = {"all": score(tested, data.classnames, range(len(data.classnames)), dataset, "all")}
-        summary = {"accuracy": results["all"]["accuracy"]}
-    elif protocol == "base2novel":
-        results = {}
-        for part, subsample, columns in zip(("base", "novel"), ("base", "new"), base_novel_labels(train_items)):
-            _, _, test, names = subsample_classes(train_items, val_items, data.test, subsample, dataset=dataset)
-            results[part] = score(test, names, columns, f"{dataset} {part}", part)
-        summary = {"base": results["base"]["accuracy"], "novel": results["novel"]["accuracy"]}
-        summary["hm"] = harmonic_mean(summary["base"], summary["novel"])
-    else:
-        results, summary = _open_world(config, score, data, train_items, val_items, seed)
+    def _from_matrix(self, labels: torch.Tensor, names: list[str], columns: Sequence[int], desc: str,
+                     part: str | None) -> torch.Tensor:
+        """Predictions read from the shared score matrix; the space's gates and mechanism from it too."""
+        rows, space_labels = self.matrix.rows(columns)
+        if not torch.equal(space_labels, labels):
+            raise RuntimeError(f"{desc}: the label space's images are not those of columns {list(columns)}")
+        preds = self.matrix.predict(rows, columns)
+        if self.gated and part:
+            self.model.set_classnames(names, self.data.template)
+            with gates.recording(self.model.method) as text, torch.no_grad(), autocast(self.device, self.precision):
+                self.model.text_features()  # this space's text gates (bmip.engine.scoring says why)
+            self.recorded[part] = {"vision": self.matrix.vision_gate_stats(rows), "text": text["text"]}
+        if self.analysed and part:
+            self.mechanisms[part] = self.matrix.mechanism_for(part, columns)
+        return preds
 
-    identity = {"protocol": protocol, "method": method, "dataset": dataset, "seed": seed}
-    # Before metrics.json, which marks the evaluation done. Both records are written for every
-    # method (declared outputs of every evaluation job): one with nothing to record says why.
-    if gated:
-        gates.write_gates(out / paths.GATES, identity, recorded)
-    else:
-        write_json(out / paths.GATES, absent_record(gates.FORMAT, identity, f"{method} has no gates: only BMIP's "
-                                                    "aggregation weights are recorded (bmip.engine.gates)"))
-    if analysed:
-        mechanism.write_mechanism(out / paths.MECHANISM, identity, masks, mechanisms)
-    else:
-        write_json(out / paths.MECHANISM, absent_record(mechanism.FORMAT, identity, f"{method} learns no prompts: "
-                                                        "there is no prompt term to record (bmip.engine.mechanism)"))
-    # Classes the model was trained on fewer than `shots` images of (its training's provenance):
-    # the tables note them.
-    trained = _read_provenance(checkpoint.parent / paths.PROVENANCE)
-    short = ((trained.get("inputs") or {}).get("short_classes") or {}) if isinstance(trained, dict) else {}
-    metrics = {**identity, "trained_on": source, "short_classes": short, "summary": summary, "results": results}
-    write_json(out / paths.METRICS, metrics)
-    inputs = {"test": dataset_inputs(data, tested), "data_check": data_check.provenance_input(config, dataset),
-              "checkpoint": str(checkpoint),
-              "checkpoint_sha256": file_sha256(checkpoint)}
-    if "frozen_image_features" in work:
-        inputs["frozen_image_features"] = work.pop("frozen_image_features")
-    if imported is not None:
-        inputs["imported_from"] = imported
-    write_json(out / paths.PROVENANCE, provenance("evaluate", run, clock=clock, inputs=inputs, backbone=backbone_record(backbone), work=work))
-    return out
+    def _own_pass(self, items: Sequence[Item], names: list[str], desc: str, part: str | None) -> torch.Tensor:
+        """Predictions of a pass of the model over `items` against `names`, recording the space's
+        gates and mechanism during it."""
+        model, gated, analysed = self.model, self.gated and part, self.analysed and part
+        model.set_classnames(names, self.data.template)
+        recorder = gates.recording(model.method) if gated else contextlib.nullcontext({})
+        probe = contextlib.nullcontext({})
+        if analysed:
+            foreground, reference = _foreground(self.data, items, model, self.backbone, self.masks, None)
+            probe = mechanism.recording(model, foreground, reference)
+        with recorder as stats, probe as mechanics:
+            preds = predict(model, items, self.data.image_root, batch=self.config["eval_batch_size"],
+                            workers=self.config["workers"], device=self.device, precision=self.precision, desc=desc)
+        self.work["image_forwards"] += len(items)
+        if gated:
+            self.recorded[part] = stats
+        if analysed:
+            self.mechanisms[part] = mechanics
+        return preds
 
 
-def _read_provenance(path: Path) -> Any:
-    import json
+def _scorer(config: dict[str, Any], model: PromptedCLIP, backbone: Backbone, checkpoint: Path, method: str,
+            evaluated: EvaluationData, device: torch.device, precision: str) -> Scorer:
+    """The evaluation's scorer: with the model's score matrix over the test images and all classes
+    (computed, or this process's last one) where one pass serves every label space."""
+    gated, analysed = gates.has_gates(method), mechanism.has_mechanism(method)
+    work = {"single_pass": model.method.label_space_independent, "image_forwards": 0, "image_features_reused": 0}
+    data = evaluated.data
+    masks = analysed and has_masks(data)
+    scorer = Scorer(config, model, backbone, data, device, precision, gated, analysed, masks, work)
+    if work["single_pass"]:
+        spaces = _mechanism_spaces(evaluated.train_items, len(evaluated.classnames)) if analysed else None
+        scorer.matrix = _shared_matrix(config, model, checkpoint, data, evaluated.classnames, device, precision, gated,
+                                       work, spaces, masks)
+    return scorer
 
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+
+Scores = tuple[dict[str, Any], dict[str, Any]]  # (results by label space, summary)
+Score = Callable[..., dict[str, Any]]  # Scorer.score
 
 
-def _open_world(config, score, data, train_items, val_items, seed):
+def _all_classes(score: Score, evaluated: EvaluationData, config: dict[str, Any], seed: int) -> Scores:
+    """cross_dataset / domain_generalization: accuracy on every class of the target."""
+    data = evaluated.data
+    results = {"all": score(data.test, data.classnames, range(len(data.classnames)), evaluated.dataset, "all")}
+    return results, {"accuracy": results["all"]["accuracy"]}
+
+
+def _base2novel(score: Score, evaluated: EvaluationData, config: dict[str, Any], seed: int) -> Scores:
+    """Base and novel test images, each in its own label space; the HM of the two."""
+    data, train_items, val_items = evaluated.data, evaluated.train_items, evaluated.val_items
+    dataset = evaluated.dataset
+    results = {}
+    for part, subsample, columns in zip(("base", "novel"), ("base", "new"), base_novel_labels(train_items)):
+        _, _, test, names = subsample_classes(train_items, val_items, data.test, subsample, dataset=dataset)
+        results[part] = score(test, names, columns, f"{dataset} {part}", part)
+    summary = {"base": results["base"]["accuracy"], "novel": results["novel"]["accuracy"]}
+    summary["hm"] = harmonic_mean(summary["base"], summary["novel"])
+    return results, summary
+
+
+def _open_world(score: Score, evaluated: EvaluationData, config: dict[str, Any], seed: int) -> Scores:
+    """The whole test split against all class names (base-part and novel-part accuracy in that
+    joint space, their HM), and the ratio sweep."""
+    data, train_items, val_items = evaluated.data, evaluated.train_items, evaluated.val_items
     split = open_world_split(train_items, val_items, data.test, dataset=data.name)
     joint = score(split.test, split.classnames, range(len(split.classnames)), f"{data.name} open-world", "joint")
     results: dict[str, Any] = {"joint": joint}
@@ -213,6 +275,63 @@ def _open_world(config, score, data, train_items, val_items, seed):
         summary[f"ratio_{ratio}"] = sweep[str(ratio)]["accuracy"]
     results["ratio"] = sweep
     return results, summary
+
+
+# How each protocol scores the evaluated model: (results by label space, summary).
+SCORING: dict[str, Callable[[Score, EvaluationData, dict[str, Any], int], Scores]] = {
+    "base2novel": _base2novel, "open_world": _open_world, "cross_dataset": _all_classes,
+    "domain_generalization": _all_classes,
+}
+
+
+def _write_records(out: Path, identity: dict[str, Any], scorer: Scorer) -> None:
+    """gates.json and mechanism.json, for every method (declared outputs of every evaluation job):
+    one with nothing to record says why."""
+    method = identity["method"]
+    if scorer.gated:
+        gates.write_gates(out / paths.GATES, identity, scorer.recorded)
+    else:
+        write_json(out / paths.GATES, absent_record(gates.FORMAT, identity, f"{method} has no gates: only BMIP's "
+                                                    "aggregation weights are recorded (bmip.engine.gates)"))
+    if scorer.analysed:
+        mechanism.write_mechanism(out / paths.MECHANISM, identity, scorer.masks, scorer.mechanisms)
+    else:
+        write_json(out / paths.MECHANISM, absent_record(mechanism.FORMAT, identity, f"{method} learns no prompts: "
+                                                        "there is no prompt term to record (bmip.engine.mechanism)"))
+
+
+def _write_metrics(out: Path, identity: dict[str, Any], source: str, checkpoint: Path, summary: dict[str, Any],
+                   results: dict[str, Any]) -> None:
+    """metrics.json, with the classes the model was trained on fewer than `shots` images of (from
+    its training's provenance): the tables note them."""
+    trained = _read_provenance(checkpoint.parent / paths.PROVENANCE)
+    short = ((trained.get("inputs") or {}).get("short_classes") or {}) if isinstance(trained, dict) else {}
+    metrics = {**identity, "trained_on": source, "short_classes": short, "summary": summary, "results": results}
+    write_json(out / paths.METRICS, metrics)
+
+
+def _provenance_inputs(config: dict[str, Any], evaluated: EvaluationData, checkpoint: Path, work: dict[str, Any],
+                       imported: dict | None) -> dict[str, Any]:
+    """What the evaluation read: the test images, the data check, the checkpoint (and what it was
+    imported from), the frozen image features file (moved here from `work`)."""
+    data = evaluated.data
+    inputs = {"test": dataset_inputs(data, data.test),
+              "data_check": data_check.provenance_input(config, evaluated.dataset),
+              "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint)}
+    if "frozen_image_features" in work:
+        inputs["frozen_image_features"] = work.pop("frozen_image_features")
+    if imported is not None:
+        inputs["imported_from"] = imported
+    return inputs
+
+
+def _read_provenance(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 # The score matrix of the last model evaluated in this process: `bmip evaluate --all` runs the

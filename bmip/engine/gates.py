@@ -27,21 +27,24 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from bmip.engine.records import header_problems
+from bmip.methods import records_gates
 
 if TYPE_CHECKING:
     import torch
 
 FORMAT = "bmip-gates/1"
 TOWERS = ("vision", "text")
-GATED_BASES = ("bmip",)  # base methods whose runs record gates (bmip.methods.bmip.BMIP)
 STATS = ("mean", "std", "min", "max")
 
-def has_gates(method: str) -> bool:
-    """True for the methods whose evaluations write gates.json: BMIP and BMIP + a regulariser."""
-    return method.split("+", 1)[0] in GATED_BASES
+
+def has_gates(method: str, options: Mapping[str, Any] | None = None) -> bool:
+    """True for the methods whose evaluations write gates.json (the registry's trait,
+    bmip.methods.records_gates): BMIP and BMIP + a regulariser; with a run's resolved method
+    options, only where they mix by a gate (not `aggregation: sum`, ...)."""
+    return records_gates(method, options)
 
 
 class RunningStats:

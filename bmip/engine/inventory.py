@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from bmip.data import Dataset, Item, items_hash
+from bmip.data import Dataset, Item, fewshot_split, items_hash, load_dataset
 from bmip.engine import paths
 from bmip.io import file_sha256, write_json
 
@@ -36,6 +36,34 @@ log = logging.getLogger(__name__)
 FORMAT = "bmip-inventory/1"
 FOLDER = "inputs"  # <experiment>/inputs/<dataset>.json
 MISSING = "missing"
+
+
+def part_names(seed: int) -> tuple[str, str]:
+    """The record's names of one seed's few-shot lists."""
+    return f"seed{seed} train", f"seed{seed} val"
+
+
+def checked_datasets(config: dict[str, Any]) -> list[str]:
+    """Every dataset a run of the config reads (trained on or evaluated), in config order."""
+    return list(dict.fromkeys([*(d for _, d in paths.trainings(config)), *(d for _, d in paths.evaluations(config))]))
+
+
+def checked_parts(config: dict[str, Any], names: Sequence[str],
+                  check_images: bool = True) -> dict[str, tuple[Dataset, dict[str, list[Item]]]]:
+    """Per dataset, the dataset and the item lists the config's runs read, by part name
+    (`check_images`: whether loading refuses a listed image that is not there)."""
+    trained = {dataset for _, dataset in paths.trainings(config)}
+    out: dict[str, tuple[Dataset, dict[str, list[Item]]]] = {}
+    for name in names:
+        data = load_dataset(name, config["data_root"], check_images=check_images)
+        parts: dict[str, list[Item]] = {}
+        if name in trained:
+            for seed in config["seeds"]:
+                train, val = fewshot_split(data, config["shots"], seed)
+                parts.update(zip(part_names(seed), (train, val)))
+        parts["test"] = list(data.test)  # also of a dataset only trained on: which protocols evaluate it may change
+        out[name] = (data, parts)
+    return out
 
 
 def inventory_path(experiment: str | Path, dataset: str) -> Path:
@@ -136,8 +164,6 @@ def update_inventory(config: dict[str, Any], dataset: str, data: Dataset, parts:
 def update_inventories(config: dict[str, Any], datasets: Sequence[str], write: bool = True) -> list[str]:
     """The datasets among `datasets` whose inventory is missing or out of date, brought up to date
     when `write`."""
-    from bmip.engine.data_check import checked_parts
-
     return [name for name, (data, parts) in checked_parts(config, datasets, check_images=False).items()
             if update_inventory(config, name, data, parts, write)]
 
@@ -145,8 +171,6 @@ def update_inventories(config: dict[str, Any], datasets: Sequence[str], write: b
 def inventory_problems(experiment: str | Path, config: dict[str, Any], datasets: Sequence[str]) -> list[str]:
     """How the recorded inventories of `datasets` differ from the images as they are now, for the
     audit (empty when they match)."""
-    from bmip.engine.data_check import checked_parts
-
     problems = []
     for name, (data, parts) in checked_parts(config, datasets, check_images=False).items():
         path = inventory_path(experiment, name)

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 from bmip.engine.records import header_problems
-from bmip.methods import method_of
+from bmip.methods import method_of, records_mechanism
 
 if TYPE_CHECKING:
     import torch
@@ -63,12 +63,12 @@ if TYPE_CHECKING:
 FORMAT = "bmip-mechanism/1"
 TOWERS = ("vision", "text")
 REFERENCE = "vision/zsclip"  # the unprompted vision tower the probe also sees (foreground share)
-UNPROMPTED = ("zsclip",)  # base methods with nothing learnt: no record
 
 
 def has_mechanism(method: str) -> bool:
-    """True for every prompt method (any base but zero-shot CLIP, with or without a regulariser)."""
-    return method_of(method).split("+", 1)[0] not in UNPROMPTED
+    """True for every prompt method (any base but zero-shot CLIP, with or without a regulariser):
+    the registry's trait, bmip.methods.records_mechanism."""
+    return records_mechanism(method)
 
 
 def _grouped(values: "torch.Tensor", groups: "torch.Tensor | None") -> "torch.Tensor":

@@ -1,4 +1,6 @@
-"""Where every run writes: the file tree is the index of an experiment.
+"""Where every run writes: the file tree is the index of an experiment. The one statement of the
+results layout: the workflow's rules, the engine and the audit's path-to-rule patterns
+(bmip.audit.layout) are all made from the patterns below.
 
 results/<experiment>/train/<training protocol>/<method>/<dataset>/seed<N>/   a trained model
 results/<experiment>/<protocol>/<method>/<dataset>/seed<N>/                  an evaluation
@@ -9,16 +11,51 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bmip.config import TRAINED_BY
+from bmip.grid import TRAINED_BY, eval_datasets, evaluations, training_dataset, trainings  # noqa: F401 (the grid, read through the layout)
 
 PROMPTS = "prompts.safetensors"
 METRICS = "metrics.json"
-GATES = "gates.json"  # BMIP runs only: bmip.engine.gates
-MECHANISM = "mechanism.json"  # every prompt method (not zsclip): bmip.engine.mechanism
+GATES = "gates.json"  # bmip.engine.gates (a method without gates records that it has none)
+MECHANISM = "mechanism.json"  # bmip.engine.mechanism (zero-shot CLIP records that it has none)
 IMAGE_FEATURES = "image_features.safetensors"  # <experiment>/features/<dataset>/: bmip.engine.features
 PROVENANCE = "provenance.json"
 TRAIN_LOG = "train_log.csv"
 STATE = "state.pt"
+
+# The layout, relative to the experiment folder; `{x}` is a workflow wildcard.
+TRAIN_RUN = "train/{training}/{method}/{dataset}/seed{seed}"
+EVALUATION_RUN = "{protocol}/{method}/{dataset}/seed{seed}"
+SPLIT = "splits/{dataset}/shot_{shots}-seed_{seed}.json"
+FEATURES = "features/{dataset}/" + IMAGE_FEATURES
+CAUSAL = "analysis/{method}/{dataset}/seed{seed}/causal.json"
+
+
+def in_experiment(experiment: str | Path, pattern: str, **values: Any) -> str:
+    """A path of the layout in an experiment folder, `pattern` filled with `values` (pass "{x}" to
+    keep a wildcard for Snakemake)."""
+    return f"{experiment}/{pattern.format(**values)}"
+
+
+def train_file(experiment: str | Path, training: Any, method: Any, dataset: Any, seed: Any, name: str) -> str:
+    """A trained model's file (`name`: PROMPTS, TRAIN_LOG, PROVENANCE)."""
+    return in_experiment(experiment, f"{TRAIN_RUN}/{name}", training=training, method=method, dataset=dataset,
+                         seed=seed)
+
+
+def eval_file(experiment: str | Path, protocol: Any, method: Any, dataset: Any, seed: Any, name: str) -> str:
+    """An evaluation's file (`name`: METRICS, GATES, MECHANISM, PROVENANCE)."""
+    return in_experiment(experiment, f"{EVALUATION_RUN}/{name}", protocol=protocol, method=method, dataset=dataset,
+                         seed=seed)
+
+
+def split_file(experiment: str | Path, dataset: Any, shots: Any, seed: Any) -> str:
+    """The few-shot split file of a dataset, shot count and seed."""
+    return in_experiment(experiment, SPLIT, dataset=dataset, shots=shots, seed=seed)
+
+
+def causal_file(experiment: str | Path, method: Any, dataset: Any, seed: Any) -> str:
+    """`bmip analyze`'s record of a base-to-novel model."""
+    return in_experiment(experiment, CAUSAL, method=method, dataset=dataset, seed=seed)
 
 
 def experiment_dir(config: dict[str, Any]) -> Path:
@@ -27,39 +64,23 @@ def experiment_dir(config: dict[str, Any]) -> Path:
 
 def features_file(experiment: str | Path, dataset: str) -> Path:
     """The frozen image features of a test set, in an experiment folder (bmip.engine.features)."""
-    return Path(experiment) / "features" / dataset / IMAGE_FEATURES
+    return Path(in_experiment(experiment, FEATURES, dataset=dataset))
 
 
 def train_dir(config: dict[str, Any], training: str, method: str, dataset: str, seed: int) -> Path:
-    return experiment_dir(config) / "train" / training / method / dataset / f"seed{seed}"
+    return Path(in_experiment(experiment_dir(config), TRAIN_RUN, training=training, method=method, dataset=dataset,
+                              seed=seed))
 
 
 def eval_dir(config: dict[str, Any], protocol: str, method: str, dataset: str, seed: int) -> Path:
-    return experiment_dir(config) / protocol / method / dataset / f"seed{seed}"
-
-
-def training_dataset(config: dict[str, Any], protocol: str, dataset: str) -> str:
-    """The dataset the model evaluated under `protocol` on `dataset` was trained on."""
-    if TRAINED_BY[protocol] == "base2novel":
-        return dataset
-    return config["protocols"][protocol]["source"]
+    return Path(in_experiment(experiment_dir(config), EVALUATION_RUN, protocol=protocol, method=method,
+                              dataset=dataset, seed=seed))
 
 
 def checkpoint_for(config: dict[str, Any], protocol: str, method: str, dataset: str, seed: int) -> Path:
     """The trained model an evaluation reads."""
     source = training_dataset(config, protocol, dataset)
     return train_dir(config, TRAINED_BY[protocol], method, source, seed) / PROMPTS
-
-
-def eval_datasets(config: dict[str, Any], protocol: str) -> list[str]:
-    """The datasets evaluated under `protocol`: its datasets (base2novel, open_world) or targets."""
-    spec = config["protocols"][protocol]
-    return list(spec["datasets"] if "datasets" in spec else spec["targets"])
-
-
-def evaluations(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every (protocol, dataset) the config evaluates, in config order."""
-    return [(protocol, dataset) for protocol in config["protocols"] for dataset in eval_datasets(config, protocol)]
 
 
 BASE_TRAINED = ("base2novel", "open_world")  # the protocols that evaluate the base-trained model
@@ -77,14 +98,3 @@ def evaluate_rule(config: dict[str, Any], protocol: str) -> str:
         if len({tuple(protocols[p].get("datasets") or ()) for p in BASE_TRAINED}) == 1:
             return "evaluate_base_trained"
     return f"evaluate_{protocol}"
-
-
-def trainings(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every (training protocol, dataset) the config needs a trained model for."""
-    out: list[tuple[str, str]] = []
-    for protocol, spec in config["protocols"].items():
-        training = TRAINED_BY[protocol]
-        for dataset in spec["datasets"] if training == "base2novel" else [spec["source"]]:
-            if (training, dataset) not in out:
-                out.append((training, dataset))
-    return out

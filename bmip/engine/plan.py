@@ -19,7 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from bmip.config import TRAINED_BY, run_config
+from bmip.grid import TRAINED_BY
+from bmip.recipes import run_config
 from bmip.data.coop import read_split_json
 from bmip.data.items import Item
 from bmip.data.protocols import base_novel_labels, ratio_selection

@@ -245,9 +245,3 @@ def accuracy_report(labels: torch.Tensor, preds: torch.Tensor, classnames: Seque
         "per_class": per_class,
         "label_space": list(classnames),
     }
-
-
-def harmonic_mean(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or a + b == 0:
-        return None
-    return 2 * a * b / (a + b)

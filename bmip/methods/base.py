@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from bmip.backbone import Backbone
-from bmip.methods import MethodConfigError
+from bmip.methods.errors import MethodConfigError
 
 if TYPE_CHECKING:
     from bmip.data import Dataset

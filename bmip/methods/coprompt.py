@@ -34,7 +34,7 @@ from bmip.backbone import Backbone
 from bmip.data import ClassDescriptions, Dataset, class_descriptions
 from bmip.data.descriptions import template_descriptions
 from bmip.data.images import randaugment_transform, train_transform
-from bmip.methods import MethodConfigError
+from bmip.methods.errors import MethodConfigError
 from bmip.methods.base import Regularizer
 from bmip.prompting import PromptedCLIP, text_pass
 

@@ -1,19 +1,16 @@
-"""Ablation tables and the paired comparison: is a variant's difference larger than seed noise?
+"""Ablation tables: per variant, the metrics over seeds and the paired difference to a reference.
 
 Per ablation (bmip.ablations), one table: per variant, per dataset and averaged over datasets, the
 protocol's metrics (base, novel, HM; accuracy for the transfer protocols) as mean ± population
-std over seeds, like the main tables, and each variant's **paired difference** to the ablation's
-reference: runs are paired by (dataset, seed) — same few-shot split, same data seed — and the
-difference of the per-run primary metric (HM of that run's base and novel accuracy; accuracy)
-is averaged over the pairs, with a 95% percentile bootstrap interval over the pairs (10 000
-resamples, numpy's PCG64 seeded with BOOTSTRAP_SEED: reruns give the same bytes). Per-dataset rows
-pair over seeds only, the average row over datasets × seeds. A single pair has no interval (every
-resample is that pair): its row shows the difference with "n = 1" and leaves the bounds empty. The
-same comparison of every method against BMIP (or the first method) is `paired_base2novel`, for the
-main table.
+std over seeds, like the main tables, and each variant's paired difference of the per-run primary
+metric (HM of that run's base and novel accuracy; accuracy) to the ablation's reference, with its
+seeded bootstrap interval (bmip.report.statistics). Per-dataset rows pair over seeds only, the
+average row over datasets × seeds; a single pair's row shows the difference with "n = 1" and leaves
+the bounds empty. The same comparison of every method against BMIP (or the first method) is
+`paired_base2novel`, for the main table.
 
-Interval, not a test: an interval that excludes 0 says the gap exceeds what these seeds and
-datasets vary by, nothing about other seeds of torch's initialisation unless they are swept.
+Written as CSV, Markdown and LaTeX (bmip.report.latex), with each ablation's figure
+(bmip.report.figures.ablation); `ablation_outputs` names those files for the workflow.
 """
 from __future__ import annotations
 
@@ -25,33 +22,19 @@ import numpy as np
 import pandas as pd
 
 from bmip.io import atomic_write
-from bmip.report.latex import escape
 from bmip.report.display import average_label, display_dataset
+from bmip.report.latex import plain_table
+from bmip.report.statistics import BOOTSTRAP_SEED, RESAMPLES, mean_and_std, paired_difference
 from bmip.report.style import label
-from bmip.report.tables import harmonic_mean, load_metrics
+from bmip.metrics import harmonic_mean
+from bmip.report.tables import load_metrics
 
 log = logging.getLogger(__name__)
-BOOTSTRAP_SEED = 0
-RESAMPLES = 10_000
-LEVEL = 0.95
 PRIMARY = {"base2novel": "hm", "open_world": "hm", "cross_dataset": "accuracy", "domain_generalization": "accuracy"}
 METRICS = {"base2novel": ("base", "novel", "hm"), "open_world": ("accuracy", "base", "novel", "hm"),
            "cross_dataset": ("accuracy",), "domain_generalization": ("accuracy",)}
-
-
-def paired_bootstrap(differences: Iterable[float], resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                     level: float = LEVEL) -> tuple[float, float, float]:
-    """(mean, low, high): the mean of paired differences and its percentile bootstrap interval.
-    Resamples the pairs with replacement in one (resamples × pairs) draw, seeded: deterministic.
-    Fewer than 2 pairs give no interval (NaN bounds): resampling one pair only repeats it."""
-    d = np.asarray(list(differences), dtype=np.float64)
-    if d.size < 2:
-        return (float(d.mean()) if d.size else float("nan"), float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(d.mean()), float(low), float(high)
+PAIRED = "paired_base2novel"  # the main table's paired comparison
+DELTA = "Δ vs reference [95% CI]"  # the paired difference's display column
 
 
 def per_run(long: pd.DataFrame, protocol: str) -> pd.DataFrame:
@@ -62,16 +45,6 @@ def per_run(long: pd.DataFrame, protocol: str) -> pd.DataFrame:
     if {"base", "novel"} <= set(wide.columns):
         wide["hm"] = harmonic_mean(wide["base"], wide["novel"])
     return wide
-
-
-def _paired(runs: pd.DataFrame, method: str, reference: str, metric: str, datasets: list[str] | None) -> dict[str, float]:
-    mine = runs[runs["method"] == method].set_index(["dataset", "seed"])[metric]
-    ref = runs[runs["method"] == reference].set_index(["dataset", "seed"])[metric]
-    joined = pd.concat([mine, ref], axis=1, keys=["a", "b"], join="inner").sort_index()
-    if datasets is not None:
-        joined = joined[joined.index.get_level_values(0).isin(datasets)]
-    mean, low, high = paired_bootstrap((joined["a"] - joined["b"]).to_numpy())
-    return {"delta": mean, "delta_low": low, "delta_high": high, "pairs": len(joined)}
 
 
 def comparison_table(runs: pd.DataFrame, methods: list[str], reference: str, protocol: str,
@@ -88,13 +61,13 @@ def comparison_table(runs: pd.DataFrame, methods: list[str], reference: str, pro
             part = mine[mine["dataset"] == dataset]
             row: dict[str, Any] = {"method": method, "dataset": dataset}
             for m in metrics:
-                row[m], row[f"{m}_std"] = part[m].mean(), part[m].std(ddof=0)
+                row[m], row[f"{m}_std"] = mean_and_std(part[m])
             if derived_hm:  # the table's HM: of seed-averaged base and novel, as tables.py; so no sd
                 row["hm"] = harmonic_mean(row["base"], row["novel"])
                 del row["hm_std"]
             row["seeds"] = len(part)
             if method != reference:
-                row.update(_paired(runs, method, reference, primary, [dataset]))
+                row.update(paired_difference(runs, method, reference, primary, [dataset]))
             rows.append(row)
         own = [r for r in rows if r["method"] == method]
         average: dict[str, Any] = {"method": method, "dataset": average_label(len(own))}
@@ -103,7 +76,7 @@ def comparison_table(runs: pd.DataFrame, methods: list[str], reference: str, pro
         if derived_hm:
             average["hm"] = harmonic_mean(average["base"], average["novel"])
         if method != reference:
-            average.update(_paired(runs, method, reference, primary, datasets))
+            average.update(paired_difference(runs, method, reference, primary, datasets))
         rows.append(average)
     columns = ["method", "dataset", *[c for m in metrics for c in ((m,) if m == "hm" and derived_hm else (m, f"{m}_std"))],
                "seeds",
@@ -143,7 +116,10 @@ def _delta(delta: float, low: float, high: float, pairs: float) -> str:
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
-    """Rounded cells, display dataset names, the paired difference as `+1.23 [-0.40, +2.80]`."""
+    """Rounded cells, display dataset names, the paired difference as `+1.23 [-0.40, +2.80]`; an
+    empty frame for a table without results."""
+    if table.empty:
+        return pd.DataFrame()
     shown = pd.DataFrame({"Method": table["method"].map(label), "Dataset": table["dataset"].map(display_dataset)})
     if "protocol" in table:
         shown.insert(0, "Protocol", table["protocol"])
@@ -153,8 +129,7 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
         shown[m if m != "hm" else "HM"] = [
             _number(v) + (f" ± {_number(s)}" if std is not None and not pd.isna(s) and not d.startswith("Average") else "")
             for v, s, d in zip(table[m], std if std is not None else [None] * len(table), table["dataset"])]
-    shown["Δ vs reference [95% CI]"] = list(map(_delta, table["delta"], table["delta_low"], table["delta_high"],
-                                               table["pairs"]))
+    shown[DELTA] = list(map(_delta, table["delta"], table["delta_low"], table["delta_high"], table["pairs"]))
     return shown
 
 
@@ -165,25 +140,14 @@ def markdown(title: str, table: pd.DataFrame, note: str) -> str:
 
 
 def latex(caption: str, table: pd.DataFrame) -> str:
-    """A booktabs tabular: one row per (method, dataset), the paired interval in the last column."""
-    if table.empty:
-        return "% no results\n"
-    shown = _display(table).rename(columns={"Δ vs reference [95% CI]": "$\\Delta$ [95\\% CI]"})
-    header = " & ".join(c if c.startswith("$") else escape(c) for c in shown.columns)
-    lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{escape(caption)}}}",
-             f"\\begin{{tabular}}{{{'l' * 2 + 'r' * (len(shown.columns) - 2)}}}", "\\toprule", header + " \\\\", "\\midrule"]
-    for _, row in shown.iterrows():
-        lines.append(" & ".join(escape(str(v)).replace("±", "$\\pm$").replace("Δ", "$\\Delta$") for v in row) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
-    return "\n".join(lines)
+    """A booktabs table (bmip.report.latex): one row per (method, dataset), the paired interval in
+    the last column, under a shorter header."""
+    return plain_table(caption, _display(table), headers={DELTA: "Δ [95% CI]"})
 
 
-def _write(out_dir: Path, name: str, table: pd.DataFrame, title: str, note: str) -> Path:
-    csv = out_dir / f"{name}.csv"
-    atomic_write(csv, lambda tmp: tmp.write_text(csv_text(table)))
-    atomic_write(out_dir / f"{name}.md", lambda tmp: tmp.write_text(markdown(title, table, note)))
-    atomic_write(out_dir / f"{name}.tex", lambda tmp: tmp.write_text(latex(f"{title}. {note}", table)))
-    return csv
+def csv_text(table: pd.DataFrame) -> str:
+    """A table's CSV as written (what the audit recomputes and compares)."""
+    return table.to_csv(index=False, float_format="%.4f")
 
 
 NOTE = ("Mean ± population std over seeds; Δ: mean paired difference of the per-run {metric} to {reference} over "
@@ -196,6 +160,25 @@ def paired_methods(config: dict[str, Any]) -> tuple[list[str], str]:
     return methods, "bmip" if "bmip" in methods else methods[0]
 
 
+def _has_paired(config: dict[str, Any]) -> bool:
+    """Whether the config gets the main table's paired comparison: base2novel and two methods or more."""
+    return "base2novel" in config["protocols"] and len(config["methods"]) > 1
+
+
+def _ablation_name(ablation: Any) -> str:
+    """An ablation's table and figure file name, without extension."""
+    return f"ablation_{ablation.name}"
+
+
+def ablation_outputs(config: dict[str, Any]) -> dict[str, list[str]]:
+    """Names of the files `write_ablations` writes (tables, figures), without extensions: the
+    workflow's declared outputs."""
+    from bmip.ablations import ablations
+
+    names = [_ablation_name(a) for a in ablations(config)]
+    return {"tables": names + ([PAIRED] if _has_paired(config) else []), "figures": names}
+
+
 def build_ablation_tables(config: dict[str, Any], long: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, str, str]]:
     """(table, title, note) by file name: every ablation's, and `paired_base2novel` (every method
     against BMIP) where the config has base2novel and more than one method."""
@@ -205,20 +188,24 @@ def build_ablation_tables(config: dict[str, Any], long: pd.DataFrame) -> dict[st
     for ablation in ablations(config):
         metric = "/".join(sorted({PRIMARY[p].upper() if PRIMARY[p] == "hm" else PRIMARY[p] for p in ablation.protocols}))
         note = NOTE.format(metric=metric, reference=ablation.reference, resamples=RESAMPLES, seed=BOOTSTRAP_SEED)
-        out[f"ablation_{ablation.name}"] = (ablation_table(long, ablation), f"Ablation {ablation.name}", note)
-    if "base2novel" in config["protocols"] and len(config["methods"]) > 1:
+        out[_ablation_name(ablation)] = (ablation_table(long, ablation), f"Ablation {ablation.name}", note)
+    if _has_paired(config):
         methods, reference = paired_methods(config)
         runs = per_run(long, "base2novel")
         runs = runs[runs["method"].isin(methods)]
         table = comparison_table(runs, methods, reference, "base2novel", list(config["protocols"]["base2novel"]["datasets"]))
         note = NOTE.format(metric="HM", reference=reference, resamples=RESAMPLES, seed=BOOTSTRAP_SEED)
-        out["paired_base2novel"] = (table, "Base-to-novel, paired against " + reference, note)
+        out[PAIRED] = (table, "Base-to-novel, paired against " + reference, note)
     return out
 
 
-def csv_text(table: pd.DataFrame) -> str:
-    """A table's CSV as written (what the audit recomputes and compares)."""
-    return table.to_csv(index=False, float_format="%.4f")
+def _write(out_dir: Path, name: str, table: pd.DataFrame, title: str, note: str) -> Path:
+    """A table as `<name>.csv`, `.md` and `.tex` (each written atomically); returns the CSV's path."""
+    csv = out_dir / f"{name}.csv"
+    atomic_write(csv, lambda tmp: tmp.write_text(csv_text(table)))
+    atomic_write(out_dir / f"{name}.md", lambda tmp: tmp.write_text(markdown(title, table, note)))
+    atomic_write(out_dir / f"{name}.tex", lambda tmp: tmp.write_text(latex(f"{title}. {note}", table)))
+    return csv
 
 
 def write_ablations(config: dict[str, Any], metric_files: Iterable[Path], tables_dir: Path,
@@ -232,22 +219,14 @@ def write_ablations(config: dict[str, Any], metric_files: Iterable[Path], tables
     built = build_ablation_tables(config, load_metrics(metric_files))
     written = [_write(tables_dir, name, table, title, note) for name, (table, title, note) in built.items()]
     for ablation in ablations(config):
+        name = _ablation_name(ablation)
         with figure_style():
-            written += save(draw_ablation(built[f"ablation_{ablation.name}"][0], ablation),
-                            figures_dir / f"ablation_{ablation.name}")
+            written += save(draw_ablation(built[name][0], ablation), figures_dir / name)
     return written
 
 
-def ablation_outputs(config: dict[str, Any]) -> dict[str, list[str]]:
-    """Names of the files `write_ablations` writes (tables, figures), without extensions."""
-    from bmip.ablations import ablations
-
-    names = [f"ablation_{a.name}" for a in ablations(config)]
-    paired = ["paired_base2novel"] if "base2novel" in config["protocols"] and len(config["methods"]) > 1 else []
-    return {"tables": names + paired, "figures": names}
-
-
 def run_cli(config_file: Path, metric_files: list[Path], tables_dir: Path, figures_dir: Path) -> int:
+    """`bmip ablations` (bmip.report.cli): the tables and figures of a resolved config's ablations."""
     import yaml
 
     from bmip.config import validate

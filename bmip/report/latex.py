@@ -1,9 +1,12 @@
-"""LaTeX (booktabs) versions of the tables, ready to `\\input` into a paper.
+"""LaTeX (booktabs) versions of the tables, ready to `\\input` into a paper: every table's LaTeX
+is written here.
 
-One block of rows per dataset (the average last), one row per method; our mean over seeds with
-its standard deviation in small type, then the published numbers (where the table has any) as a
-separate column group. In every block and column the best value is bold and the second best
-underlined (ties share the mark; compared as printed, two decimals). Needs \\usepackage{booktabs}.
+The main tables (`latex`): one block of rows per dataset (the average last), one row per method;
+our mean over seeds with its standard deviation in small type, then the published numbers (where
+the table has any) as a separate column group. In every block and column the best value is bold
+and the second best underlined (ties share the mark; compared as printed, two decimals). The
+ablation and paired tables (`plain_table`): their display strings, one row each. Needs
+\\usepackage{booktabs}.
 """
 from __future__ import annotations
 
@@ -118,3 +121,24 @@ def latex(name: str, shown: pd.DataFrame) -> str:
     lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", f"\\label{{tab:{name}}}",
               "\\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def _with_math(text: str) -> str:
+    """Escaped text with the display strings' ± and Δ in math mode."""
+    return escape(text).replace("±", "$\\pm$").replace("Δ", "$\\Delta$")
+
+
+def plain_table(caption: str, shown: pd.DataFrame, headers: dict[str, str] | None = None) -> str:
+    """A booktabs table of display strings (bmip.report.ablations' tables), one row per row of
+    `shown`: the first two columns left-aligned, the others right; `headers` renames columns for
+    print (shorter headers). The caption is only escaped: its ± and Δ stay text."""
+    if shown.empty:
+        return "% no results\n"
+    header = " & ".join(_with_math((headers or {}).get(c, c)) for c in shown.columns)
+    lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{escape(caption)}}}",
+             f"\\begin{{tabular}}{{{'l' * 2 + 'r' * (len(shown.columns) - 2)}}}", "\\toprule", header + " \\\\",
+             "\\midrule"]
+    for _, row in shown.iterrows():
+        lines.append(" & ".join(_with_math(str(v)) for v in row) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(lines)

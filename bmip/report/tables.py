@@ -18,6 +18,7 @@ from typing import Iterable
 import pandas as pd
 
 from bmip.io import atomic_write
+from bmip.metrics import harmonic_mean
 from bmip.report.display import average_label, with_published
 from bmip.report.latex import latex
 from bmip.report.style import ordered
@@ -71,11 +72,6 @@ def _seed_stats(long: pd.DataFrame, protocol: str) -> pd.DataFrame:
     wide = stats.pivot(index=["method", "dataset"], columns="metric", values=["mean", "std", "seeds"])
     wide.columns = [m if s == "mean" else f"{m}_{s}" for s, m in wide.columns]
     return wide.reset_index()
-
-
-def harmonic_mean(base, novel):
-    """HM of base and novel accuracy: numbers or pandas Series alike."""
-    return 2 * base * novel / (base + novel)
 
 
 def _with_average(table: pd.DataFrame, values: list[str], hm: bool = False) -> pd.DataFrame:

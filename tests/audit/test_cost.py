@@ -1,31 +1,31 @@
-"""Counting Snakemake jobs from its per-output metadata records."""
+"""Counting Snakemake jobs from their `benchmark:` records (logs/benchmarks/<rule>/…tsv)."""
 from __future__ import annotations
 
-import base64
-import json
+import os
 from pathlib import Path
 
-from bmip.audit.cost import snakemake_jobs
+from bmip.audit.cost import benchmark_jobs
 from bmip.audit.layout import Experiment
 
-
-def _record(root: Path, output: str, rule: str, job_hash: int, start: float, end: float) -> None:
-    (root / output).parent.mkdir(parents=True, exist_ok=True)
-    (root / output).write_text("{}")
-    name = base64.urlsafe_b64encode(output.encode()).decode()
-    metadata = root / ".snakemake" / "metadata"
-    metadata.mkdir(parents=True, exist_ok=True)
-    (metadata / name).write_text(json.dumps({"rule": rule, "job_hash": job_hash, "starttime": start, "endtime": end}))
+HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
 
-def test_a_job_with_many_outputs_is_one_job_and_a_reused_hash_in_a_later_run_another(tmp_path):
-    # One batched evaluation job: 4 outputs whose records end microseconds apart.
-    for i, end in enumerate((120.0000001, 120.0000002, 120.0000004, 120.0000009)):
-        _record(tmp_path, f"results/x/cross_dataset/bmip/t{i}/seed1/metrics.json", "evaluate_cross_dataset",
-                7, 100.0 + i * 1e-4, end)
-    # A job of a later Snakemake run that got the same hash.
-    _record(tmp_path, "results/x/cross_dataset/coop/t0/seed1/metrics.json", "evaluate_cross_dataset", 7, 500.0, 530.0)
-    _record(tmp_path, "results/x/train/base2novel/bmip/t0/seed1/train_log.csv", "train", 7, 10.0, 90.0)
-    jobs = snakemake_jobs(Experiment(path=tmp_path / "results" / "x", config=None, root=tmp_path))
-    assert [(j["rule"], round(j["seconds"], 3)) for j in jobs] == [
-        ("train", 80.0), ("evaluate_cross_dataset", 20.0), ("evaluate_cross_dataset", 30.0)]
+def _record(exp: Path, name: str, seconds: float, end: float) -> None:
+    path = exp / "logs" / "benchmarks" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(HEADER + f"{seconds}\t0:00:{int(seconds):02d}\t100\t200\t90\t95\t0\t0\t50\t{seconds}\n")
+    os.utime(path, (end, end))
+
+
+def test_each_benchmark_record_is_one_job_of_its_folders_rule(tmp_path):
+    exp = tmp_path / "results" / "x"
+    _record(exp, "train/base2novel/bmip/t0/seed1.tsv", 80.0, 90.0)
+    _record(exp, "evaluate_cross_dataset/bmip.tsv", 20.0, 120.0)
+    _record(exp, "evaluate_cross_dataset/coop.tsv", 30.0, 530.0)
+    _record(exp, "tables/tables.tsv", 2.5, 600.0)
+    (exp / "logs" / "benchmarks" / "figures").mkdir()
+    (exp / "logs" / "benchmarks" / "figures" / "figures.tsv").write_text("not a record\n")
+    jobs = benchmark_jobs(Experiment(path=exp, config=None, root=tmp_path))
+    assert [(j["rule"], j["start"], j["end"], j["seconds"]) for j in jobs] == [
+        ("train", 10.0, 90.0, 80.0), ("evaluate_cross_dataset", 100.0, 120.0, 20.0),
+        ("evaluate_cross_dataset", 500.0, 530.0, 30.0), ("tables", 597.5, 600.0, 2.5)]

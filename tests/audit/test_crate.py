@@ -189,7 +189,7 @@ def test_crate_describes_the_workflow_and_its_parameters(experiment):
     assert {f"{PREFIX}/tables/base2novel.csv", f"{PREFIX}/logs/tables.log"} <= _ids(entities["#job:tables"]["result"])
     assert _ids(entities["#job:splits/toy"]["result"]) == {
         f"{PREFIX}/splits/toy/shot_2-seed_1.json", f"{PREFIX}/splits/toy/shot_2-seed_2.json",
-        f"{PREFIX}/logs/splits/toy.log"}
+        f"{PREFIX}/logs/splits/toy.log", f"{PREFIX}/logs/benchmarks/fewshot_splits/toy.tsv"}
 
 
 def test_same_experiment_gives_the_same_crate(experiment, tmp_path):

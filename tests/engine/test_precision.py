@@ -15,7 +15,8 @@ import yaml
 
 from bmip.checkpoint import read_checkpoint, save_checkpoint
 from bmip.cli import main
-from bmip.config import ConfigError, recipe
+from bmip.config import ConfigError
+from bmip.recipes import recipe
 from bmip.engine.runtime import autocast, resolve_precision
 from bmip.engine.schedule import make_optimizer
 from bmip.methods import build_model, method_names

@@ -14,7 +14,8 @@ import yaml
 
 from bmip import ledger
 from bmip import workflow_lock as WL
-from bmip.config import SCHEMA_FILE, validate
+from bmip.config import validate
+from bmip.schema import SCHEMA_FILE
 from bmip.engine import dependencies as DEP
 from bmip.engine import inventory as INV
 from tests.engine.toy import make_toy_dataset, toy_config
@@ -53,7 +54,7 @@ def test_an_image_no_run_reads_changes_no_record(toy, tmp_path):
     INV.update_inventories(toy, ["toy"])
     recorded = _inventory(toy)
     unread = [p for p in (tmp_path / "data" / "toy" / "images").rglob("train_*.png")]
-    from bmip.engine.data_check import checked_parts
+    from bmip.engine.inventory import checked_parts
 
     parts = checked_parts(toy, ["toy"])["toy"][1]
     read_files = {it.path for items in parts.values() for it in items}

@@ -8,7 +8,8 @@ import yaml
 
 from bmip.ablations import ablations
 from bmip.config import validate
-from bmip.report.ablations import paired_bootstrap, write_ablations
+from bmip.report.ablations import write_ablations
+from bmip.report.statistics import paired_bootstrap
 
 DATASETS = ["toys", "stickers", "aerial"]
 

@@ -7,7 +7,6 @@ audit.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess

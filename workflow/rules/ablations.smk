@@ -15,6 +15,13 @@ for _ablation in ABLATIONS:
     _seed_list = lambda: list(_ablation.seeds) if BATCH_SEEDS else ["{seed}"]  # noqa: E731
     _train_pairs = _trained if BATCH_DATASETS else [("{training}", "{dataset}")]
     _eval_pairs = _evals if BATCH_DATASETS else [("{protocol}", "{dataset}")]
+    _train_log = os.path.join(EXP, "logs", f"ablation_train_{_ablation.name}",
+                              *([] if BATCH_DATASETS else ["{training}"]), "{method}",
+                              *([] if BATCH_DATASETS else ["{dataset}"]), *_seed_parts) + ".log"
+    # folders in the order of the runs' own (the crate tells a job's files by them)
+    _evaluate_log = os.path.join(EXP, "logs", f"ablation_evaluate_{_ablation.name}",
+                                 *([] if BATCH_DATASETS else ["{protocol}"]), "{method}",
+                                 *([] if BATCH_DATASETS else ["{dataset}"]), *_seed_parts) + ".log"
 
     rule:
         name:
@@ -23,7 +30,7 @@ for _ablation in ABLATIONS:
             **_constraints,
         input:
             splits=lambda wildcards, a=_ablation, g=_grid: [
-                f"{EXP}/splits/{d}/shot_{config['shots']}-seed_{s}.json"
+                P.split_file(EXP, d, config["shots"], s)
                 for d in dict.fromkeys(d for _, d in ablation_trained(g, wildcards))
                 for s in ablation_seeds(a, wildcards)
             ],
@@ -31,13 +38,13 @@ for _ablation in ABLATIONS:
             data_check=lambda wildcards, g=_grid: data_check_records({d for _, d in ablation_trained(g, wildcards)}),
         output:
             **{
-                key: [f"{EXP}/train/{t}/{{method}}/{d}/seed{s}/{name}" for t, d in _train_pairs for s in _seed_list()]
+                key: [P.train_file(EXP, t, "{method}", d, s, name) for t, d in _train_pairs for s in _seed_list()]
                 for key, name in (("prompts", P.PROMPTS), ("log", P.TRAIN_LOG), ("provenance", P.PROVENANCE))
             },
         log:
-            os.path.join(EXP, "logs", f"ablation_train_{_ablation.name}",
-                         *([] if BATCH_DATASETS else ["{training}"]), "{method}",
-                         *([] if BATCH_DATASETS else ["{dataset}"]), *_seed_parts) + ".log",
+            _train_log,
+        benchmark:
+            job_benchmark(f"ablation_train_{_ablation.name}", _train_log),
         conda:
             ENV
         threads: RES["train"]["threads"]
@@ -45,7 +52,7 @@ for _ablation in ABLATIONS:
             **job_resources("train"),
         params:
             bmip=bmip_command,
-            ledger=ledger_command,
+            ledger=ledger_command(f"ablation_train_{_ablation.name}"),
             config=experiment_config,
             runs=lambda wildcards, a=_ablation: variant_runs(a, ablation_trained, wildcards),
             settings=settings_of("train"),
@@ -72,15 +79,14 @@ for _ablation in ABLATIONS:
             backbone=backbone_files(),
         output:
             **{
-                key: [f"{EXP}/{p}/{{method}}/{d}/seed{s}/{name}" for p, d in _eval_pairs for s in _seed_list()]
+                key: [P.eval_file(EXP, p, "{method}", d, s, name) for p, d in _eval_pairs for s in _seed_list()]
                 for key, name in (("metrics", P.METRICS), ("gates", P.GATES), ("mechanism", P.MECHANISM),
                                   ("provenance", P.PROVENANCE))
             },
         log:
-            # folders in the order of the runs' own (the crate tells a job's files by them)
-            os.path.join(EXP, "logs", f"ablation_evaluate_{_ablation.name}",
-                         *([] if BATCH_DATASETS else ["{protocol}"]), "{method}",
-                         *([] if BATCH_DATASETS else ["{dataset}"]), *_seed_parts) + ".log",
+            _evaluate_log,
+        benchmark:
+            job_benchmark(f"ablation_evaluate_{_ablation.name}", _evaluate_log),
         conda:
             ENV
         threads: RES["evaluate"]["threads"]
@@ -88,7 +94,7 @@ for _ablation in ABLATIONS:
             **job_resources("evaluate"),
         params:
             bmip=bmip_command,
-            ledger=ledger_command,
+            ledger=ledger_command(f"ablation_evaluate_{_ablation.name}"),
             config=experiment_config,
             runs=lambda wildcards, a=_ablation: variant_runs(a, ablation_evaluated, wildcards),
             protocols=json.dumps(_grid["protocols"], sort_keys=True),
@@ -125,13 +131,15 @@ if ABLATIONS or PAIRED:
             ],
         log:
             f"{EXP}/logs/ablation_report.log",
+        benchmark:
+            job_benchmark("ablation_report", f"{EXP}/logs/ablation_report.log"),
         conda:
             ENV
         resources:
             **RES["light"],
         params:
             bmip=bmip_command,
-            ledger=ledger_command,
+            ledger=ledger_command("ablation_report"),
             tables=lambda wildcards, output: os.path.dirname(output.tables[0]),
             figures=lambda wildcards, output: os.path.join(os.path.dirname(os.path.dirname(output.tables[0])), "figures"),
             code=code_of("ablation_report"),

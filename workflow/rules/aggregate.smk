@@ -19,13 +19,15 @@ rule tables:
         tex=expand(f"{EXP}/tables/{{table}}.tex", table=TABLES),
     log:
         f"{EXP}/logs/tables.log",
+    benchmark:
+        job_benchmark("tables", f"{EXP}/logs/tables.log"),
     conda:
         ENV
     resources:
         **RES["light"],
     params:
         bmip=bmip_command,
-        ledger=ledger_command,
+        ledger=ledger_command("tables"),
         out=lambda wildcards, output: os.path.dirname(output.csv[0]),
         code=code_of("tables"),
     shell:
@@ -52,6 +54,8 @@ rule figures:
         pdf=expand(f"{EXP}/figures/{{figure}}.pdf", figure=FIGURES),
     log:
         f"{EXP}/logs/figures.log",
+    benchmark:
+        job_benchmark("figures", f"{EXP}/logs/figures.log"),
     conda:
         ENV
     resources:
@@ -62,7 +66,7 @@ rule figures:
         gates=lambda wildcards, input: list(input.gated),
         mechanism=lambda wildcards, input: list(input.analysed),
         out=lambda wildcards, output: os.path.dirname(output.png[0]),
-        ledger=ledger_command,
+        ledger=ledger_command("figures"),
         code=code_of("figures"),
     shell:
         "{params.bmip} figures --tables {params.tables:q} --train-logs {input.train_logs:q} --gates {params.gates:q} "

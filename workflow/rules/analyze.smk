@@ -5,13 +5,15 @@
 
 rule analyze:
     input:
-        prompts=f"{EXP}/train/base2novel/{{method}}/{{dataset}}/seed{{seed}}/{P.PROMPTS}",
+        prompts=P.train_file(EXP, "base2novel", "{method}", "{dataset}", "{seed}", P.PROMPTS),
         data_check=lambda wildcards: data_check_records({wildcards.dataset}),
         backbone=backbone_files(),
     output:
-        f"{EXP}/analysis/{{method}}/{{dataset}}/seed{{seed}}/causal.json",
+        P.causal_file(EXP, "{method}", "{dataset}", "{seed}"),
     log:
         f"{EXP}/logs/analyze/{{method}}/{{dataset}}/seed{{seed}}.log",
+    benchmark:
+        job_benchmark("analyze", f"{EXP}/logs/analyze/{{method}}/{{dataset}}/seed{{seed}}.log"),
     conda:
         ENV
     threads: RES["evaluate"]["threads"]
@@ -19,7 +21,7 @@ rule analyze:
         **job_resources("evaluate"),
     params:
         bmip=bmip_command,
-        ledger=ledger_command,
+        ledger=ledger_command("analyze"),
         config=experiment_config,
         runs=lambda wildcards: json.dumps(
             run_config(config, "base2novel", wildcards.method, wildcards.dataset, int(wildcards.seed)), sort_keys=True

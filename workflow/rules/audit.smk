@@ -39,13 +39,15 @@ rule provenance:
         ],
     log:
         f"{EXP}/logs/provenance.log",
+    benchmark:
+        job_benchmark("provenance", f"{EXP}/logs/provenance.log"),
     conda:
         ENV
     resources:
         **RES["light"],
     params:
         bmip=bmip_command,
-        ledger=ledger_command,
+        ledger=ledger_command("provenance"),
         code=code_of("provenance"),
         experiment=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
         out=lambda wildcards, output: os.path.dirname(output[0]),
@@ -70,13 +72,15 @@ rule cost:
         md=f"{EXP}/cost.md",
     log:
         f"{EXP}/logs/cost.log",
+    benchmark:
+        job_benchmark("cost", f"{EXP}/logs/cost.log"),
     conda:
         ENV
     resources:
         **RES["light"],
     params:
         bmip=bmip_command,
-        ledger=ledger_command,
+        ledger=ledger_command("cost"),
         code=code_of("cost"),
         experiment=lambda wildcards, output: os.path.dirname(output.csv),
     shell:
@@ -110,7 +114,7 @@ rule manifest:
         **RES["light"],
     params:
         bmip=bmip_command,
-        ledger=ledger_command,
+        ledger=ledger_command("manifest"),
         code=code_of("manifest"),
         experiment=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
@@ -138,7 +142,7 @@ rule audit:
         **RES["light"],
     params:
         bmip=bmip_command,
-        ledger=ledger_command,
+        ledger=ledger_command("audit"),
         code=code_of("audit"),
         experiment=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
@@ -165,7 +169,7 @@ rule crate:
         **RES["light"],
     params:
         bmip=bmip_command,
-        ledger=ledger_command,
+        ledger=ledger_command("crate"),
         code=code_of("crate"),
         settings=settings_of("crate"),
         experiment=lambda wildcards, output: os.path.dirname(output[0]),

@@ -6,7 +6,10 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 
-from bmip.config import TRAINED_BY, ConfigError, check_config, run_config, workflow_config
+from bmip.config import ConfigError, workflow_config
+from bmip.config_checks import check_config
+from bmip.grid import TRAINED_BY
+from bmip.recipes import run_config
 from bmip.data import resolve_name
 from bmip import ledger as LEDGER
 from bmip import workflow_lock as WL
@@ -16,7 +19,7 @@ from bmip.engine import inventory as INV
 from bmip.engine import paths as P
 from bmip.engine.gates import has_gates
 from bmip.engine.mechanism import has_mechanism
-from bmip.methods import frozen_image_tower
+from bmip.methods import frozen_image_tower, method_pattern
 from bmip.report.figures import FIGURES, SECTIONS
 from bmip.report.tables import TABLES
 
@@ -46,7 +49,7 @@ ENV = "../envs/bmip.yaml"
 wildcard_constraints:
     training="base2novel|cross_dataset",
     protocol="base2novel|open_world|cross_dataset|domain_generalization",
-    method="[a-z]+(\\+(promptsrc|coprompt))?",
+    method=method_pattern(),  # <base> or <base>+<regulariser>; variants have rules of their own
     dataset="[A-Za-z0-9_.-]+",
     seed="[0-9]+",
 
@@ -74,11 +77,11 @@ def bmip_command(wildcards, input):
     return f"{shlex.quote(sys.executable)} -m bmip.cli"
 
 
-def ledger_command(wildcards, input):
-    """What ends every job that writes results: `python -m bmip.ledger EXPERIMENT`, followed by the
-    job's outputs (bmip/ledger.py: a result changed afterwards is set aside and rebuilt). Derived,
-    like bmip_command."""
-    return f"{shlex.quote(sys.executable)} -m bmip.ledger {shlex.quote(EXP)}"
+def ledger_command(rule):
+    """What ends every job that writes results: `python -m bmip.ledger EXPERIMENT --rule RULE`,
+    followed by the job's outputs (bmip/ledger.py: the rule that declared them, and their content,
+    so that a result changed afterwards is set aside and rebuilt). Derived, like bmip_command."""
+    return lambda wildcards, input: f"{shlex.quote(sys.executable)} -m bmip.ledger {shlex.quote(EXP)} --rule {rule}"
 
 
 def settings_of(stage):
@@ -118,6 +121,16 @@ def job_log(stage, *parts):
     return os.path.join(*parts) + ".log"
 
 
+def job_benchmark(rule, log):
+    """Where Snakemake's `benchmark:` record of a job goes (wall seconds, peak memory, CPU time):
+    `logs/benchmarks/<rule>/` plus the job's log path below its stage folder, as a TSV. The cost
+    summary (bmip/audit/cost.py) reads the job times from these files."""
+    below = os.path.relpath(log, os.path.join(EXP, "logs"))
+    parts = below.split(os.sep)
+    rest = os.path.join(*parts[1:]) if len(parts) > 1 else f"{rule}.log"
+    return os.path.join(EXP, "logs", "benchmarks", rule, f"{rest[: -len('.log')]}.tsv")
+
+
 def trainings_of(wildcards):
     """The (training protocol, dataset) pairs one train job covers: its own, or every pair the
     config needs when datasets are batched."""
@@ -131,7 +144,7 @@ def train_outputs(name):
     return [
         path
         for training, dataset in pairs
-        for path in per_seed(f"{EXP}/train/{training}/{{method}}/{dataset}/seed{{seed}}/{name}")
+        for path in per_seed(P.train_file(EXP, training, "{method}", dataset, "{seed}", name))
     ]
 
 
@@ -159,7 +172,7 @@ def train_what(wildcards):
 
 def metrics_files():
     return [
-        f"{EXP}/{protocol}/{method}/{dataset}/seed{seed}/{P.METRICS}"
+        P.eval_file(EXP, protocol, method, dataset, seed, P.METRICS)
         for protocol in PROTOCOLS
         for method in METHODS
         for dataset in P.eval_datasets(config, protocol)
@@ -169,7 +182,7 @@ def metrics_files():
 
 def train_log_files():
     return [
-        f"{EXP}/train/{training}/{method}/{dataset}/seed{seed}/{P.TRAIN_LOG}"
+        P.train_file(EXP, training, method, dataset, seed, P.TRAIN_LOG)
         for training, dataset in P.trainings(config)
         for method in METHODS
         for seed in SEEDS
@@ -181,7 +194,7 @@ def gated_files():
     if "base2novel" not in PROTOCOLS:
         return []
     return [
-        f"{EXP}/base2novel/{method}/{dataset}/seed{seed}/{P.GATES}"
+        P.eval_file(EXP, "base2novel", method, dataset, seed, P.GATES)
         for method in METHODS
         if has_gates(method)
         for dataset in P.eval_datasets(config, "base2novel")
@@ -195,7 +208,7 @@ def mechanism_files():
     if "base2novel" not in PROTOCOLS:
         return []
     return [
-        f"{EXP}/base2novel/{method}/{dataset}/seed{seed}/{P.MECHANISM}"
+        P.eval_file(EXP, "base2novel", method, dataset, seed, P.MECHANISM)
         for method in METHODS
         if has_mechanism(method)
         for dataset in P.eval_datasets(config, "base2novel")
@@ -207,7 +220,7 @@ def causal_files():
     """`bmip analyze`'s records for the config's analysis subset (seeds: all when it names none)."""
     analysis = config["analysis"]
     return [
-        f"{EXP}/analysis/{method}/{dataset}/seed{seed}/causal.json"
+        P.causal_file(EXP, method, dataset, seed)
         for method in analysis["methods"]
         for dataset in analysis["datasets"]
         for seed in (analysis["seeds"] or SEEDS)
@@ -258,13 +271,13 @@ def data_check_records(datasets):
 
 def check_outputs():
     if BATCH_DATASETS:
-        return data_check_records(DC.checked_datasets(config))
+        return data_check_records(INV.checked_datasets(config))
     return f"{EXP}/{DC.RECORDS}/{{dataset}}.json"
 
 
 def check_datasets(wildcards):
     """The datasets one check job covers: its own, or every one when datasets are batched."""
-    return DC.checked_datasets(config) if BATCH_DATASETS else [wildcards.dataset]
+    return INV.checked_datasets(config) if BATCH_DATASETS else [wildcards.dataset]
 
 
 def check_inputs(wildcards):
@@ -292,7 +305,7 @@ def check_params(wildcards):
 def split_files(wildcards):
     datasets = dict.fromkeys(dataset for _, dataset in trainings_of(wildcards))
     return [
-        f"{EXP}/splits/{dataset}/shot_{config['shots']}-seed_{s}.json"
+        P.split_file(EXP, dataset, config["shots"], s)
         for dataset in datasets
         for s in seeds_of(wildcards)
     ]
@@ -386,7 +399,7 @@ def eval_outputs(protocols, name):
         path
         for protocol in protocols
         for target in (["{dataset}"] if eval_per_dataset(protocols) else P.eval_datasets(config, protocol))
-        for path in per_seed(f"{EXP}/{protocol}/{{method}}/{target}/seed{{seed}}/{name}")
+        for path in per_seed(P.eval_file(EXP, protocol, "{method}", target, "{seed}", name))
     ]
 
 
@@ -440,7 +453,7 @@ def _alternatives(names):
 
 def ablation_metrics():
     return [
-        f"{EXP}/{p}/{v}/{d}/seed{s}/{P.METRICS}"
+        P.eval_file(EXP, p, v, d, s, P.METRICS)
         for a in ABLATIONS
         for v in a.names
         for p, d in P.evaluations(A.method_config(config, v))
@@ -455,7 +468,7 @@ def result_files():
     tables above it looked finished."""
     runs = [(a.seeds, v) for a in ABLATIONS for v in a.names]
     trained = [
-        f"{EXP}/train/{training}/{method}/{dataset}/seed{seed}/{name}"
+        P.train_file(EXP, training, method, dataset, seed, name)
         for seeds, methods, grid in [(SEEDS, METHODS, config)]
         + [(seeds, [v], A.method_config(config, v)) for seeds, v in runs]
         for method in methods
@@ -464,7 +477,7 @@ def result_files():
         for name in (P.PROMPTS, P.TRAIN_LOG, P.PROVENANCE)
     ]
     evaluated = [
-        f"{EXP}/{protocol}/{method}/{dataset}/seed{seed}/{name}"
+        P.eval_file(EXP, protocol, method, dataset, seed, name)
         for seeds, methods, grid in [(SEEDS, METHODS, config)]
         + [(seeds, [v], A.method_config(config, v)) for seeds, v in runs]
         for method in methods
@@ -472,9 +485,9 @@ def result_files():
         for seed in seeds
         for name in (P.METRICS, P.GATES, P.MECHANISM, P.PROVENANCE)
     ]
-    checked = DC.checked_datasets(config)
+    checked = INV.checked_datasets(config)
     splits = [
-        f"{EXP}/splits/{dataset}/shot_{config['shots']}-seed_{seed}.json"
+        P.split_file(EXP, dataset, config["shots"], seed)
         for dataset in dict.fromkeys(d for _, d in P.trainings(config))
         for seed in SEEDS
     ]
@@ -516,7 +529,7 @@ elif INVOCATION != "job" and WL._held(_LIVE):
 
 if INVOCATION in ("run", "dry-run"):
     _write = INVOCATION == "run"
-    _ready = [d for d in DC.checked_datasets(config) if os.path.exists(dataset_ready(d))]
+    _ready = [d for d in INV.checked_datasets(config) if os.path.exists(dataset_ready(d))]
     _recorded = [d for d in _ready if os.path.exists(inventory_file(d))]
     try:
         IMAGES_CHANGED = INV.update_inventories(config, _ready if _write else _recorded, write=_write)

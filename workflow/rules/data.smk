@@ -13,13 +13,15 @@ rule write_config:
         f"{EXP}/config.yaml",
     log:
         f"{EXP}/logs/write_config.log",
+    benchmark:
+        job_benchmark("write_config", f"{EXP}/logs/write_config.log"),
     conda:
         ENV
     resources:
         **check_config_resources(),
     params:
         bmip=bmip_command,
-        ledger=ledger_command,
+        ledger=ledger_command("write_config"),
         config=json.dumps(config, sort_keys=True),
         code=code_of("write_config"),
     shell:
@@ -34,6 +36,8 @@ if MINIWORLD:
             f"{DATA}/world.json",
         log:
             f"{EXP}/logs/miniworld_generate.log",
+        benchmark:
+            job_benchmark("miniworld_generate", f"{EXP}/logs/miniworld_generate.log"),
         conda:
             ENV
         resources:
@@ -55,6 +59,8 @@ if MINIWORLD:
             config["backbone"]["pretrained"],
         log:
             f"{EXP}/logs/miniworld_pretrain.log",
+        benchmark:
+            job_benchmark("miniworld_pretrain", f"{EXP}/logs/miniworld_pretrain.log"),
         conda:
             ENV
         threads: config["miniworld"]["threads"]
@@ -63,7 +69,7 @@ if MINIWORLD:
             runtime=RES["train"]["runtime"],
         params:
             bmip=bmip_command,
-            ledger=ledger_command,
+            ledger=ledger_command("miniworld_pretrain"),
             seed=config["miniworld"]["seed"],
             steps=(
                 f"--steps {config['miniworld']['pretrain_steps']}"
@@ -86,13 +92,15 @@ if MINIWORLD:
             ),
         log:
             f"{EXP}/logs/miniworld_figure.log",
+        benchmark:
+            job_benchmark("miniworld_figure", f"{EXP}/logs/miniworld_figure.log"),
         conda:
             ENV
         resources:
             **RES["light"],
         params:
             bmip=bmip_command,
-            ledger=ledger_command,
+            ledger=ledger_command("miniworld_figure"),
             root=lambda wildcards, input: os.path.dirname(input[0]),
             code=code_of("miniworld_figure"),
         shell:
@@ -106,6 +114,8 @@ else:
             f"{DATA}/_downloads/ready/{{dataset}}.json",
         log:
             f"{EXP}/logs/download/{{dataset}}.log",
+        benchmark:
+            job_benchmark("download", f"{EXP}/logs/download/{{dataset}}.log"),
         retries: 2
         conda:
             ENV
@@ -130,6 +140,8 @@ rule inventory:
         f"{EXP}/{INV.FOLDER}/{{dataset}}.json",
     log:
         f"{EXP}/logs/inventory/{{dataset}}.log",
+    benchmark:
+        job_benchmark("inventory", f"{EXP}/logs/inventory/{{dataset}}.log"),
     localrule: True
     conda:
         ENV
@@ -150,18 +162,20 @@ rule fewshot_splits:
         data_check=lambda wildcards: data_check_records([wildcards.dataset]),
     output:
         expand(
-            f"{EXP}/splits/{{{{dataset}}}}/shot_{config['shots']}-seed_{{seed}}.json",
+            P.split_file(EXP, "{{dataset}}", config["shots"], "{seed}"),
             seed=SEEDS,
         ),
     log:
         f"{EXP}/logs/splits/{{dataset}}.log",
+    benchmark:
+        job_benchmark("fewshot_splits", f"{EXP}/logs/splits/{{dataset}}.log"),
     conda:
         ENV
     resources:
         **RES["light"],
     params:
         bmip=bmip_command,
-        ledger=ledger_command,
+        ledger=ledger_command("fewshot_splits"),
         root=DATA,
         shots=config["shots"],
         seeds=" ".join(str(s) for s in SEEDS),
@@ -187,6 +201,8 @@ rule check_data:
         check_outputs(),
     log:
         f"{EXP}/logs/check_data.log" if BATCH_DATASETS else f"{EXP}/logs/check_data/{{dataset}}.log",
+    benchmark:
+        job_benchmark("check_data", f"{EXP}/logs/check_data.log" if BATCH_DATASETS else f"{EXP}/logs/check_data/{{dataset}}.log"),
     conda:
         ENV
     threads: max(1, config["workers"])
@@ -194,7 +210,7 @@ rule check_data:
         **RES["light"],
     params:
         bmip=bmip_command,
-        ledger=ledger_command,
+        ledger=ledger_command("check_data"),
         config=experiment_config,
         checked=check_params,
         what=lambda wildcards: "" if BATCH_DATASETS else f"--dataset {shlex.quote(wildcards.dataset)}",

@@ -17,6 +17,8 @@ rule image_features:
         [features_file(d) for d in FEATURE_DATASETS] if BATCH_DATASETS else features_file("{dataset}"),
     log:
         f"{EXP}/logs/image_features/all.log" if BATCH_DATASETS else f"{EXP}/logs/image_features/{{dataset}}.log",
+    benchmark:
+        job_benchmark("image_features", f"{EXP}/logs/image_features/all.log" if BATCH_DATASETS else f"{EXP}/logs/image_features/{{dataset}}.log"),
     conda:
         ENV
     threads: RES["evaluate"]["threads"]
@@ -25,7 +27,7 @@ rule image_features:
     params:
         bmip=bmip_command,
         config=experiment_config,
-        ledger=ledger_command,
+        ledger=ledger_command("image_features"),
         # What the features depend on besides the images and the weights file (bmip.engine.features).
         settings=settings_of("image_features"),
         code=code_of("image_features"),
@@ -54,6 +56,8 @@ for _name, _protocols in eval_rules().items():
             provenance=eval_outputs(_protocols, P.PROVENANCE),
         log:
             _log,
+        benchmark:
+            job_benchmark(_name, _log),
         conda:
             ENV
         threads: RES["evaluate"]["threads"]
@@ -61,7 +65,7 @@ for _name, _protocols in eval_rules().items():
             **job_resources("evaluate"),
         params:
             bmip=bmip_command,
-            ledger=ledger_command,
+            ledger=ledger_command(_name),
             config=experiment_config,
             # What shapes the numbers: the trained runs' configs, these protocols' settings, the
             # config's evaluation settings and the code.

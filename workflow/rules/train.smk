@@ -5,6 +5,11 @@
 # domain_generalization).
 
 
+TRAIN_LOG = (
+    job_log("train", "{method}") if BATCH_DATASETS else job_log("train", "{training}", "{method}", "{dataset}")
+)
+
+
 rule train:
     input:
         splits=split_files,
@@ -15,9 +20,9 @@ rule train:
         log=train_outputs(P.TRAIN_LOG),
         provenance=train_outputs(P.PROVENANCE),
     log:
-        job_log("train", "{method}")
-        if BATCH_DATASETS
-        else job_log("train", "{training}", "{method}", "{dataset}"),
+        TRAIN_LOG,
+    benchmark:
+        job_benchmark("train", TRAIN_LOG),
     conda:
         ENV
     threads: RES["train"]["threads"]
@@ -25,7 +30,7 @@ rule train:
         **job_resources("train"),
     params:
         bmip=bmip_command,
-        ledger=ledger_command,
+        ledger=ledger_command("train"),
         config=experiment_config,
         runs=train_runs,
         settings=settings_of("train"),

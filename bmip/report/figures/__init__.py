@@ -9,12 +9,12 @@ varying metadata: the same results give byte-identical files.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from bmip.report.figures.inputs import Inputs
+
 if TYPE_CHECKING:
-    import pandas as pd
     from matplotlib.figure import Figure
 
 # name -> "<module in bmip/report/figures>.<function>"
@@ -35,23 +35,6 @@ FIGURES: tuple[str, ...] = tuple(_DRAW)
 # The report section each figure belongs to (the others: "Figures").
 SECTIONS = {name: "What the prompts learn" for name in
             ("prompt_share", "prompt_stability", "foreground_share", "causal_checks")}
-
-
-@dataclass
-class Inputs:
-    """What the figures are drawn from: tables by name (empty if absent), training logs, gate
-    statistics, mechanism records and causal checks."""
-
-    tables: dict[str, "pd.DataFrame"] = field(default_factory=dict)
-    train_logs: "pd.DataFrame | None" = None
-    gates: "pd.DataFrame | None" = None
-    mechanism: "pd.DataFrame | None" = None
-    causal: "pd.DataFrame | None" = None
-
-    def table(self, name: str) -> "pd.DataFrame":
-        import pandas as pd
-
-        return self.tables.get(name, pd.DataFrame())
 
 
 def read_inputs(tables_dir: Path, train_logs: Iterable[Path] = (), gate_files: Iterable[Path] = (),

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bmip.report.display import is_average
-from bmip.report.figures import Inputs
+from bmip.report.figures.inputs import Inputs
 from bmip.report.figures.common import (
     AVERAGE, GRID, bar_style, dataset_label, empty, fit_xticklabels, line_style, method_legend, new_figure,
     panel_grid,

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from bmip.engine.gates import FORMAT, STATS, TOWERS, pool
-from bmip.report.figures import Inputs
+from bmip.report.figures.inputs import Inputs
 from bmip.report.figures.common import dataset_label, empty, line_style, new_figure
 from bmip.report.style import method_style, ordered
 

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bmip.engine.mechanism import FORMAT, TOWERS
-from bmip.report.figures import Inputs
+from bmip.report.figures.inputs import Inputs
 from bmip.report.figures.common import bar_style, empty, line_style, method_legend, new_figure
 from bmip.report.style import method_style, ordered
 

@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator
 
-from bmip.report.figures import Inputs
+from bmip.report.figures.inputs import Inputs
 from bmip.report.figures.common import empty, line_style, method_legend, new_figure
 from bmip.report.style import families, method_style, ordered
 
