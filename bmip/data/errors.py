@@ -49,3 +49,8 @@ class DeadSourceError(DownloadError):
 
 class UnsafeArchiveError(DataError, ValueError):
     """An archive entry would land outside the target (absolute path, '..', link, device)."""
+
+
+class NestedCopyError(ManualDownloadRequired):
+    """A hand-supplied folder is nested one level too deep (`cars_train/cars_train/*.jpg`, as in the
+    common Kaggle copy of Stanford Cars); the message gives the `mv` command that fixes it."""

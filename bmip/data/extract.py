@@ -2,27 +2,37 @@
 
 Every entry is checked before anything is written: absolute paths, '..' components, links that
 resolve outside the target and device/FIFO entries make the whole archive refused. Extraction goes to
-a temporary folder next to the target, which is then renamed (or, when the target exists, whose
-top-level entries are moved in); on any failure the temporary folder is removed, so nothing is left
-behind. Tar extraction additionally runs under Python's "data" filter as a second line of defence.
+a temporary folder `.<target>.extract-<token>` next to the target, which is then renamed (or, when
+the target exists, whose top-level entries are moved in); on any failure, SIGTERM included (see
+interrupt.py), the temporary folder is removed, so nothing is left behind. A process killed outright
+(SIGKILL, a node failure) cannot clean up: its folder is removed by the next extraction into the same
+place (`remove_stale_extractions`), which tells a dead process's folder from a live one's by the lock
+each extraction holds on `<folder>.lock` while it runs. Tar extraction additionally runs under
+Python's "data" filter as a second line of defence.
 """
 from __future__ import annotations
 
 import logging
 import os
 import posixpath
+import secrets
 import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from bmip.io import ordinary_mode
 
 from .errors import UnsafeArchiveError
+from .interrupt import exit_on_sigterm
+from .locking import is_held, locked
 
 logger = logging.getLogger(__name__)
+
+TEMP_MARK = ".extract-"  # in the name of every temporary extraction folder: `.<name>.extract-<token>`
 
 
 def _clean_name(name: str, archive: Path) -> str:
@@ -103,21 +113,72 @@ def _require_member(found: list, member: str | None, archive: Path) -> None:
         raise UnsafeArchiveError(f"{archive} has no entry {member!r}; is it the right archive?")
 
 
+@contextmanager
+def temporary_folder(parent: Path, name: str) -> Iterator[Path]:
+    """A new private folder `<parent>/.<name>.extract-<token>`, removed when the block ends.
+
+    Its lock file `<folder>.lock` is held (before the folder exists) until the folder is gone, so that
+    `remove_stale_extractions` in another process never takes it for a dead run's.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    folder = parent / f".{name}{TEMP_MARK}{secrets.token_hex(4)}"
+    with locked(folder.with_name(folder.name + ".lock")):  # removed, after the folder, when the block ends
+        folder.mkdir(mode=0o700)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_extractions(parent: Path) -> list[Path]:
+    """Remove the temporary extraction folders in `parent` that no live process owns (left by a
+    process killed during extraction); return them. A folder whose lock is held is left alone."""
+    removed: list[Path] = []
+    try:
+        entries = sorted(Path(parent).iterdir())
+    except OSError:  # missing or unreadable: nothing of ours can be there
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(".") or TEMP_MARK not in name:
+            continue
+        if name.endswith(".lock"):
+            if not entry.with_name(name[: -len(".lock")]).exists() and not is_held(entry):
+                entry.unlink(missing_ok=True)
+            continue
+        lock = entry.with_name(name + ".lock")
+        if is_held(lock):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            lock.unlink(missing_ok=True)
+        except OSError as e:
+            logger.warning("cannot remove %s, left by an interrupted extraction (%s); delete it by hand", entry, e)
+            continue
+        logger.warning("removed %s, left by an interrupted extraction", entry)
+        removed.append(entry)
+    return removed
+
+
 def safe_extract(archive: Path, target: Path, member: str | None = None) -> Path:
     """Extract `archive` into the folder `target`, all or nothing.
 
     With `member` (a path inside the archive), only that entry is taken: a folder's contents become
     the contents of `target`; a file is placed inside `target`. If `target` already exists, the new
     top-level entries are moved into it, and an entry that already exists there is an error (nothing
-    is overwritten). Returns `target`.
+    is overwritten). Leftovers of an earlier, killed extraction beside `target` are removed first.
+    Returns `target`.
     """
     archive, target = Path(archive), Path(target)
     if member is not None:
         member = _clean_name(member, archive)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
-    tmp.chmod(ordinary_mode(folder=True))  # it may become `target` itself
-    try:
+    remove_stale_extractions(target.parent)
+    with exit_on_sigterm(), temporary_folder(target.parent, target.name) as tmp:
+        tmp.chmod(ordinary_mode(folder=True))  # it may become `target` itself
         _extract_all(archive, tmp, member)
         content = tmp / member if member is not None else tmp
         if member is not None and content.is_file():
@@ -126,8 +187,6 @@ def safe_extract(archive: Path, target: Path, member: str | None = None) -> Path
             os.replace(content, wrap / content.name)
             content = wrap
         _move_into(content, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("extracted %s into %s", archive.name, target)
     return target
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .sources import IMAGENET_MANUAL, SOURCES, Source
+from .sources import CARS_MANUAL, IMAGENET_MANUAL, SOURCES, SUN397_MANUAL, Source
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,8 @@ class DatasetSpec:
     `dataset_dir` ("" = the dataset folder itself, as for StanfordCars). `classnames_file` is the
     reader's source of class names, or, for a split file, a file its names are checked against.
     `classname_rule` records how CoOp derived the names (they are already stored in the split files).
-    `required` lists paths (relative to the root) that only a manual step can provide.
+    `manual` says how to supply what no live source provides (formatted with `root=`); `required`
+    lists the paths (relative to the root) that only that manual step can provide.
     `test_images` lets `bmip plan` size a grid without the data (sources in TEST_IMAGES_SOURCE).
     """
 
@@ -74,7 +75,8 @@ DATASETS: dict[str, DatasetSpec] = {
         _spec("stanford_cars", display_name="StanfordCars", coop_name="StanfordCars", dataset_dir="stanford_cars",
               image_dir="", reader="coop_json", template=_PHOTO, num_classes=196, test_images=8041,
               split_file="split_zhou_StanfordCars.json",
-              classname_rule="devkit name with the year moved to the front ('2012 Audi TTS Coupe')"),
+              classname_rule="devkit name with the year moved to the front ('2012 Audi TTS Coupe')",
+              manual=CARS_MANUAL, required=("stanford_cars/cars_train", "stanford_cars/cars_test")),
         _spec("oxford_flowers", display_name="Flowers102", coop_name="OxfordFlowers", dataset_dir="oxford_flowers",
               image_dir="jpg", reader="coop_json", template="a photo of a {}, a type of flower.", num_classes=102, test_images=2463,
               split_file="split_zhou_OxfordFlowers.json", classnames_file="cat_to_name.json",
@@ -89,7 +91,8 @@ DATASETS: dict[str, DatasetSpec] = {
                              "splits images_variant_{train,val,test}.txt"),
         _spec("sun397", display_name="SUN397", coop_name="SUN397", dataset_dir="sun397", image_dir="SUN397",
               reader="coop_json", template=_PHOTO, num_classes=397, test_images=19850, split_file="split_zhou_SUN397.json",
-              classname_rule="'/x/a/b' -> drop the letter, reverse, join with spaces ('b a')"),
+              classname_rule="'/x/a/b' -> drop the letter, reverse, join with spaces ('b a')",
+              manual=SUN397_MANUAL, required=("sun397/SUN397",)),
         _spec("dtd", display_name="DTD", coop_name="DescribableTextures", dataset_dir="dtd", image_dir="images",
               reader="coop_json", template="{} texture.", num_classes=47, test_images=1692,
               split_file="split_zhou_DescribableTextures.json", classname_rule="folder name"),

@@ -1,4 +1,4 @@
-"""Fixtures for the data-layer tests: a Range-capable HTTP server on 127.0.0.1 and a network guard."""
+"""Fixtures for the data-layer tests: a Range-capable HTTP(S) server on 127.0.0.1 and a network guard."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,9 @@ import random
 import re
 import shutil
 import socket
+import ssl
+import struct
+import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -15,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import bmip.data.downloads as download_module
+import bmip.data.fetch as fetch_module
 
 from .helpers import REAL_SPLITS, install_real_split
 
@@ -65,8 +68,10 @@ def splits_root(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def only_localhost(monkeypatch):
-    """Every test may contact 127.0.0.1 only; anything else fails the test loudly."""
-    real_urlopen = download_module.urlopen
+    """Every test may contact 127.0.0.1 only; anything else fails the test loudly. Hugging Face is
+    offline unless a test points HF_ENDPOINT at a local server, and no CA bundle of the machine's
+    environment applies."""
+    real_urlopen = fetch_module.urlopen
 
     def guarded(request, *args, **kwargs):
         url = request.full_url if hasattr(request, "full_url") else request
@@ -75,10 +80,13 @@ def only_localhost(monkeypatch):
             raise AssertionError(f"test tried to contact {host} ({url})")
         return real_urlopen(request, *args, **kwargs)
 
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "HF_ENDPOINT",
+                "HF_TOKEN", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.setenv(var, "")  # recorded, so that whatever the code under test sets is undone afterwards
+        monkeypatch.delenv(var)
     monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setattr(download_module, "urlopen", guarded)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(fetch_module, "urlopen", guarded)
 
 
 @pytest.fixture(autouse=True)
@@ -93,27 +101,55 @@ def keep_global_random():
 class Route:
     data: bytes
     content_type: str = "application/octet-stream"
-    drops: int = 0  # the next `drops` responses close the connection after `drop_after` bytes
+    drops: int = 0  # the next `drops` responses break the connection after `drop_after` bytes, as `drop_mode` says:
     drop_after: int = 0
+    drop_mode: str = "close"  # "close" (orderly end), "reset" (TCP RST), "garbage" (a forged TLS record)
     ignore_range: bool = False
     status: int = 200
+    headers: dict[str, str] | None = None
 
 
 class FileServer:
-    """Serves `routes` over HTTP with Range support; records (path, Range header) of every request."""
+    """Serves `routes` over HTTP (or HTTPS with `tls`) with Range support and HEAD; records (path,
+    Range header) of every request, and every request's headers (lower-case names) in `request_headers`. A route is
+    looked up by path and query first, then by path alone."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.log: list[tuple[str, str | None]] = []
+        self.methods: list[tuple[str, str]] = []
+        self.request_headers: list[dict[str, str]] = []
+        self.tls = tls
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:
                 pass
 
-            def do_GET(self) -> None:
+            def _route(self) -> Route | None:
                 server.log.append((self.path, self.headers.get("Range")))
-                route = server.routes.get(self.path)
+                server.methods.append((self.command, self.path))
+                server.request_headers.append({k.lower(): v for k, v in self.headers.items()})
+                return server.routes.get(self.path) or server.routes.get(urlsplit(self.path).path)
+
+            def do_HEAD(self) -> None:
+                route = self._route()
+                if route is None or route.status != 200:
+                    self.send_error(route.status if route else 404)
+                    return
+                self.send_response(200)
+                self._headers(route, len(route.data))
+
+            def _headers(self, route: Route, length: int) -> None:
+                self.send_header("Content-Type", route.content_type)
+                self.send_header("Content-Length", str(length))
+                self.send_header("Accept-Ranges", "bytes")
+                for key, value in (route.headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                route = self._route()
                 if route is None or route.status != 200:
                     self.send_error(route.status if route else 404)
                     return
@@ -132,24 +168,45 @@ class FileServer:
                 else:
                     self.send_response(200)
                 body = data[start:]
-                self.send_header("Content-Type", route.content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Accept-Ranges", "bytes")
-                self.end_headers()
+                self._headers(route, len(body))
                 if route.drops > 0:
                     route.drops -= 1
                     self.wfile.write(body[: route.drop_after])
                     self.wfile.flush()
                     self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_WR)
+                    self._break(route.drop_mode)
                     return
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            def _break(self, mode: str) -> None:
+                sock = self.connection
+                if mode == "reset":  # an abortive close: the client's next read fails with ECONNRESET
+                    socket.socket.setsockopt(sock, socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    socket.socket.close(sock)
+                elif mode == "garbage":  # a TLS record the client cannot decrypt: ssl.SSLError on its side
+                    socket.socket.sendall(sock, b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+                    socket.socket.shutdown(sock, socket.SHUT_WR)
+                else:
+                    sock.shutdown(socket.SHUT_WR)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = super().get_request()
+                if server.tls is not None:  # the handshake happens in the handler's thread
+                    sock = server.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                return sock, addr
+
+            def handle_error(self, request, client_address) -> None:
+                pass  # a client that refuses the certificate, or a connection the test breaks on purpose
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
     def requests_for(self, path: str) -> list[str | None]:
         return [rng for p, rng in self.log if p == path]
@@ -162,3 +219,38 @@ def http_server():
     yield server
     server.httpd.shutdown()
     server.httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (made with the openssl command): (cert, key) paths."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def https_server(certificate):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    server = FileServer(tls=context)
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _sigterm_restored():
+    """`bmip download` run in-process installs its SIGTERM handler for the rest of the process (as a
+    command does); each test gets the handler back as it was."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)

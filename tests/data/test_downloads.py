@@ -194,28 +194,61 @@ def test_imagenet_asks_for_the_manual_download(tmp_path):
     assert str(tmp_path / "imagenet" / "images" / "train") in msg
 
 
-def test_dead_source_says_how_to_supply_the_file(tmp_path):
+def test_dead_source_says_how_to_supply_the_file(toy, tmp_path, monkeypatch):
+    import dataclasses
+
+    archive, split = toy.sources
+    dead = dataclasses.replace(archive, urls=(), dead_urls=("http://gone.example/toy.tar.gz",), sha256="ab" * 32,
+                               published="the toy's authors")
+    monkeypatch.setitem(DATASETS, "toy", dataclasses.replace(toy, sources=(dead, split)))
+    with pytest.raises(DeadSourceError) as e:
+        download("toy", tmp_path, progress=False, backoff=0)
+    msg = str(e.value)
+    assert "gone.example" in msg and "no live source" in msg
+    assert str(tmp_path / "_downloads" / "toy.tar.gz") in msg and str(tmp_path / "toy" / "images") in msg
+    assert f"sha256 {'ab' * 32}" in msg and "the toy's authors" in msg  # what to check a copy against
+
+
+def test_stanford_cars_is_manual_with_the_published_checksums(tmp_path):
     (tmp_path / "stanford_cars").mkdir()
     shutil.copyfile(BUNDLED_DIR / "split_zhou_StanfordCars.json",
                     tmp_path / "stanford_cars" / "split_zhou_StanfordCars.json")  # verified in place: no network
-    with pytest.raises(DeadSourceError) as e:
+    with pytest.raises(ManualDownloadRequired) as e:
         download("stanford_cars", tmp_path, progress=False)
     msg = str(e.value)
-    assert "ai.stanford.edu" in msg and "no live source" in msg
+    assert "ai.stanford.edu" in msg and "979,269,282 bytes" in msg and "065e5b463ae28d29e77c1b4b166cfe61" in msg
+    assert "512b227b30e2f0a8aab9e09485786ab4479582073a144998da74d64b801fd288" in msg
     assert str(tmp_path / "_downloads" / "cars_train.tgz") in msg
     assert str(tmp_path / "stanford_cars" / "cars_train") in msg
+    assert "Also:" not in msg  # the manual step covers the archives; nothing else went wrong
     manifest = json.loads((tmp_path / "_downloads" / "manifest.json").read_text())
     assert manifest["files"]["stanford_cars/split_zhou_StanfordCars.json"]["origin"] == "found in place"
 
 
 def test_bundled_split_files_install_without_network(tmp_path):
     """The split file comes from the copy shipped with bmip (no URL is tried: there is no server)."""
-    with pytest.raises(DeadSourceError):  # the car images themselves have no live source
+    with pytest.raises(ManualDownloadRequired):  # the car images themselves have no live source
         download("stanford_cars", tmp_path, progress=False, retries=0)
     installed = tmp_path / "stanford_cars" / "split_zhou_StanfordCars.json"
     assert installed.read_bytes() == (BUNDLED_DIR / "split_zhou_StanfordCars.json").read_bytes()
     manifest = json.loads((tmp_path / "_downloads" / "manifest.json").read_text())
     assert manifest["files"]["stanford_cars/split_zhou_StanfordCars.json"]["origin"].startswith("bundled with bmip")
+
+
+def test_imagenet_class_names_are_installed_from_the_bundled_copy(tmp_path):
+    """Each of the 5 ImageNet-family folders gets classnames.txt with no download (there is no server)."""
+    from bmip.data.coop import read_classnames_txt
+
+    (tmp_path / "imagenet").mkdir()
+    (tmp_path / "imagenet" / "imagenet_prompt.json").write_text('{"tench": ["a fish."]}')  # CoPrompt's: in place
+    with pytest.raises(ManualDownloadRequired):
+        download("imagenet", tmp_path, progress=False)
+    names = read_classnames_txt(tmp_path / "imagenet" / "classnames.txt")
+    assert len(names) == 1000 and names["n01440764"] == "tench" and names["n15075141"] == "toilet paper"
+    (tmp_path / "imagenet-adversarial" / "imagenet-a").mkdir(parents=True)  # images in place: nothing to fetch
+    assert download("imagenet_a", tmp_path, progress=False) == tmp_path / "imagenet-adversarial"
+    assert (tmp_path / "imagenet-adversarial" / "classnames.txt").read_bytes() == \
+        (tmp_path / "imagenet" / "classnames.txt").read_bytes()
 
 
 def test_a_modified_bundled_copy_is_never_installed(toy, http_server, tmp_path, monkeypatch, caplog):
