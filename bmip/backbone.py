@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,9 +139,10 @@ def resolve_weights(name: str, pretrained: str, cache_dir: str | None = None) ->
         where = cache / os.path.basename(url) if url else "a local file"
         source = url or f"https://huggingface.co/{cfg.get('hf_hub', '').rstrip('/')}"
         raise BackboneError(
-            f"pretrained weights {name}/{pretrained} are not cached and could not be downloaded ({err}). "
-            f"On a machine with internet access download {source} and put it at {where} "
-            f"(or anywhere, and set `backbone.pretrained` to that file path)."
+            f"pretrained weights {name}/{pretrained} are not cached in {cache} and could not be downloaded on "
+            f"{socket.gethostname()} ({err}). Where there is network (on a cluster, the login node), run "
+            f"`bmip download --config <your config>`, which puts them in backbone.cache_dir; or download {source} "
+            f"and put it at {where} (or anywhere, and set `backbone.pretrained` to that file path)."
         ) from err
     if not target:
         raise BackboneError(f"open_clip has no download source for {name}/{pretrained}")

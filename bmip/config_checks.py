@@ -12,6 +12,7 @@ from typing import Any
 
 from bmip.ablations import AblationError, ablations, method_config
 from bmip.config import ConfigError, did_you_mean, own_problems, refuse, schema_checked
+from bmip.data.loader import dataset_root
 from bmip.grid import dataset_keys, trainings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def _is_dataset(config: dict[str, Any], name: str) -> bool:
     from bmip.data.registry import resolve_name
 
     return (resolve_name(name) is not None or name in _generated_datasets(config)
-            or (Path(config["data_root"]) / name).exists())
+            or (dataset_root(config, name) / name).exists())
 
 
 def _valid_dataset_names(config: dict[str, Any]) -> list[str]:
@@ -58,6 +59,29 @@ def _dataset_problems(config: dict[str, Any]) -> list[str]:
     return aliases + [f"{key}: {name!r} is not a registry dataset, {'a miniworld dataset, ' if generated else ''}"
                       f"or a folder under data_root {root!r}; "
                       + did_you_mean(name, valid) for key, name in bad]
+
+
+def _folder_problems(config: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(problems, notes) of `datasets:`, the folders of datasets kept outside data_root: each must
+    exist and be named as under data_root (bmip reads `<its parent>/<that name>`); one the config
+    does not read is a note."""
+    from bmip.data.registry import DATASETS, resolve_name
+
+    used = {name for _, name in dataset_keys(config)}
+    problems, notes = [], []
+    for name, folder in (config.get("datasets") or {}).items():
+        path, key = Path(folder).expanduser(), resolve_name(name)
+        expected = DATASETS[key].dataset_dir if key is not None else name
+        if not path.exists():
+            problems.append(f"datasets.{name}: {folder} does not exist; give the folder that holds the dataset")
+        elif path.name != expected:
+            what = "CoOp's folder name for" if key is not None else "the name of"
+            problems.append(f"datasets.{name}: the folder must be named {expected!r} ({what} {name}), not "
+                            f"{path.name!r}: link it under that name (`ln -s {path} <a folder of yours>/{expected}`) "
+                            "and give the link")
+        if name not in used:
+            notes.append(f"datasets.{name}: no run of this config reads {name!r}")
+    return problems, notes
 
 
 def check_dataset_names(config: dict[str, Any], source: str = "config") -> None:
@@ -180,7 +204,9 @@ def check_config(config: dict[str, Any], source: str = "config") -> dict[str, An
     Takes a raw or validated config; returns it validated, defaults filled."""
     config = schema_checked(config, source)
     problems, notes = own_problems(config)
-    problems += _dataset_problems(config)
+    folders, folder_notes = _folder_problems(config)
+    problems += folders + _dataset_problems(config)
+    notes += folder_notes
     if not problems:  # classes are counted only of datasets that exist, under valid names
         from bmip.data.checks import class_count_problems
 

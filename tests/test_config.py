@@ -56,3 +56,29 @@ def test_the_workflow_refuses_an_unknown_dataset_before_any_job(tmp_path):
     assert done.returncode != 0
     assert "[0]: 'toy_c'" in done.stderr and "did you mean 'toy_b'" in done.stderr
     assert not (tmp_path / "results").exists()  # nothing ran, nothing written
+
+
+def test_a_dataset_kept_outside_data_root_is_read_from_its_folder_named_as_under_data_root(tmp_path):
+    from bmip.config import read_config
+    from bmip.config_checks import check_config
+    from bmip.data import dataset_root
+    from tests.engine.toy import make_toy_dataset
+
+    make_toy_dataset(tmp_path / "elsewhere", "my_data")
+    make_toy_dataset(tmp_path / "elsewhere", "Renamed")
+    paper = REPO / "config" / "paper.yaml"
+
+    def check(path, overrides):
+        return check_config(*read_config(path, overrides))
+
+    overrides = [f"data_root={tmp_path / 'root'}", "protocols.base2novel.datasets=[my_data]", "analysis.datasets=[]",
+                 "protocols.cross_dataset.targets=[eurosat]"]
+    config = check(paper, [*overrides, f"datasets.my_data={tmp_path / 'elsewhere' / 'my_data'}"])
+    assert dataset_root(config, "my_data") == tmp_path / "elsewhere"
+    assert dataset_root(config, "eurosat") == tmp_path / "root"
+    with pytest.raises(ConfigError, match=r"datasets\.my_data: the folder must be named 'my_data' .* not 'Renamed'"):
+        check(paper, [*overrides, f"datasets.my_data={tmp_path / 'elsewhere' / 'Renamed'}"])
+    with pytest.raises(ConfigError, match=r"datasets\.my_data: .*gone does not exist"):
+        check(paper, [*overrides, f"datasets.my_data={tmp_path / 'gone'}"])
+    with pytest.raises(ConfigError, match=r"datasets\.eurosat: the folder must be named 'eurosat' \(CoOp's folder name"):
+        check(paper, [*overrides, f"datasets.eurosat={tmp_path / 'elsewhere' / 'Renamed'}"])

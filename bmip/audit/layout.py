@@ -59,6 +59,8 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"config\.yaml", "write_config"),
     (_pattern(P.SPLIT, ("dataset",)), "fewshot_splits"),
     (rf"data_check/(?P<dataset>{_NAME})\.json", "check_data"),
+    (rf"inputs/downloaded/(?P<dataset>{_NAME})\.json", "download"),  # the record that a dataset is in place
+    (r"inputs/weights/backbone\.json", "weights"),  # the pretrained weights fetched, where the file is
     (rf"inputs/(?P<dataset>{_NAME})\.json", "inventory"),
     (_pattern(f"{P.TRAIN_RUN}/{{file}}", ("training", *_RUN)), "train"),
     (_pattern(f"{P.EVALUATION_RUN}/{{file}}", ("protocol", *_RUN)), EVALUATION),

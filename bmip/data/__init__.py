@@ -27,7 +27,7 @@ from .extract import safe_extract
 from .sampling import fewshot, fewshot_split, fewshot_split_path, read_fewshot_split, write_fewshot_split
 from bmip.io import file_sha256
 from .items import Dataset, Item, items_hash
-from .loader import load_dataset
+from .loader import dataset_root, load_dataset
 from .protocols import (
     RATIO_SWEEP,
     OpenWorldSplit,
@@ -61,6 +61,7 @@ def zero_shot_prompts(template: str, classnames: list[str]) -> list[str]:
 
 
 __all__ = [
+    "dataset_root",
     "CLIP_MEAN", "CLIP_STD", "DATASETS", "ChecksumError", "ClassDescriptions", "DataError", "Dataset", "DatasetNotFoundError",
     "DatasetSpec", "DeadSourceError", "DegenerateDatasetError", "DownloadError", "ImageDataset", "Item", "ManualDownloadRequired",
     "MissingImagesError", "OpenWorldSplit", "RATIO_SWEEP", "Source", "SplitFileError", "UnsafeArchiveError", "Views",

@@ -11,12 +11,12 @@ engine's own refusal of a run started without that check.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 from typing import Any, Mapping
 
 from .custom import class_names_of
 from .errors import DataError, DegenerateDatasetError
 from .protocols import all_classes_problem, base_new_problem
+from .loader import dataset_root
 from .registry import DATASETS, resolve_name
 from bmip.grid import dataset_keys
 
@@ -32,7 +32,7 @@ def class_count(config: Mapping[str, Any], name: str) -> int | None:
     key = resolve_name(name)
     if key is not None:
         return DATASETS[key].num_classes
-    path = Path(config["data_root"]) / name
+    path = dataset_root(config, name) / name
     if not path.exists():
         return None
     return len(class_names_of(path))

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
 from bmip.io import write_json
 from .downloads import download
-from .errors import DataError, DeadSourceError, ManualDownloadRequired
+from .interrupt import install_sigterm_handler
+from .errors import DataError, DeadSourceError, DownloadError, ManualDownloadRequired
 from .sampling import write_fewshot_split
 from .loader import load_dataset
 from .registry import DATASETS, resolve_name
@@ -25,13 +28,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `download` and `splits` sub-commands to an argparse sub-parser set."""
     p = subparsers.add_parser(
         "download",
-        help="fetch, verify and extract datasets into CoOp's folder layout",
+        help="fetch, verify and extract datasets (and a config's backbone weights); run it where there is network",
         description="Fetch, verify (size + SHA-256/MD5) and extract datasets under --root. Re-running skips "
         "verified files; ImageNet and datasets without a live source explain what to supply by hand. "
+        "With --config: every registry dataset the config's runs read, into its data_root, and its "
+        "backbone weights, into backbone.cache_dir: on a cluster, run this on the login node (compute "
+        "nodes often have no network) before submitting the grid. "
         f"Datasets: {', '.join(DATASETS)}, or 'all'.",
     )
-    p.add_argument("names", nargs="+", metavar="dataset", help="registry name(s), or 'all'")
-    p.add_argument("--root", type=Path, required=True, help="data root holding the CoOp dataset folders")
+    p.add_argument("names", nargs="*", metavar="dataset", help="registry name(s), or 'all' (or give --config)")
+    p.add_argument("--config", type=Path, help="an experiment config: fetch everything its runs read")
+    p.add_argument("--weights-only", action="store_true", help="with --config: only the backbone weights")
+    p.add_argument("--root", type=Path, help="data root holding the CoOp dataset folders (default with --config: "
+                   "its data_root)")
     p.add_argument("--keep-archives", action="store_true", help="keep archives in <root>/_downloads after extraction")
     p.add_argument("--retries", type=int, default=3, help="retries per mirror after an interrupted transfer")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -52,9 +61,79 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run_splits)
 
 
+def _config_downloads(path: Path) -> tuple[list[str], Path, dict[str, Any] | None]:
+    """(registry datasets, data root, backbone spec or None) of an experiment config: every dataset
+    its runs read that bmip can fetch (your own folders and the generated miniworld are left
+    alone), and its backbone where the weights are a pretrained tag rather than a file."""
+    from bmip.config import load_config
+    from bmip.grid import evaluations, trainings
+
+    config = load_config(path)
+    used = dict.fromkeys([d for _, d in trainings(config)] + [d for _, d in evaluations(config)])
+    own = [d for d in used if resolve_name(d) is None]
+    if own:
+        logger.info("%s: not fetched (your own data or the generated miniworld): %s", path, ", ".join(own))
+    backbone = config["backbone"]
+    pretrained = str(backbone["pretrained"])
+    is_tag = "miniworld" not in config and pretrained != "none" and not Path(pretrained).expanduser().exists() \
+        and not pretrained.endswith((".pt", ".bin", ".safetensors", ".pth"))
+    return [resolve_name(d) for d in used if resolve_name(d) is not None], Path(config["data_root"]), \
+        (backbone if is_tag else None)
+
+
+def _no_network(hosts: list[str]) -> str | None:
+    """A message if none of `hosts` resolves here (a compute node without network), else None."""
+    import socket
+
+    for host in hosts:
+        try:
+            socket.getaddrinfo(host, 443)
+            return None
+        except OSError:
+            continue
+    return (f"this machine ({socket.gethostname()}) has no network: {', '.join(hosts)} could not be resolved. "
+            "Download where there is network (on a cluster, the login node): `bmip download --config <your config>` "
+            "fetches every dataset and the backbone weights a config needs; then run the workflow again "
+            "(its download jobs then find the files in place)")
+
+
+def _hosts(name: str) -> list[str]:
+    from urllib.parse import urlparse
+
+    from .registry import get_spec
+
+    hub = urlparse(os.environ.get("HF_ENDPOINT", "")).hostname  # Hugging Face URLs go there instead
+    hosts = [urlparse(u).hostname for s in get_spec(name).sources for u in s.urls if urlparse(u).hostname]
+    return list(dict.fromkeys(hub if hub and host == "huggingface.co" else host for host in hosts))
+
+
 def run_download(args: argparse.Namespace) -> int:
-    """Download each named dataset; report every failure, not just the first."""
-    names = list(DATASETS) if args.names == ["all"] else args.names
+    """Download each named dataset (or a config's); report every failure, not just the first."""
+    install_sigterm_handler()  # a cluster's SIGTERM ends the command through its cleanups
+    backbone = None
+    if args.weights_only and args.config is None:
+        logger.error("--weights-only needs --config (the config names the backbone)")
+        return EXIT_FAILED
+    if args.config is not None:
+        if args.names:
+            logger.error("give dataset names or --config, not both")
+            return EXIT_FAILED
+        try:
+            names, config_root, backbone = _config_downloads(args.config)
+        except ValueError as e:  # ConfigError
+            logger.error("%s", e)
+            return EXIT_FAILED
+        args.root = args.root or config_root
+        if args.weights_only:
+            names = []
+    elif not args.names:
+        logger.error("name the datasets to fetch (or 'all'), or give --config <experiment config>")
+        return EXIT_FAILED
+    else:
+        names = list(DATASETS) if args.names == ["all"] else args.names
+    if args.root is None and names:
+        logger.error("--root: the data root to fetch into is required with dataset names")
+        return EXIT_FAILED
     unknown = [n for n in names if resolve_name(n) is None]
     if unknown:
         logger.error("unknown dataset(s) %s; known: %s", ", ".join(unknown), ", ".join(DATASETS))
@@ -70,9 +149,27 @@ def run_download(args: argparse.Namespace) -> int:
             code = max(code, EXIT_MANUAL)
         except DataError as e:
             logger.error("%s", e)
+            offline = _no_network(_hosts(name)) if isinstance(e, DownloadError) else None
+            if offline:
+                logger.error("%s: %s", name, offline)
             code = EXIT_MANUAL if code == EXIT_MANUAL else EXIT_FAILED
+    weights = None
+    if backbone is not None:
+        from bmip.backbone import BackboneError, resolve_weights
+
+        try:
+            path, _ = resolve_weights(backbone["model"], str(backbone["pretrained"]), backbone.get("cache_dir"))
+            weights = {"model": backbone["model"], "pretrained": backbone["pretrained"], "file": str(path)}
+            logger.info("backbone weights %s/%s: %s", backbone["model"], backbone["pretrained"], path)
+        except BackboneError as e:
+            logger.error("%s", e)
+            code = EXIT_MANUAL if code == EXIT_MANUAL else EXIT_FAILED
+    elif args.weights_only:
+        logger.info("%s: the backbone's weights are a file, the generated miniworld's or none: nothing to fetch",
+                    args.config)
     if code == EXIT_OK and args.stamp:
-        write_json(args.stamp, {"datasets": ready, "root": str(args.root)}, sort_keys=False)
+        record = {"weights": weights} if args.weights_only else {"datasets": ready, "root": str(args.root)}
+        write_json(args.stamp, record, sort_keys=False)
     return code
 
 

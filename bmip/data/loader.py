@@ -59,6 +59,13 @@ def _looks_like_name(value: str) -> bool:
     return not any(sep in value for sep in ("/", "\\")) and not value.startswith(".")
 
 
+def dataset_root(config: Mapping[str, Any], name: str) -> Path:
+    """The folder dataset `name` of a config is read under: the parent of its `datasets:` folder
+    (checked by bmip.config_checks to be named as under data_root), else data_root."""
+    folder = (config.get("datasets") or {}).get(name)
+    return Path(folder).expanduser().parent if folder else Path(config["data_root"])
+
+
 def load_dataset(
     name_or_path: str | Path | Mapping[str, Any],
     data_root: str | Path | None = None,

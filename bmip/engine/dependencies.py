@@ -47,7 +47,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "crate": ("crate", "description"),
 }
 # Keys that change no number of any job (where results go, which jobs exist, how they are cut).
-NO_NUMBERS = ("experiment", "results_dir", "data_root", "methods", "protocols", "seeds", "shots", "torch_seed",
+NO_NUMBERS = ("experiment", "results_dir", "data_root", "datasets", "methods", "protocols", "seeds", "shots", "torch_seed",
               "selection", "recipes", "ablations", "analysis", "workflow", "miniworld")
 
 # The module each stage runs (bmip.cli's subcommand calls into it).

@@ -28,7 +28,7 @@ from bmip.config import ConfigError, config_hash
 from bmip.grid import TRAINED_BY
 from bmip.recipes import run_config
 from bmip.data import (
-    Dataset, DegenerateDatasetError, Item, base_novel_labels, items_hash, load_dataset, open_world_split,
+    Dataset, DegenerateDatasetError, Item, base_novel_labels, dataset_root, items_hash, load_dataset, open_world_split,
     ratio_selection, subsample_classes, subsample_classes_ratio,
 )
 from bmip.data.protocols import all_classes_problem
@@ -131,7 +131,7 @@ def _evaluation_data(config: dict[str, Any], protocol: str, dataset: str, seed: 
     """A transfer target with all its classes (refused with too few), or the dataset's few-shot
     split of `seed` with its classes in base-then-novel order."""
     if protocol in TRANSFER:
-        data = load_dataset(dataset, config["data_root"])
+        data = load_dataset(dataset, dataset_root(config, dataset))
         problem = all_classes_problem(dataset, data.num_classes)
         if problem is not None:
             raise DegenerateDatasetError(f"{problem}. Add classes to {dataset!r}, or remove it from the "

@@ -204,6 +204,6 @@ def load_or_build(config: dict[str, Any], data: "Dataset", backbone: "Backbone |
 
 def build(config: dict[str, Any], dataset: str) -> FrozenFeatures:
     """`bmip features`: the workflow's image_features rule, one test set."""
-    from bmip.data import load_dataset
+    from bmip.data import dataset_root, load_dataset
 
-    return load_or_build(config, load_dataset(dataset, config["data_root"]))
+    return load_or_build(config, load_dataset(dataset, dataset_root(config, dataset)))

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from bmip.data import Dataset, Item, fewshot_split, items_hash, load_dataset
+from bmip.data import Dataset, Item, dataset_root, fewshot_split, items_hash, load_dataset
 from bmip.engine import paths
 from bmip.io import file_sha256, write_json
 
@@ -55,7 +55,7 @@ def checked_parts(config: dict[str, Any], names: Sequence[str],
     trained = {dataset for _, dataset in paths.trainings(config)}
     out: dict[str, tuple[Dataset, dict[str, list[Item]]]] = {}
     for name in names:
-        data = load_dataset(name, config["data_root"], check_images=check_images)
+        data = load_dataset(name, dataset_root(config, name), check_images=check_images)
         parts: dict[str, list[Item]] = {}
         if name in trained:
             for seed in config["seeds"]:

@@ -65,9 +65,9 @@ def test_set(config: dict[str, Any], dataset: str) -> TestSet:
             return TestSet(dataset, _per_class(read_split_json(bundled)[2], spec.num_classes), True)
         mean = spec.test_images / spec.num_classes
         return TestSet(dataset, (mean,) * spec.num_classes, mean == int(mean))
-    from bmip.data import load_dataset
+    from bmip.data import dataset_root, load_dataset
 
-    data = load_dataset(dataset, config["data_root"])
+    data = load_dataset(dataset, dataset_root(config, dataset))
     return TestSet(dataset, _per_class(data.test, len(data.classnames)), True)
 
 

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from bmip.backbone import Backbone, load_backbone, weights_sha256
 from bmip.config import ConfigError
-from bmip.data import Dataset, ImageDataset, Item, fewshot_split, items_hash, load_dataset, test_transform
+from bmip.data import Dataset, ImageDataset, Item, dataset_root, fewshot_split, items_hash, load_dataset, test_transform
 from bmip.io import file_sha256
 from bmip.prompting import PromptedCLIP
 
@@ -132,7 +132,7 @@ def backbone_record(backbone: Backbone) -> dict[str, Any]:
 
 def fewshot_data(config: dict[str, Any], name: str, seed: int) -> tuple[Dataset, list[Item], list[Item]]:
     """A dataset and its CoOp few-shot (train, val) lists for `seed`, over all classes."""
-    dataset = load_dataset(name, config["data_root"])
+    dataset = load_dataset(name, dataset_root(config, name))
     train, val = fewshot_split(dataset, config["shots"], seed)
     return dataset, train, val
 

@@ -22,7 +22,7 @@ from bmip.backbone import Backbone
 from bmip.checkpoint import save_checkpoint
 from bmip.config import ConfigError, config_hash
 from bmip.recipes import run_config
-from bmip.data import Dataset, Item, Views, subsample_classes
+from bmip.data import Dataset, Item, Views, dataset_root, subsample_classes
 from bmip.data.checks import training_class_problems
 from bmip.data.errors import DegenerateDatasetError
 from bmip.data.sampling import short_classes, short_classes_warning
@@ -109,7 +109,7 @@ def train(
     backbone = backbone_from(config, setup.device)
     torch.manual_seed(run["torch_seed"])
     model = build_model(backbone, method, split.classnames, split.data.template, run["recipe"]["options"])
-    prepared = model.regularizer.prepare(split.data, config["data_root"]) if model.regularizer is not None else None
+    prepared = model.regularizer.prepare(split.data, dataset_root(config, dataset)) if model.regularizer is not None else None
     progress = _start(setup, model)
     _resume(setup, model, progress, clock)
     _run_epochs(setup, model, split, progress, backbone.image_size)

@@ -4,10 +4,12 @@ experiment's jobs through snakemake-executor-plugin-slurm, exactly as on a clust
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -126,12 +128,35 @@ def test_paper_jobs_ask_slurm_for_a_gpu_only_to_train_and_evaluate(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     resources = dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", done.stdout, re.MULTILINE))
     # inventory: the record of the images, once downloaded (a local rule: it runs beside Snakemake).
-    assert set(resources) == {"download", "inventory", "check_data", "fewshot_splits", *PAPER_GPU_RULES}, \
+    assert set(resources) == {"download", "weights", "inventory", "check_data", "fewshot_splits", *PAPER_GPU_RULES}, \
         done.stdout[-3000:]
     for rule, requested in resources.items():
         assert "slurm_partition=gpu-long, slurm_account=vision-lab" in requested, requested
         assert (f"gpu={1 if rule in PAPER_GPU_RULES else 0}") in requested.split(", "), f"{rule}: {requested}"
     assert "mem_mb=32000" in resources["train"].split(", ") and "runtime=720" in resources["train"].split(", ")
+
+
+def test_downloads_and_the_weights_run_beside_snakemake_never_through_sbatch(tmp_path):
+    """On a cluster, `download` and `weights` fetch where Snakemake runs (the login node: network,
+    no job time limit); training never does. Snakemake's own list of local rules, for the paper
+    config (its dry run prints local and submitted jobs alike)."""
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from snakemake.api import SnakemakeApi\n"
+        "from snakemake.settings.types import ConfigSettings, ResourceSettings\n"
+        "repo = Path(sys.argv[1])\n"
+        "with SnakemakeApi() as api:\n"
+        "    workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=repo / 'workflow' / 'Snakefile',\n"
+        "        config_settings=ConfigSettings(configfiles=[repo / 'config' / 'paper.yaml']), workdir=Path.cwd())\n"
+        "    workflow.dag()  # reads the Snakefile\n"
+        "    print(json.dumps(sorted(workflow._workflow._localrules)))  # what `localrule: True` declares\n")
+    done = subprocess.run([sys.executable, "-c", script, str(REPO)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    local = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert {"download", "weights", "inventory"} <= local
+    assert not {"train", "evaluate", "check_data", "fewshot_splits"} & local
 
 
 def test_killed_run_resumes_through_slurm_with_only_the_remaining_jobs(slurm, reduced_run, tmp_path):

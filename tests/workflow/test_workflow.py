@@ -134,6 +134,7 @@ def test_paper_config_dry_run_lists_the_full_grid():
     assert jobs["evaluate_cross_dataset"] == methods * seeds  # one job per model: all 10 targets
     assert jobs["evaluate_domain_generalization"] == methods * seeds  # all 4 ImageNet variants
     assert jobs["download"] == 15 and jobs["fewshot_splits"] == 11
+    assert jobs["weights"] == 1  # the pretrained weights, fetched once where Snakemake runs
     assert jobs["check_data"] == 11 + 4  # every dataset read: the 11 base-to-novel ones (ImageNet among them), its 4 variants
     assert jobs["image_features"] == 15  # one per test set: 11 datasets and the 4 ImageNet variants
     assert not any(rule.startswith("miniworld") for rule in jobs), jobs

@@ -10,7 +10,7 @@ from bmip.config import ConfigError, workflow_config
 from bmip.config_checks import check_config
 from bmip.grid import TRAINED_BY
 from bmip.recipes import run_config
-from bmip.data import resolve_name
+from bmip.data import dataset_root, resolve_name
 from bmip import ledger as LEDGER
 from bmip import workflow_lock as WL
 from bmip.engine import data_check as DC
@@ -247,8 +247,8 @@ def dataset_ready(dataset):
     if MINIWORLD:
         return f"{DATA}/world.json"
     if resolve_name(dataset) is not None:
-        return f"{DATA}/_downloads/ready/{dataset}.json"
-    return f"{DATA}/{dataset}"
+        return f"{EXP}/{INV.FOLDER}/downloaded/{dataset}.json"
+    return str(dataset_root(config, dataset) / dataset)
 
 
 def inventory_file(dataset):
@@ -256,11 +256,21 @@ def inventory_file(dataset):
     return str(INV.inventory_path(EXP, dataset))
 
 
+# A pretrained tag (openai) rather than a file or `none`: the local `weights` rule fetches it
+# (data.smk) and its stamp is what the jobs that read weights wait for. Jobs read them offline.
+WEIGHTS_TAG = not MINIWORLD and config["backbone"]["pretrained"] != "none" and not os.path.isfile(
+    config["backbone"]["pretrained"])
+WEIGHTS_STAMP = f"{EXP}/{INV.FOLDER}/weights/backbone.json"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
 def backbone_files():
     """The backbone's weight file where it is a local file (the miniworld CLIP the workflow makes,
     or a file the config names): a job reading the weights reruns when they change. A named tag
-    (openai) is part of every run's config instead."""
+    (openai) is part of every run's config instead; its jobs wait for the `weights` rule's stamp."""
     pretrained = config["backbone"]["pretrained"]
+    if WEIGHTS_TAG:
+        return [WEIGHTS_STAMP]
     return [pretrained] if MINIWORLD or os.path.isfile(pretrained) else []
 
 

@@ -110,12 +110,16 @@ if MINIWORLD:
 else:
 
     rule download:
+        # Runs where Snakemake runs (localrule): on a cluster, the login node, which has network
+        # where compute nodes often have none, and no job time limit to outlast (SUN397 is 39 GB).
+        # With everything fetched beforehand (`bmip download --config ...`), it only verifies.
         output:
-            f"{DATA}/_downloads/ready/{{dataset}}.json",
+            f"{EXP}/{INV.FOLDER}/downloaded/{{dataset}}.json",
         log:
             f"{EXP}/logs/download/{{dataset}}.log",
         benchmark:
             job_benchmark("download", f"{EXP}/logs/download/{{dataset}}.log"),
+        localrule: True
         retries: 2
         conda:
             ENV
@@ -123,10 +127,35 @@ else:
             **RES["light"],
         params:
             bmip=bmip_command,
-            root=DATA,
+            root=lambda wildcards: dataset_root(config, wildcards.dataset),
         shell:
-            "{params.bmip} download {wildcards.dataset:q} --root {params.root:q} --no-progress --stamp {output:q} "
-            "> {log:q} 2>&1"
+            "HF_HUB_OFFLINE=0 {params.bmip} download {wildcards.dataset:q} --root {params.root:q} --no-progress "
+            "--stamp {output:q} > {log:q} 2>&1"
+
+
+if WEIGHTS_TAG:
+
+    rule weights:
+        # The backbone's pretrained weights (a tag such as openai), fetched once into
+        # backbone.cache_dir where Snakemake runs (localrule, as downloads); every job that reads
+        # them waits for this and reads them offline (HF_HUB_OFFLINE, set in common.smk).
+        output:
+            WEIGHTS_STAMP,
+        log:
+            f"{EXP}/logs/weights.log",
+        benchmark:
+            job_benchmark("weights", f"{EXP}/logs/weights.log"),
+        localrule: True
+        conda:
+            ENV
+        resources:
+            **RES["light"],
+        params:
+            bmip=bmip_command,
+            config=json.dumps(config, sort_keys=True),
+        shell:
+            "printf '%s' {params.config:q} | HF_HUB_OFFLINE=0 {params.bmip} download --config - --weights-only "
+            "--no-progress --stamp {output:q} > {log:q} 2>&1"
 
 
 rule inventory:
@@ -176,7 +205,7 @@ rule fewshot_splits:
     params:
         bmip=bmip_command,
         ledger=ledger_command("fewshot_splits"),
-        root=DATA,
+        root=lambda wildcards: dataset_root(config, wildcards.dataset),
         shots=config["shots"],
         seeds=" ".join(str(s) for s in SEEDS),
         out=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
