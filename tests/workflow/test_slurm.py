@@ -159,6 +159,25 @@ def test_downloads_and_the_weights_run_beside_snakemake_never_through_sbatch(tmp
     assert not {"train", "evaluate", "check_data", "fewshot_splits"} & local
 
 
+def test_a_download_job_runs_on_the_submit_host_not_through_sbatch(slurm, tmp_path):
+    """A registry dataset already in place (a CoOp EuroSAT folder): its download job verifies it
+    beside Snakemake, as on a login node, and nothing is submitted to SLURM."""
+    import shutil
+
+    from bmip.data.sources import BUNDLED_DIR
+
+    config = cluster_config(tmp_path)
+    (tmp_path / "data" / "eurosat" / "2750" / "Forest").mkdir(parents=True)
+    shutil.copy(BUNDLED_DIR / "split_zhou_EuroSAT.json", tmp_path / "data" / "eurosat")
+    log = tmp_path / "snakemake.log"
+    record = "results/reduced/inputs/downloaded/eurosat.json"
+    assert _run(slurm, tmp_path, config, log, record) == 0, log.read_text()[-5000:]
+    text = log.read_text()
+    assert "localrule download:" in text, text[-3000:]
+    assert _slurm_jobs(text) == [], text[-3000:]
+    assert json.loads((tmp_path / record).read_text())["datasets"] == {"eurosat": "data/eurosat"}
+
+
 def test_killed_run_resumes_through_slurm_with_only_the_remaining_jobs(slurm, reduced_run, tmp_path):
     """Snakemake is killed (SIGKILL, as when a login session dies) while the training job runs in
     SLURM; after the documented recovery (cancel the run's jobs, --unlock, rerun) only the
