@@ -50,9 +50,9 @@ if TYPE_CHECKING:
 def _bmip_records_gates(options: Mapping[str, Any]) -> bool:
     """BMIP writes gates.json where it mixes by a gate (`aggregation` gate or constant_gate; sum,
     mean, attention_pool, joint and exchange have none) in both towers (`directions` both: a
-    one-way variant gates one tower only) and has deep blocks to mix in (`depth` > 1). Defaults:
-    bmip.methods.bmip.BMIPConfig."""
-    return (options.get("aggregation", "gate") in ("gate", "constant_gate")
+    one-way variant gates one tower only) and has deep blocks to mix in (`depth` > 1); the released
+    BITP connectors (`bitp_compat`) have no gate. Defaults: bmip.methods.bmip.BMIPConfig."""
+    return (options.get("aggregation", "gate") in ("gate", "constant_gate") and options.get("bitp_compat") is None
             and options.get("directions", "both") == "both" and options.get("depth", 9) > 1)
 
 

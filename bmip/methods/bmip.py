@@ -26,10 +26,13 @@ text tower). Only the tensors a variant uses are created, so `gate` + `both` is 
 tensor for tensor and random draw for random draw.
 
 `official_compat: true` builds `OfficialBMIP` (below) instead: the released code, with what it
-does differently (docs/official_code.md).
+does differently (docs/official_code.md). `bitp_compat: <connector>` builds `ReleasedBITP`
+(bmip.methods.bitp): the released BITP connectors (`joint`, `add`, `atten`, `exchange`) on that
+same released scaffolding, the authors' own simple-aggregation comparators.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -50,6 +53,7 @@ class BMIPConfig:
     official_compat: bool = False
     aggregation: str = "gate"
     directions: str = "both"
+    bitp_compat: str | None = None  # a released BITP connector (bmip.methods.bitp.CONNECTORS)
 
 
 # ---------------------------------------------------------------- the mixing variants
@@ -147,9 +151,13 @@ class BMIP(PromptMethod):
     Config = BMIPConfig
 
     def __new__(cls, backbone: Backbone | None = None, config: BMIPConfig | None = None) -> BMIP:
-        """`BMIP(backbone, config)` with `official_compat: true` builds an `OfficialBMIP`: the
-        option keeps its name in configs and checkpoints, the model is the other class."""
-        if cls is BMIP and config is not None and config.official_compat:
+        """`BMIP(backbone, config)` with `official_compat: true` builds an `OfficialBMIP`, with
+        `bitp_compat` a `ReleasedBITP`: the option keeps its name in configs and checkpoints, the
+        model is the other class. ReleasedBITP subclasses OfficialBMIP, so its module is looked up
+        when built, as the method registry looks up every method."""
+        if cls is BMIP and config is not None and config.bitp_compat is not None:
+            cls = importlib.import_module("bmip.methods.bitp").ReleasedBITP
+        elif cls is BMIP and config is not None and config.official_compat:
             cls = OfficialBMIP
         return super().__new__(cls)
 
