@@ -7,7 +7,9 @@ This is what the check is: it finds a table edited after it was written, or writ
 runs than the grid's, not an error in the statistics of that code (tests/report checks those);
 the audit report says so.
 Each metrics file is also checked against itself: its summary must be the accuracies of its own
-results (correct/total), so one edited accuracy is named in the file where it was edited.
+results (correct/total), so one edited accuracy is named in the file where it was edited; an
+open-world file's OpenworldAUC must be its own record's pairs won over its pairs, and that record
+consistent with the base and novel parts it counts.
 """
 from __future__ import annotations
 
@@ -107,7 +109,60 @@ def check_metrics_file(run: Run, doc: Any, name: str, findings: Findings) -> boo
         if not _close(summary.get("hm"), _hm(base, novel)):
             findings.problem(name, f"summary.hm = {summary.get('hm')} but the HM of base {base} and novel {novel} "
                                    f"is {_hm(base, novel)}")
+    if run.protocol == "open_world":
+        for problem in openworld_auc_problems(summary, results, findings):
+            findings.problem(name, problem)
     return True
+
+
+def openworld_auc_problems(summary: dict[str, Any], results: dict[str, Any], findings: Findings) -> list[str]:
+    """What is wrong with an open-world file's OpenworldAUC (bmip.engine.evaluate._openworld_record):
+    summary.openworld_auc must be 100 · pairs_won / pairs, the pairs N_b·N_n of the base and novel
+    parts' images, and pairs_won possible for their within-domain correct images (at most
+    correct_b·correct_n, plus the misclassified pairs the official code counts for an inverted
+    detector: none, half or all of them), in halves (ties count ½)."""
+    record = results.get("openworld_auc")
+    if record is None and "openworld_auc" not in summary:
+        findings.skip("OpenworldAUC values (metrics files written before bmip recorded it)")
+        return []
+    findings.count("metrics summary values")
+    if not isinstance(record, dict):
+        return ["summary.openworld_auc has no record under results.openworld_auc"]
+    value = record.get("value")
+    if value is None:
+        if summary.get("openworld_auc") is not None or not isinstance(record.get("absent"), str):
+            return [f"summary.openworld_auc = {summary.get('openworld_auc')}, but results.openworld_auc records "
+                    "none, and must say why under 'absent'"]
+        return []
+    keys = ("pairs_won", "pairs", "misclassified_pairs_won")
+    parts = {part: record.get(part) if isinstance(record.get(part), dict) else {} for part in ("base", "novel")}
+    counts = [record.get(k) for k in keys] + [parts[p].get(k) for p in parts for k in ("images", "correct_in_domain")]
+    if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in counts):
+        return [f"results.openworld_auc lacks a count of {', '.join(keys)}, base/novel images and correct_in_domain"]
+    won, pairs, wrong_won, images_b, correct_b, images_n, correct_n = counts
+    out = []
+    if not _close(summary.get("openworld_auc"), value):
+        out.append(f"summary.openworld_auc = {summary.get('openworld_auc')} but results.openworld_auc.value is {value}")
+    expected = 100.0 * won / pairs if pairs else None
+    if not _close(value, expected):
+        out.append(f"results.openworld_auc.value = {value} but {won} of {pairs} pairs won is {expected}")
+    for part, images in (("base", images_b), ("novel", images_n)):
+        total = (results.get(f"{part}_part") or {}).get("total")
+        if images != total:
+            out.append(f"results.openworld_auc.{part}.images = {images} but results.{part}_part.total is {total}")
+    if pairs != images_b * images_n:
+        out.append(f"results.openworld_auc.pairs = {pairs} but {images_b} base x {images_n} novel images "
+                   f"give {images_b * images_n}")
+    if not (0 <= correct_b <= images_b and 0 <= correct_n <= images_n):
+        out.append("results.openworld_auc: more images correct in their domain than there are images")
+    wrong = (images_b - correct_b) * (images_n - correct_n)
+    if wrong_won not in (0, wrong / 2, wrong):
+        out.append(f"results.openworld_auc.misclassified_pairs_won = {wrong_won}: none, half or all of the {wrong} "
+                   "misclassified pairs")
+    if 2 * won != int(2 * won) or not 0 <= won - wrong_won <= correct_b * correct_n:
+        out.append(f"results.openworld_auc.pairs_won = {won}: not a count of halves of at most {correct_b} x "
+                   f"{correct_n} correct pairs plus {wrong_won} misclassified ones")
+    return out
 
 
 def _as_text_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -3,8 +3,9 @@
 * base2novel: base and novel test images, each in its own label space; HM of the two.
 * cross_dataset / domain_generalization: the source-trained model on every class of the target.
 * open_world: the base-trained model on the whole test split against all class names at once
-  (overall, base-part and novel-part accuracy in that joint label space, and their HM), plus the
-  ratio sweep of the authors' earlier code (m classes, r% of them base, Dassl's random selection).
+  (overall, base-part and novel-part accuracy in that joint label space, and their HM), its
+  OpenworldAUC from the same logits, plus the ratio sweep of the authors' earlier code (m classes,
+  r% of them base, Dassl's random selection).
 
 Every label space is a choice of rows and columns of one score matrix (bmip.engine.scoring), and
 so is every prompt method's mechanism record (mechanism.json): one pass records the base, novel
@@ -28,8 +29,8 @@ from bmip.config import ConfigError, config_hash
 from bmip.grid import TRAINED_BY
 from bmip.recipes import run_config
 from bmip.data import (
-    Dataset, DegenerateDatasetError, Item, base_novel_labels, dataset_root, items_hash, load_dataset, open_world_split,
-    ratio_selection, subsample_classes, subsample_classes_ratio,
+    Dataset, DegenerateDatasetError, Item, OpenWorldSplit, base_novel_labels, dataset_root, items_hash, load_dataset,
+    open_world_split, ratio_selection, subsample_classes, subsample_classes_ratio,
 )
 from bmip.data.protocols import all_classes_problem
 from bmip.data.masks import has_masks, patch_foreground
@@ -40,9 +41,11 @@ from bmip.engine.runtime import (
     accuracy_report, autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data,
     predict,
 )
-from bmip.engine.scoring import ScoreMatrix, score_matrix
+from bmip.engine.scoring import (
+    DETECTOR, DETECTOR_PRECISION, OpenWorldScores, ScoreMatrix, openworld_scores, score_matrix,
+)
 from bmip.io import file_sha256, write_json
-from bmip.metrics import harmonic_mean
+from bmip.metrics import harmonic_mean, misclassified_pairs_won, openworld_pairs
 from bmip.prompting import PromptedCLIP
 
 log = logging.getLogger(__name__)
@@ -77,7 +80,7 @@ def evaluate(
     model, imported = _load_checkpoint(checkpoint, backbone, run)
     evaluated = _evaluation_data(config, protocol, dataset, seed)
     scorer = _scorer(config, model, backbone, checkpoint, method, evaluated, device, precision)
-    results, summary = SCORING[protocol](scorer.score, evaluated, config, seed)
+    results, summary = SCORING[protocol](scorer, evaluated, config, seed)
     identity = {"protocol": protocol, "method": method, "dataset": dataset, "seed": seed}
     _write_records(out, identity, scorer)  # before metrics.json, which marks the evaluation done
     _write_metrics(out, identity, run["dataset"], checkpoint, summary, results)
@@ -175,6 +178,17 @@ class Scorer:
             preds = self._own_pass(items, names, desc, part)
         return accuracy_report(labels, preds, names)
 
+    def openworld(self, items: Sequence[Item], base: Sequence[int], novel: Sequence[int]) -> OpenWorldScores | None:
+        """OpenworldAUC's inputs of the open-world test images `items` (all classes, the columns
+        `base` + `novel` by label) from the shared score matrix; None where each label space is its
+        own pass (official_compat BMIP), whose joint pass keeps no logits."""
+        if self.matrix is None:
+            return None
+        rows, labels = self.matrix.rows(range(self.matrix.logits.shape[1]))
+        if not torch.equal(labels, _labels(items)):
+            raise RuntimeError("the open-world test images are not the score matrix's rows")
+        return openworld_scores(self.matrix.logits[rows], labels, base, novel)
+
     def _from_matrix(self, labels: torch.Tensor, names: list[str], columns: Sequence[int], desc: str,
                      part: str | None) -> torch.Tensor:
         """Predictions read from the shared score matrix; the space's gates and mechanism from it too."""
@@ -229,35 +243,34 @@ def _scorer(config: dict[str, Any], model: PromptedCLIP, backbone: Backbone, che
 
 
 Scores = tuple[dict[str, Any], dict[str, Any]]  # (results by label space, summary)
-Score = Callable[..., dict[str, Any]]  # Scorer.score
 
 
-def _all_classes(score: Score, evaluated: EvaluationData, config: dict[str, Any], seed: int) -> Scores:
+def _all_classes(scorer: Scorer, evaluated: EvaluationData, config: dict[str, Any], seed: int) -> Scores:
     """cross_dataset / domain_generalization: accuracy on every class of the target."""
     data = evaluated.data
-    results = {"all": score(data.test, data.classnames, range(len(data.classnames)), evaluated.dataset, "all")}
+    results = {"all": scorer.score(data.test, data.classnames, range(len(data.classnames)), evaluated.dataset, "all")}
     return results, {"accuracy": results["all"]["accuracy"]}
 
 
-def _base2novel(score: Score, evaluated: EvaluationData, config: dict[str, Any], seed: int) -> Scores:
+def _base2novel(scorer: Scorer, evaluated: EvaluationData, config: dict[str, Any], seed: int) -> Scores:
     """Base and novel test images, each in its own label space; the HM of the two."""
     data, train_items, val_items = evaluated.data, evaluated.train_items, evaluated.val_items
     dataset = evaluated.dataset
     results = {}
     for part, subsample, columns in zip(("base", "novel"), ("base", "new"), base_novel_labels(train_items)):
         _, _, test, names = subsample_classes(train_items, val_items, data.test, subsample, dataset=dataset)
-        results[part] = score(test, names, columns, f"{dataset} {part}", part)
+        results[part] = scorer.score(test, names, columns, f"{dataset} {part}", part)
     summary = {"base": results["base"]["accuracy"], "novel": results["novel"]["accuracy"]}
     summary["hm"] = harmonic_mean(summary["base"], summary["novel"])
     return results, summary
 
 
-def _open_world(score: Score, evaluated: EvaluationData, config: dict[str, Any], seed: int) -> Scores:
+def _open_world(scorer: Scorer, evaluated: EvaluationData, config: dict[str, Any], seed: int) -> Scores:
     """The whole test split against all class names (base-part and novel-part accuracy in that
-    joint space, their HM), and the ratio sweep."""
+    joint space, their HM, OpenworldAUC), and the ratio sweep."""
     data, train_items, val_items = evaluated.data, evaluated.train_items, evaluated.val_items
     split = open_world_split(train_items, val_items, data.test, dataset=data.name)
-    joint = score(split.test, split.classnames, range(len(split.classnames)), f"{data.name} open-world", "joint")
+    joint = scorer.score(split.test, split.classnames, range(len(split.classnames)), f"{data.name} open-world", "joint")
     results: dict[str, Any] = {"joint": joint}
     summary: dict[str, Any] = {"accuracy": joint["accuracy"]}
     # Base-part / novel-part accuracy inside the joint label space, from the per-class counts.
@@ -267,18 +280,43 @@ def _open_world(score: Score, evaluated: EvaluationData, config: dict[str, Any],
         results[f"{part}_part"] = {"correct": correct, "total": total, "accuracy": 100.0 * correct / total if total else None}
         summary[part] = results[f"{part}_part"]["accuracy"]
     summary["hm"] = harmonic_mean(summary["base"], summary["novel"])
+    results["openworld_auc"] = _openworld_record(scorer, split)
+    summary["openworld_auc"] = results["openworld_auc"]["value"]
     sweep = {}
     for ratio in config["protocols"]["open_world"]["ratios"]:
         _, _, test, names = subsample_classes_ratio(train_items, val_items, data.test, "new", ratio, seed)
         columns = ratio_selection(train_items, ratio, random.Random(seed))  # the classes the line above kept
-        sweep[str(ratio)] = score(test, names, columns, f"{data.name} ratio {ratio}")
+        sweep[str(ratio)] = scorer.score(test, names, columns, f"{data.name} ratio {ratio}")
         summary[f"ratio_{ratio}"] = sweep[str(ratio)]["accuracy"]
     results["ratio"] = sweep
     return results, summary
 
 
+def _openworld_record(scorer: Scorer, split: OpenWorldSplit) -> dict[str, Any]:
+    """metrics.json's OpenworldAUC (in %) and what recomputes it: the pairs it counts as won (ties
+    ½; bmip.metrics.openworld_pairs) out of N_b·N_n, each part's images and within-domain correct
+    ones, and the (misclassified, misclassified) pairs among the won (the official code's quirk:
+    0 but for a fully inverted detector). Or null, saying why."""
+    if not (split.base_labels and split.novel_labels):
+        return {"value": None, "absent": "the open-world split has no base or no novel classes"}
+    scores = scorer.openworld(split.test, split.base_labels, split.novel_labels)
+    if scores is None:
+        return {"value": None, "absent": "this method scores each label space in its own pass (its logits depend "
+                                         "on the label space), and the open-world pass keeps no logits"}
+    b, n = scores.is_base, ~scores.is_base
+    parts = {part: {"images": int(rows.sum()), "correct_in_domain": int(scores.correct[rows].sum())}
+             for part, rows in (("base", b), ("novel", n))}
+    args = (scores.detection[b].numpy(), scores.correct[b].numpy(),
+            scores.detection[n].numpy(), scores.correct[n].numpy())
+    won = openworld_pairs(*args)
+    pairs = parts["base"]["images"] * parts["novel"]["images"]
+    return {"value": 100.0 * won / pairs if pairs else None, "pairs_won": won, "pairs": pairs,
+            "misclassified_pairs_won": misclassified_pairs_won(*args), **parts,
+            "detector": DETECTOR, "precision": DETECTOR_PRECISION, "ties": 0.5, "correctness": "within_domain"}
+
+
 # How each protocol scores the evaluated model: (results by label space, summary).
-SCORING: dict[str, Callable[[Score, EvaluationData, dict[str, Any], int], Scores]] = {
+SCORING: dict[str, Callable[[Scorer, EvaluationData, dict[str, Any], int], Scores]] = {
     "base2novel": _base2novel, "open_world": _open_world, "cross_dataset": _all_classes,
     "domain_generalization": _all_classes,
 }

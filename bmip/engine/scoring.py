@@ -22,6 +22,9 @@ hold its class (`label_spaces`: the row selection `ScoreMatrix.rows` makes) and 
 prompt's to the spaces holding that class (CoCoOp: each (image, class) sequence to the spaces
 holding both). Frozen-tower methods run no image forward, so they record only their text tower:
 their image tower is not prompted.
+
+OpenworldAUC's inputs (`openworld_scores`) are read from the open-world joint space's rows of the
+same matrix: no second forward.
 """
 from __future__ import annotations
 
@@ -115,6 +118,39 @@ def _space_labels(labels: torch.Tensor, n_classes: int, columns: Sequence[int]) 
     position = torch.full((n_classes,), -1, dtype=torch.long)
     position[cols] = torch.arange(len(cols))
     return position[labels]
+
+
+# OpenworldAUC's detector and the precision of its softmax (the official code's: fp32).
+DETECTOR, DETECTOR_PRECISION = "max_base_softmax", "float32"
+
+
+@dataclass
+class OpenWorldScores:
+    """What OpenworldAUC reads of each test image of the open-world joint space, in test order."""
+
+    is_base: torch.Tensor  # (n,) bool: the image's class is a base class
+    detection: torch.Tensor  # (n,) float32: r(x), the largest base-class softmax probability
+    correct: torch.Tensor  # (n,) bool: argmax over its own domain's columns (base or novel) is its class
+
+
+def openworld_scores(logits: torch.Tensor, labels: torch.Tensor, base: Sequence[int],
+                     novel: Sequence[int]) -> OpenWorldScores:
+    """OpenworldAUC's inputs from the joint space's logits (columns = class labels, base and novel
+    classes together) as the official code defines them: r(x) = max over base columns of the
+    float32 softmax over all columns; correct = the argmax over the image's own domain's columns
+    (ties to the first column) is its class."""
+    n_classes = logits.shape[1]
+    base_at, novel_at = _space_labels(labels, n_classes, base), _space_labels(labels, n_classes, novel)
+    if bool(((base_at < 0) & (novel_at < 0)).any()):
+        raise ValueError("an open-world test image's class is neither a base nor a novel class")
+    logits = logits.float()
+    base_cols = torch.as_tensor(list(base), dtype=torch.long)
+    novel_cols = torch.as_tensor(list(novel), dtype=torch.long)
+    detection = logits.softmax(dim=-1)[:, base_cols].amax(dim=-1)
+    is_base = base_at >= 0
+    preds = torch.where(is_base, logits[:, base_cols].argmax(dim=-1), logits[:, novel_cols].argmax(dim=-1))
+    labels_in_domain = torch.where(is_base, base_at, novel_at)
+    return OpenWorldScores(is_base=is_base, detection=detection, correct=preds == labels_in_domain)
 
 
 def label_spaces(labels: torch.Tensor, n_classes: int, spaces: dict[str, Sequence[int]]) -> mechanism.LabelSpaces:

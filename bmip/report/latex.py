@@ -23,7 +23,7 @@ CAPTIONS = {
     "domain_generalization": "Domain generalisation: accuracy (\\%) of the source-trained model on shifted variants "
                              "of the source.",
     "open_world": "Open-world generalisation: accuracy (\\%) against all class names at once, on all, base and "
-                  "novel test images, and HM.",
+                  "novel test images, their HM, and OpenworldAUC (\\%, Hua et al., ICML 2025).",
     "open_world_ratio": "Open-world ratio sweep: accuracy (\\%) when a share $r$ of the test label space is base "
                         "classes.",
 }
@@ -33,7 +33,7 @@ VALUES = {
     "cross_dataset": [("accuracy", "accuracy_std", "Accuracy")],
     "domain_generalization": [("accuracy", "accuracy_std", "Accuracy")],
     "open_world": [("accuracy", "accuracy_std", "All"), ("base", None, "Base"), ("novel", None, "Novel"),
-                   ("hm", None, "HM")],
+                   ("hm", None, "HM"), ("openworld_auc", None, "OpenworldAUC")],
 }
 HEADERS = {"base": "Base", "novel": "Novel", "hm": "HM", "accuracy": "Accuracy"}
 _ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",

@@ -3,7 +3,8 @@
 Seeds are averaged first; the spread is the population standard deviation over seeds (as the
 official `parse_test_res.py`, np.std with ddof 0). HM is the harmonic mean of seed-averaged base
 and novel accuracy, and the "Average over N datasets" row averages the per-dataset means, its
-HM again from the averaged base and novel (as in the published tables).
+HM again from the averaged base and novel (as in the published tables). The open-world table's
+OpenworldAUC is averaged like accuracy: it is not a function of base and novel accuracy.
 
 Under a Markdown table, a note names each training dataset whose runs had classes with fewer
 training images than `shots` (a metrics file's `short_classes`, the training run's record): Dassl
@@ -79,7 +80,7 @@ def _with_average(table: pd.DataFrame, values: list[str], hm: bool = False) -> p
     rows = []
     for method, part in table.groupby("method", sort=False):
         row = {"method": method, "dataset": average_label(len(part))}
-        row.update({col: part[col].mean() for col in values})
+        row.update({col: part[col].mean(skipna=False) for col in values})  # blank unless all N have it
         rows.append(row)
     average = pd.DataFrame(rows)
     if hm and not average.empty:
@@ -114,13 +115,18 @@ def transfer_table(long: pd.DataFrame, protocol: str) -> pd.DataFrame:
 
 
 def open_world_table(long: pd.DataFrame) -> pd.DataFrame:
+    """Open-world accuracy (all, base part, novel part), their HM, and OpenworldAUC (%, the mean
+    over seeds and, in the average row, over datasets; blank for runs that record none)."""
     stats = _seed_stats(long[~long["metric"].str.startswith("ratio_")], "open_world")
     if stats.empty:
         return stats
     stats["hm"] = harmonic_mean(stats["base"], stats["novel"])
-    table = stats[["method", "dataset", "accuracy", "accuracy_std", "base", "novel", "hm", "accuracy_seeds"]]
+    if "openworld_auc" not in stats:  # metrics files written before bmip recorded it
+        stats["openworld_auc"] = float("nan")
+    table = stats[["method", "dataset", "accuracy", "accuracy_std", "base", "novel", "hm", "openworld_auc",
+                   "accuracy_seeds"]]
     table = table.rename(columns={"accuracy_seeds": "seeds"})
-    return _order(_with_average(table, ["accuracy", "base", "novel"], hm=True))
+    return _order(_with_average(table, ["accuracy", "base", "novel", "openworld_auc"], hm=True))
 
 
 def ratio_table(long: pd.DataFrame) -> pd.DataFrame:

@@ -61,6 +61,12 @@ def test_single_pass_metrics_equal_those_of_one_pass_per_label_space(toy_setup, 
     with monkeypatch.context() as patch:
         _per_label_space(patch)
         separate = _evaluations(config, method, tmp_path / "separate")
+    # One pass per label space keeps no joint logits: no OpenworldAUC there, and it says why.
+    absent = separate["open_world"][paths.METRICS]["results"].pop("openworld_auc")
+    assert absent["value"] is None and "own pass" in absent["absent"]
+    assert separate["open_world"][paths.METRICS]["summary"].pop("openworld_auc") is None
+    single["open_world"][paths.METRICS]["results"].pop("openworld_auc")
+    assert single["open_world"][paths.METRICS]["summary"].pop("openworld_auc") is not None
     for protocol in PROTOCOLS:
         # Identical counts and accuracies in every label space: base, novel, joint, parts, each ratio.
         assert single[protocol][paths.METRICS] == separate[protocol][paths.METRICS], protocol
@@ -132,6 +138,8 @@ def test_official_compat_bmip_depends_on_batch_mates_and_is_scored_per_label_spa
         scored = [metrics[k]["total"] for k in ("base", "novel", "joint") if k in metrics]
         scored += [r["total"] for r in metrics.get("ratio", {}).values()]
         assert not work["single_pass"] and work["image_forwards"] == sum(scored) and not work["image_features_reused"]
+        if protocol == "open_world":  # its joint pass keeps no logits to read OpenworldAUC from
+            assert found[protocol][paths.METRICS]["summary"]["openworld_auc"] is None
         # its mechanism record comes from the per-label-space passes, complete
         identity = {"protocol": protocol, "method": "bmip", "dataset": "toy", "seed": 1}
         assert mechanism.problems(found[protocol][paths.MECHANISM], identity) == []

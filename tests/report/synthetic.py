@@ -80,6 +80,7 @@ def make(root: Path, methods=METHODS, datasets=DATASETS, seeds=(1, 2, 3), protoc
                     elif protocol == "open_world":
                         summary = {"accuracy": acc(-8), "base": acc(-2), "novel": acc(-14)}
                         summary["hm"] = 2 * summary["base"] * summary["novel"] / (summary["base"] + summary["novel"])
+                        summary["openworld_auc"] = 0.9 * summary["base"] * summary["novel"] / 100  # no draw
                         summary |= {f"ratio_{r}": acc(-20 + r / 5) for r in (100, 50, 0)}
                     else:
                         summary = {"accuracy": acc(-5)}

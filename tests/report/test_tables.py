@@ -24,7 +24,8 @@ def files(tmp_path):
         out.append(_write(tmp_path, "base2novel", "bmip", "dtd", seed, {"base": b - 10, "novel": n + 10, "hm": 0}))
         out.append(_write(tmp_path, "cross_dataset", "bmip", "dtd", seed, {"accuracy": 40.0 + seed}))
         out.append(_write(tmp_path, "open_world", "bmip", "dtd", seed,
-                          {"accuracy": 50.0, "base": 60.0, "novel": 40.0, "hm": 48.0, "ratio_100": 70.0, "ratio_0": 30.0 + seed}))
+                          {"accuracy": 50.0, "base": 60.0, "novel": 40.0, "hm": 48.0, "openworld_auc": 20.0 + seed,
+                           "ratio_100": 70.0, "ratio_0": 30.0 + seed}))
     return out
 
 
@@ -49,6 +50,30 @@ def test_transfer_open_world_and_ratio_tables(files):
     dtd = ratio[ratio.dataset == "dtd"]
     assert list(dtd.ratio) == [100, 0] and dtd.accuracy.tolist() == pytest.approx([70.0, 32.0])
     assert tables["domain_generalization"].empty
+
+
+def test_open_world_table_shows_openworld_auc_beside_hm(files, tmp_path):
+    """The seed mean of each run's OpenworldAUC, averaged over datasets like accuracy (it is not a
+    function of base and novel accuracy); blank for runs that record none, and so is an average
+    that would be over fewer datasets than it says."""
+    older = _write(tmp_path / "old", "open_world", "bmip", "eurosat", 1,
+                   {"accuracy": 50.0, "base": 60.0, "novel": 40.0, "hm": 48.0})
+    ow = build_tables(load_metrics(files))["open_world"]
+    assert list(ow.columns) == ["method", "dataset", "accuracy", "accuracy_std", "base", "novel", "hm",
+                                "openworld_auc", "seeds"]
+    assert ow[ow.dataset == "dtd"].openworld_auc.item() == pytest.approx(22.0)
+    assert ow[ow.dataset == "Average over 1 datasets"].openworld_auc.item() == pytest.approx(22.0)
+    mixed = build_tables(load_metrics([*files, older]))["open_world"]
+    assert math.isnan(mixed[mixed.dataset == "eurosat"].openworld_auc.item())
+    assert math.isnan(mixed[mixed.dataset == "Average over 2 datasets"].openworld_auc.item())
+    written = write_tables(files, tmp_path / "tables")
+    assert pd.read_csv(written["open_world"]).openworld_auc.tolist() == pytest.approx([22.0, 22.0])
+    md = (tmp_path / "tables" / "open_world.md").read_text()
+    assert [c.strip() for c in md.splitlines()[2].split("|")[7:9]] == ["hm", "openworld_auc"]
+    assert "| 48.00 | 22.00           |" in md
+    tex = (tmp_path / "tables" / "open_world.tex").read_text()
+    assert "Method & All & Base & Novel & HM & OpenworldAUC" in tex and "OpenworldAUC (\\%" in tex
+    assert " & 48.00 & 22.00 \\\\" in tex
 
 
 def test_published_numbers_only_beside_paper_datasets(files, tmp_path):

@@ -22,6 +22,7 @@ _DRAW: dict[str, str] = {
     "hm_per_dataset": "accuracy.hm_per_dataset",
     "hm_radar": "accuracy.hm_radar",
     "base_vs_novel": "accuracy.base_vs_novel",
+    "open_world": "accuracy.open_world",
     "open_world_ratio": "accuracy.open_world_ratio",
     "domain_generalization": "accuracy.domain_generalization",
     "training_curves": "training.training_curves",

@@ -1,5 +1,6 @@
-"""Accuracy figures from the tables: HM per dataset (bars, radar), base vs novel, open-world ratio
-sweep, domain generalisation. Datasets keep the tables' order (the config's); methods style.yaml's.
+"""Accuracy figures from the tables: HM per dataset (bars, radar), base vs novel, open-world HM and
+OpenworldAUC, open-world ratio sweep, domain generalisation. Datasets keep the tables' order (the
+config's); methods style.yaml's.
 """
 from __future__ import annotations
 
@@ -55,11 +56,9 @@ def _label_outer(axes: list, columns: int, xlabel: str, ylabel: str) -> None:
 
 
 # ---------------------------------------------------------------- bars
-def grouped_bars(table: pd.DataFrame, value: str, ylabel: str, what: str) -> Figure:
-    """One group of bars per dataset (and the average, set apart), one bar per method."""
-    fig = new_figure("page", 2.6)
-    if table.empty:
-        return empty(fig, what)
+def _bars(ax, table: pd.DataFrame, value: str, ylabel: str, labels: bool = True) -> None:
+    """Into `ax`: one group of bars per dataset (and the average, set apart), one bar per method;
+    the groups named under the axis when `labels`."""
     methods = ordered(table["method"])
     datasets = _datasets(table)
     average = table[_is_average(table)]
@@ -68,19 +67,28 @@ def grouped_bars(table: pd.DataFrame, value: str, ylabel: str, what: str) -> Fig
     if not average.empty:
         groups.append((AVERAGE, average))
         positions.append(len(datasets) + 0.4)
-    ax = fig.add_subplot()
     width = 0.84 / len(methods)
     for i, method in enumerate(methods):
         heights = [_value(rows, method, value) for _, rows in groups]
         ax.bar(np.array(positions) + (i - (len(methods) - 1) / 2) * width, heights, width, **bar_style(method))
     if not average.empty and datasets:
         ax.axvline(len(datasets) - 0.3, color="#9a9a9a", linewidth=0.6, linestyle=":", zorder=1)
-    ax.set_xticks(positions, [title for title, _ in groups])
-    top = float(np.nanmax(table[value].to_numpy(dtype=float))) if table[value].notna().any() else 100.0
+    ax.set_xticks(positions, [title for title, _ in groups] if labels else [])
+    known = value in table and table[value].notna().any()
+    top = float(np.nanmax(table[value].to_numpy(dtype=float))) if known else 100.0
     ax.set(ylabel=ylabel, ylim=(0, min(100.0, math.ceil(top * 1.08 / 10) * 10) or 10),
            xlim=(positions[0] - 0.5, positions[-1] + 0.5))
     ax.grid(axis="x", visible=False)
-    method_legend(fig, methods, "page", kind="bar")
+
+
+def grouped_bars(table: pd.DataFrame, value: str, ylabel: str, what: str) -> Figure:
+    """One group of bars per dataset (and the average, set apart), one bar per method."""
+    fig = new_figure("page", 2.6)
+    if table.empty:
+        return empty(fig, what)
+    ax = fig.add_subplot()
+    _bars(ax, table, value, ylabel)
+    method_legend(fig, ordered(table["method"]), "page", kind="bar")
     fit_xticklabels(ax)
     return fig
 
@@ -88,6 +96,21 @@ def grouped_bars(table: pd.DataFrame, value: str, ylabel: str, what: str) -> Fig
 def hm_per_dataset(inputs: Inputs) -> Figure:
     """HM of base and novel accuracy per dataset and method, and the average over datasets."""
     return grouped_bars(inputs.table("base2novel"), "hm", "HM of base and novel accuracy (%)", "base-to-novel results")
+
+
+def open_world(inputs: Inputs) -> Figure:
+    """Open-world HM of base-part and novel-part accuracy and, beside it, OpenworldAUC (which also
+    asks whether the model tells base images from novel ones), per dataset and method."""
+    table = inputs.table("open_world")
+    fig = new_figure("page", 4.2)
+    if table.empty:
+        return empty(fig, "open-world results")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    _bars(top, table, "hm", "HM of base and novel (%)", labels=False)
+    _bars(bottom, table, "openworld_auc", "OpenworldAUC (%)")
+    method_legend(fig, ordered(table["method"]), "page", kind="bar")
+    fit_xticklabels(bottom)
+    return fig
 
 
 def domain_generalization(inputs: Inputs) -> Figure:
