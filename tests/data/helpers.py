@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import tarfile
 from pathlib import Path
 from typing import Iterable
 
@@ -68,3 +69,14 @@ def write_png(path: Path, size: tuple[int, int] = (40, 30), color: tuple[int, in
 def items(spec: str) -> list[Item]:
     """Items from a compact label string: "0 0 1 2 1" -> paths i.jpg with those labels, names c<label>."""
     return [Item(f"{i}.jpg", int(y), f"c{y}") for i, y in enumerate(spec.split())]
+
+
+def tgz(entries: dict[str, bytes]) -> bytes:
+    """A gzipped tar archive in memory holding `entries` (name -> bytes)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

@@ -5,7 +5,6 @@ import hashlib
 import io
 import json
 import shutil
-import tarfile
 import zipfile
 
 import pytest
@@ -23,6 +22,7 @@ from bmip.data.registry import DATASETS, DatasetSpec
 from bmip.data.sources import BUNDLED_DIR, Source
 
 from .conftest import Route
+from .helpers import tgz
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -95,16 +95,6 @@ def test_html_page_and_404_move_on_to_the_next_mirror(http_server, tmp_path):
 
 
 # --- installing a dataset -------------------------------------------------------------------------
-def _tgz(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def _zip(entries: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -121,7 +111,7 @@ IMAGES = {f"toy-1.0/images/{p}": b"img" for p in ("a/1.jpg", "a/2.jpg", "b/1.jpg
 @pytest.fixture
 def toy(http_server, monkeypatch):
     """A registry entry "toy" whose archive (images under a top folder) and split file are served locally."""
-    archive = _tgz({**IMAGES, "toy-1.0/README": b"r"})
+    archive = tgz({**IMAGES, "toy-1.0/README": b"r"})
     http_server.routes["/toy.tar.gz"] = Route(archive)
     http_server.routes["/split_toy.json"] = Route(SPLIT, content_type="application/json")
     spec = DatasetSpec(
@@ -160,7 +150,7 @@ def test_existing_coop_folder_is_left_as_is(toy, http_server, tmp_path):
 
 
 def test_nested_archive_like_caltech(http_server, tmp_path, monkeypatch):
-    inner = _tgz({"101_ObjectCategories/x/1.jpg": b"1"})
+    inner = tgz({"101_ObjectCategories/x/1.jpg": b"1"})
     outer = _zip({"caltech-101/101_ObjectCategories.tar.gz": inner, "caltech-101/Annotations.tar": b"a"})
     http_server.routes["/c.zip"] = Route(outer)
     source = Source(filename="c.zip", dest="caltech-101", urls=(http_server.url("/c.zip"),), extract=True,

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import re
 import subprocess
-import tarfile
 
 import pytest
 
 from bmip.data import ManualDownloadRequired, download
 from bmip.data.errors import NestedCopyError
 from bmip.data.registry import DATASETS
+
+from .helpers import tgz
 
 
 def _sun397_without_split(monkeypatch, archive_source=None):
@@ -23,16 +23,6 @@ def _sun397_without_split(monkeypatch, archive_source=None):
     others = tuple(s for s in spec.sources if s.filename not in ("SUN397.tar.gz", "split_zhou_SUN397.json"))
     monkeypatch.setitem(DATASETS, "sun397", dataclasses.replace(spec, sources=(archive, *others)))
     return archive
-
-
-def _tgz(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def test_sun397_is_manual_with_the_published_size_and_hashes(tmp_path, monkeypatch):
@@ -61,7 +51,7 @@ def test_a_supplied_sun397_archive_is_checked_against_the_published_values(tmp_p
 
 def test_a_supplied_archive_that_matches_is_extracted(tmp_path, monkeypatch):
     """The same path with a (small) archive whose values are the registered ones: verified, extracted."""
-    data = _tgz({"SUN397/ClassName.txt": b"/a/abbey\n", "SUN397/a/abbey/sun_a.jpg": b"jpg"})
+    data = tgz({"SUN397/ClassName.txt": b"/a/abbey\n", "SUN397/a/abbey/sun_a.jpg": b"jpg"})
     real = next(s for s in DATASETS["sun397"].sources if s.filename == "SUN397.tar.gz")
     _sun397_without_split(monkeypatch, dataclasses.replace(
         real, size=len(data), md5=hashlib.md5(data).hexdigest(), sha256=hashlib.sha256(data).hexdigest()))
@@ -72,7 +62,7 @@ def test_a_supplied_archive_that_matches_is_extracted(tmp_path, monkeypatch):
 
 
 def test_a_hand_supplied_archive_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch):
-    data = _tgz({"SUN397/a/abbey/sun_a.jpg": b"jpg"})
+    data = tgz({"SUN397/a/abbey/sun_a.jpg": b"jpg"})
     real = next(s for s in DATASETS["sun397"].sources if s.filename == "SUN397.tar.gz")
     _sun397_without_split(monkeypatch, dataclasses.replace(real, size=len(data)))  # right size, other bytes
     (tmp_path / "_downloads").mkdir()
