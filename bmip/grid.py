@@ -1,6 +1,7 @@
 """The experiment grid a config describes: which protocols train which models, and which
-(protocol, dataset) pairs it trains and evaluates. A leaf module (plain dicts in, lists out): the
-config checks, the results layout, the data checks and the workflow all read the grid from here.
+(protocol, dataset) pairs it trains and evaluates, the datasets its runs read, and whether its
+backbone weights are a tag to fetch. A leaf module (plain dicts in, lists out): the config checks,
+the results layout, the data checks, downloads and the workflow all read the grid from here.
 """
 from __future__ import annotations
 
@@ -54,3 +55,17 @@ def trainings(config: dict[str, Any]) -> list[tuple[str, str]]:
             if (training, dataset) not in out:
                 out.append((training, dataset))
     return out
+
+
+def datasets_read(config: dict[str, Any]) -> list[str]:
+    """Every dataset a run of the config reads (trained on or evaluated), in config order."""
+    return list(dict.fromkeys([*(d for _, d in trainings(config)), *(d for _, d in evaluations(config))]))
+
+
+def weights_tag(config: dict[str, Any]) -> bool:
+    """Whether `backbone.pretrained` names weights to fetch (a tag such as openai), rather than the
+    generated miniworld's, a weights file that exists, or `none`."""
+    import os
+
+    pretrained = str(config["backbone"]["pretrained"])
+    return "miniworld" not in config and pretrained != "none" and not os.path.isfile(pretrained)

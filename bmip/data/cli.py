@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from bmip.io import write_json
-from .downloads import download
+from .downloads import download, unresolved_host
 from .interrupt import install_sigterm_handler
 from .errors import DataError, DeadSourceError, DownloadError, ManualDownloadRequired
 from .sampling import write_fewshot_split
@@ -66,45 +65,32 @@ def _config_downloads(path: Path) -> tuple[list[str], Path, dict[str, Any] | Non
     its runs read that bmip can fetch (your own folders and the generated miniworld are left
     alone), and its backbone where the weights are a pretrained tag rather than a file."""
     from bmip.config import load_config
-    from bmip.grid import evaluations, trainings
+    from bmip.grid import datasets_read, weights_tag
 
     config = load_config(path)
-    used = dict.fromkeys([d for _, d in trainings(config)] + [d for _, d in evaluations(config)])
+    used = datasets_read(config)
     own = [d for d in used if resolve_name(d) is None]
     if own:
         logger.info("%s: not fetched (your own data or the generated miniworld): %s", path, ", ".join(own))
-    backbone = config["backbone"]
-    pretrained = str(backbone["pretrained"])
-    is_tag = "miniworld" not in config and pretrained != "none" and not Path(pretrained).expanduser().exists() \
-        and not pretrained.endswith((".pt", ".bin", ".safetensors", ".pth"))
     return [resolve_name(d) for d in used if resolve_name(d) is not None], Path(config["data_root"]), \
-        (backbone if is_tag else None)
+        (config["backbone"] if weights_tag(config) else None)
 
 
-def _no_network(hosts: list[str]) -> str | None:
-    """A message if none of `hosts` resolves here (a compute node without network), else None."""
+def _no_network(name: str) -> str | None:
+    """A message if none of the hosts dataset `name` is fetched from resolves here (a compute node
+    without network), else None."""
     import socket
-
-    for host in hosts:
-        try:
-            socket.getaddrinfo(host, 443)
-            return None
-        except OSError:
-            continue
-    return (f"this machine ({socket.gethostname()}) has no network: {', '.join(hosts)} could not be resolved. "
-            "Download where there is network (on a cluster, the login node): `bmip download --config <your config>` "
-            "fetches every dataset and the backbone weights a config needs; then run the workflow again "
-            "(its download jobs then find the files in place)")
-
-
-def _hosts(name: str) -> list[str]:
-    from urllib.parse import urlparse
 
     from .registry import get_spec
 
-    hub = urlparse(os.environ.get("HF_ENDPOINT", "")).hostname  # Hugging Face URLs go there instead
-    hosts = [urlparse(u).hostname for s in get_spec(name).sources for u in s.urls if urlparse(u).hostname]
-    return list(dict.fromkeys(hub if hub and host == "huggingface.co" else host for host in hosts))
+    hosts = [unresolved_host(url) for source in get_spec(name).sources for url in source.urls]
+    if not hosts or not all(hosts):
+        return None
+    return (f"this machine ({socket.gethostname()}) has no network: {', '.join(dict.fromkeys(hosts))} could not be "
+            "resolved. "
+            "Download where there is network (on a cluster, the login node): `bmip download --config <your config>` "
+            "fetches every dataset and the backbone weights a config needs; then run the workflow again "
+            "(its download jobs then find the files in place)")
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -149,7 +135,7 @@ def run_download(args: argparse.Namespace) -> int:
             code = max(code, EXIT_MANUAL)
         except DataError as e:
             logger.error("%s", e)
-            offline = _no_network(_hosts(name)) if isinstance(e, DownloadError) else None
+            offline = _no_network(name) if isinstance(e, DownloadError) else None
             if offline:
                 logger.error("%s: %s", name, offline)
             code = EXIT_MANUAL if code == EXIT_MANUAL else EXIT_FAILED

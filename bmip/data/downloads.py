@@ -37,7 +37,7 @@ from .manifest import Manifest
 from .registry import DatasetSpec, get_spec
 from .sources import BUNDLED_DIR, DESCRIPTIONS, DOWNLOADS_DIR, Source
 
-__all__ = ["download", "download_file", "verify_file"]
+__all__ = ["download", "download_file", "unresolved_host", "verify_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _download(
         failures: list[str] = []
         checksum_failed = False
         for url in urls:
-            unresolved = _unresolved_host(url)
+            unresolved = unresolved_host(url)
             if unresolved:  # no network here (a compute node), or a dead domain: retrying cannot help
                 failures.append(f"{url}: its host {unresolved} does not resolve on {socket.gethostname()} (no network "
                                 "here, or the domain is gone)")
@@ -124,7 +124,7 @@ def _download(
                         "copy differs from the published one: get the file elsewhere and check it against the value above.")
 
 
-def _unresolved_host(url: str) -> str | None:
+def unresolved_host(url: str) -> str | None:
     """The host `url` is fetched from (Hugging Face's: HF_ENDPOINT's, where set) if it does not
     resolve, else None. A name lookup answers at once where a connection attempt would be retried."""
     host = urlparse(url).hostname

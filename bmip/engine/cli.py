@@ -212,10 +212,10 @@ def run_check_data(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     if args.inventory:
-        from bmip.engine.inventory import checked_datasets
+        from bmip.grid import datasets_read
         from bmip.engine.inventory import FOLDER, update_inventories
 
-        changed = update_inventories(config, args.dataset or checked_datasets(config))
+        changed = update_inventories(config, args.dataset or datasets_read(config))
         log.info("images recorded in %s (%d changed: %s)", experiment_dir(config) / FOLDER, len(changed),
                  ", ".join(changed) or "none")
         return 0

@@ -32,7 +32,8 @@ from bmip.data import Dataset, Item, items_hash, resolve_name
 from bmip.data.decode import image_problem
 from bmip.data.errors import DataCheckError
 from bmip.engine import paths
-from bmip.engine.inventory import checked_datasets, checked_parts, inventory_path
+from bmip.engine.inventory import checked_parts, inventory_path
+from bmip.grid import datasets_read
 from bmip.io import file_sha256, write_json
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def check_data(config: dict[str, Any], datasets: Sequence[str] | None = None,
                workers: int | None = None) -> list[DatasetCheck]:
     """Check `datasets` (default: every dataset the config reads); DataCheckError lists every
     unreadable file of all of them. The datasets that passed are not decoded again next time."""
-    read = checked_datasets(config)
+    read = datasets_read(config)
     names = list(datasets) if datasets else read
     unknown = [name for name in names if name not in read]
     if unknown:

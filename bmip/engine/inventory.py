@@ -43,11 +43,6 @@ def part_names(seed: int) -> tuple[str, str]:
     return f"seed{seed} train", f"seed{seed} val"
 
 
-def checked_datasets(config: dict[str, Any]) -> list[str]:
-    """Every dataset a run of the config reads (trained on or evaluated), in config order."""
-    return list(dict.fromkeys([*(d for _, d in paths.trainings(config)), *(d for _, d in paths.evaluations(config))]))
-
-
 def checked_parts(config: dict[str, Any], names: Sequence[str],
                   check_images: bool = True) -> dict[str, tuple[Dataset, dict[str, list[Item]]]]:
     """Per dataset, the dataset and the item lists the config's runs read, by part name

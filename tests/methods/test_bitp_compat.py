@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from bmip.checkpoint import load_model, save_checkpoint
 from bmip.methods import MethodConfigError, build_model
-from tests.shared import CLASSNAMES
+from tests.shared import CLASSNAMES, adam_steps
 
 CASES = [("joint", 1, 9), ("joint", 2, 9), ("add", 2, 9), ("add", 1, 4), ("atten", 2, 9), ("atten", 1, 9),
          ("exchange", 2, 9), ("exchange", 1, 3)]
@@ -235,14 +235,7 @@ def test_checkpoint_round_trip(tiny_backbone, tmp_path, connector):
 def test_two_training_steps_move_every_tensor(tiny_backbone, connector):
     model = _model(tiny_backbone, connector, depth=4)
     before = model.learnable_state()
-    optimiser = torch.optim.Adam(model.learnable_parameters(), lr=0.01)
-    images, labels = _images(5, 6), torch.arange(6) % len(CLASSNAMES)
-    model.train()
-    for _ in range(2):
-        optimiser.zero_grad()
-        loss, _ = model.loss(images, labels)
-        loss.backward()
-        optimiser.step()
+    adam_steps(model, _images(5, 6), torch.arange(6) % len(CLASSNAMES))
     after = model.learnable_state()
     moved = [k for k in before if not torch.equal(before[k], after[k])]
     assert moved == list(before), f"{connector}: tensors that never train: {sorted(set(before) - set(moved))}"

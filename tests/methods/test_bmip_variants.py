@@ -5,7 +5,7 @@ import torch
 from bmip.checkpoint import CheckpointError, load_model, save_checkpoint
 from bmip.methods import MethodConfigError, build_model
 from bmip.methods.bmip import AGGREGATIONS, DIRECTIONS, BMIP
-from tests.shared import CLASSNAMES
+from tests.shared import CLASSNAMES, adam_steps
 
 VARIANTS = [{"aggregation": a} for a in AGGREGATIONS] + [{"directions": d} for d in DIRECTIONS[1:]] + [
     {"aggregation": a, "directions": d} for a in ("sum", "exchange", "constant_gate") for d in DIRECTIONS[1:]]
@@ -22,14 +22,8 @@ def _batch():
 
 
 def _two_steps(model):
-    optimiser = torch.optim.Adam(model.learnable_parameters(), lr=0.01)
     images, labels = _batch()
-    model.train()
-    for _ in range(2):
-        optimiser.zero_grad()
-        loss, _ = model.loss(images, labels)
-        loss.backward()
-        optimiser.step()
+    adam_steps(model, images, labels)
     model.eval()
     with torch.no_grad():
         return model(images)

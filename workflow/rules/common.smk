@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from bmip.config import ConfigError, workflow_config
 from bmip.config_checks import check_config
-from bmip.grid import TRAINED_BY
+from bmip.grid import TRAINED_BY, datasets_read, weights_tag
 from bmip.recipes import run_config
 from bmip.data import dataset_root, resolve_name
 from bmip import ledger as LEDGER
@@ -258,8 +258,7 @@ def inventory_file(dataset):
 
 # A pretrained tag (openai) rather than a file or `none`: the local `weights` rule fetches it
 # (data.smk) and its stamp is what the jobs that read weights wait for. Jobs read them offline.
-WEIGHTS_TAG = not MINIWORLD and config["backbone"]["pretrained"] != "none" and not os.path.isfile(
-    config["backbone"]["pretrained"])
+WEIGHTS_TAG = weights_tag(config)
 WEIGHTS_STAMP = f"{EXP}/{INV.FOLDER}/weights/backbone.json"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -281,13 +280,13 @@ def data_check_records(datasets):
 
 def check_outputs():
     if BATCH_DATASETS:
-        return data_check_records(INV.checked_datasets(config))
+        return data_check_records(datasets_read(config))
     return f"{EXP}/{DC.RECORDS}/{{dataset}}.json"
 
 
 def check_datasets(wildcards):
     """The datasets one check job covers: its own, or every one when datasets are batched."""
-    return INV.checked_datasets(config) if BATCH_DATASETS else [wildcards.dataset]
+    return datasets_read(config) if BATCH_DATASETS else [wildcards.dataset]
 
 
 def check_inputs(wildcards):
@@ -495,7 +494,7 @@ def result_files():
         for seed in seeds
         for name in (P.METRICS, P.GATES, P.MECHANISM, P.PROVENANCE)
     ]
-    checked = INV.checked_datasets(config)
+    checked = datasets_read(config)
     splits = [
         P.split_file(EXP, dataset, config["shots"], seed)
         for dataset in dict.fromkeys(d for _, d in P.trainings(config))
@@ -539,7 +538,7 @@ elif INVOCATION != "job" and WL._held(_LIVE):
 
 if INVOCATION in ("run", "dry-run"):
     _write = INVOCATION == "run"
-    _ready = [d for d in INV.checked_datasets(config) if os.path.exists(dataset_ready(d))]
+    _ready = [d for d in datasets_read(config) if os.path.exists(dataset_ready(d))]
     _recorded = [d for d in _ready if os.path.exists(inventory_file(d))]
     try:
         IMAGES_CHANGED = INV.update_inventories(config, _ready if _write else _recorded, write=_write)
