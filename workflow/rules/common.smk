@@ -266,10 +266,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def backbone_files():
     """The backbone's weight file where it is a local file (the miniworld CLIP the workflow makes,
     or a file the config names): a job reading the weights reruns when they change. A named tag
-    (openai) is part of every run's config instead; its jobs wait for the `weights` rule's stamp."""
+    (openai) is part of every run's config instead; its jobs wait for the `weights` rule's record,
+    whose time means nothing (`ancient`: a record rewritten with the same weights reruns no job)."""
     pretrained = config["backbone"]["pretrained"]
     if WEIGHTS_TAG:
-        return [WEIGHTS_STAMP]
+        return [ancient(WEIGHTS_STAMP)]
     return [pretrained] if MINIWORLD or os.path.isfile(pretrained) else []
 
 

@@ -152,7 +152,9 @@ if WEIGHTS_TAG:
             **RES["light"],
         params:
             bmip=bmip_command,
-            config=json.dumps(config, sort_keys=True),
+            # What it fetches, and where: the weights rerun when these change, not on any config key.
+            backbone=json.dumps({key: config["backbone"].get(key) for key in ("model", "pretrained", "cache_dir")}),
+            config=experiment_config,
         shell:
             "printf '%s' {params.config:q} | HF_HUB_OFFLINE=0 {params.bmip} download --config - --weights-only "
             "--no-progress --stamp {output:q} > {log:q} 2>&1"
