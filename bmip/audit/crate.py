@@ -58,6 +58,7 @@ MEDIA_TYPES = {
     ".csv": "text/csv", ".json": "application/json", ".log": "text/plain", ".md": "text/markdown",
     ".pdf": "application/pdf", ".png": "image/png", ".safetensors": "application/octet-stream",
     ".smk": "text/x-snakemake", ".tex": "text/x-tex", ".txt": "text/plain", ".yaml": "application/yaml",
+    ".gz": "application/gzip",  # predictions.json.gz: gzip-compressed JSON (bmip.engine.predictions)
 }
 NOT_INCLUDED = "not included in this crate (bmip crate --include-checkpoints includes it)"
 USAGE = {"wall_seconds": "s", "peak_rss_mib": "MiB", "peak_gpu_mib": "MiB"}

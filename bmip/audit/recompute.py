@@ -263,13 +263,22 @@ def check_tables(exp: Experiment, evaluations: list[Run], findings: Findings) ->
 
 
 def check_ablation_tables(exp: Experiment, metric_files: list[Path], findings: Findings) -> None:
-    """Each ablation table (and the paired main table) rebuilt from the runs' metrics files by the
-    function that wrote it: the CSV must be the same text (the bootstrap is seeded)."""
+    """Each ablation table (and the paired main table) rebuilt from the runs' metrics and
+    predictions files by the function that wrote it: the CSV must be the same text (the bootstrap
+    is seeded). A run whose predictions cannot be read is named, and the tables are not rebuilt."""
+    from bmip.engine.predictions import PredictionsError
     from bmip.report.ablations import build_ablation_tables, csv_text
 
     if not exp.config or not (exp.config.get("ablations") or "base2novel" in exp.config.get("protocols", {})):
         return
-    for name, (table, _, _) in build_ablation_tables({"ablations": {}, **exp.config}, load_metrics(metric_files)).items():
+    try:
+        built = build_ablation_tables({"ablations": {}, **exp.config}, load_metrics(metric_files))
+    except PredictionsError as err:
+        path, _, why = str(err).partition(": ")
+        findings.problem(exp.rel(Path(path)) if why else TABLES_DIR, f"{why or err}: the paired tables cannot be "
+                                                                      "recomputed without it")
+        return
+    for name, (table, _, _) in built.items():
         path = exp.path / TABLES_DIR / f"{name}.csv"
         if not path.is_file():
             if name.startswith("ablation_"):  # (an experiment from before paired tables has none of those)

@@ -24,7 +24,7 @@ from bmip.audit.records import RunRecord, read_json, read_record
 from bmip.config import ConfigError, config_hash
 from bmip.grid import TRAIN_CLASSES
 from bmip.recipes import run_config
-from bmip.engine import gates, mechanism
+from bmip.engine import gates, mechanism, predictions
 from bmip.engine.records import absent_problems
 from bmip.engine import paths as P
 from bmip.methods import method_of
@@ -259,6 +259,7 @@ def check_evaluation(exp: Experiment, run: Run, trained: dict[Run, RunRecord], f
                                    "trained with another configuration")
     _check_gates(exp, run, record, findings)
     _check_mechanism(exp, run, record, findings)
+    _check_predictions(exp, run, record, findings)
     _check_data_check(exp, record, {"test": record.get("inputs", "test", "images_sha256")}, findings)
     _check_work(exp, run, record, findings)
     _check_data_file(exp, record, record.get("inputs", "test"), findings)
@@ -292,6 +293,23 @@ def _run_record(exp: Experiment, run: Run, file: str, fmt: str, written: bool, r
                                f"its {records}")
         return name, None
     return name, doc
+
+
+def _check_predictions(exp: Experiment, run: Run, record: RunRecord, findings: Findings) -> None:
+    """Every evaluation keeps each test image's predictions (predictions.json.gz), which recompute
+    its metrics.json exactly: counts per label space and class, OpenworldAUC's pairs; of the test
+    list its provenance records."""
+    path = exp.run_dir(run) / P.PREDICTIONS
+    try:
+        doc = predictions.read_predictions(path)
+    except predictions.PredictionsError as err:
+        findings.problem(exp.rel(path), str(err).partition(": ")[2] or str(err))
+        return
+    metrics, error = read_json(exp.run_dir(run) / P.METRICS)
+    for problem in predictions.problems(doc, _identity(run), metrics if error is None else None,
+                                        record.get("inputs", "test", "images_sha256")):
+        findings.problem(exp.rel(path), problem)
+    findings.count("prediction files")
 
 
 def _check_mechanism(exp: Experiment, run: Run, record: RunRecord, findings: Findings) -> None:
@@ -384,12 +402,16 @@ def _check_work(exp: Experiment, run: Run, record: RunRecord, findings: Findings
 
 
 def _check_gates(exp: Experiment, run: Run, record: RunRecord, findings: Findings) -> None:
-    """A BMIP evaluation has its gate statistics (gates.json), valid and its own; others have none."""
-    name, doc = _run_record(exp, run, P.GATES, gates.FORMAT, gates.has_gates(run.method), "gate statistics",
-                            findings)
+    """A BMIP evaluation has its gate statistics (gates.json), valid and its own; others have none.
+    Whether it has gates is decided as the evaluation decided it, from the run's recipe options (an
+    ablation variant such as bmip@gate or bmip@scaled_gate has gates; bmip@sum has none)."""
+    options = record.get("config", "recipe", "options")
+    options = options if isinstance(options, dict) else None
+    name, doc = _run_record(exp, run, P.GATES, gates.FORMAT, gates.has_gates(run.method, options),
+                            "gate statistics", findings)
     if doc is None:
         return
-    depth = record.get("config", "recipe", "options", "depth")
+    depth = (options or {}).get("depth")
     for problem in gates.problems(doc, _identity(run), depth if isinstance(depth, int) else None):
         findings.problem(name, problem)
     findings.count("gate files")

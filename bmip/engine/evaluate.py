@@ -34,7 +34,7 @@ from bmip.data import (
 )
 from bmip.data.protocols import all_classes_problem
 from bmip.data.masks import has_masks, patch_foreground
-from bmip.engine import data_check, features, gates, mechanism, paths
+from bmip.engine import data_check, features, gates, mechanism, paths, predictions
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.records import absent_record
 from bmip.engine.runtime import (
@@ -79,10 +79,11 @@ def evaluate(
     backbone = backbone_from(config, device)
     model, imported = _load_checkpoint(checkpoint, backbone, run)
     evaluated = _evaluation_data(config, protocol, dataset, seed)
-    scorer = _scorer(config, model, backbone, checkpoint, method, evaluated, device, precision)
+    scorer = _scorer(config, model, backbone, checkpoint, method, run["recipe"]["options"], evaluated, device,
+                     precision)
     results, summary = SCORING[protocol](scorer, evaluated, config, seed)
     identity = {"protocol": protocol, "method": method, "dataset": dataset, "seed": seed}
-    _write_records(out, identity, scorer)  # before metrics.json, which marks the evaluation done
+    _write_records(out, identity, scorer, evaluated)  # before metrics.json, which marks the evaluation done
     _write_metrics(out, identity, run["dataset"], checkpoint, summary, results)
     inputs = _provenance_inputs(config, evaluated, checkpoint, scorer.work, imported)
     write_json(out / paths.PROVENANCE, provenance("evaluate", run, clock=clock, inputs=inputs,
@@ -165,33 +166,50 @@ class Scorer:
     matrix: ScoreMatrix | None = None
     recorded: dict[str, Any] = field(default_factory=dict)  # gate statistics by part
     mechanisms: dict[str, Any] = field(default_factory=dict)  # mechanism records by part
+    # Every test image's prediction per label space, and OpenworldAUC's per-image inputs
+    # (bmip.engine.predictions): predictions.json.gz.
+    predictions: dict[str, Any] = field(default_factory=dict)
+    openworld_images: dict[str, Any] | None = None
 
-    def score(self, items: Sequence[Item], names: list[str], columns: Sequence[int], desc: str,
+    def score(self, items: Sequence[Item], names: list[str], columns: Sequence[int], desc: str, space: str,
               part: str | None = None) -> dict[str, Any]:
         """Accuracy in the label space of `columns` (labels of `data`, in the space's order; `items`
-        and `names` as the protocol's subsampling gives them); BMIP's gates and the mechanism
-        record too when `part` names it."""
+        and `names` as the protocol's subsampling gives them), whose per-image predictions are kept
+        under `space` (metrics.json's name of it); BMIP's gates and the mechanism record too when
+        `part` names it."""
         labels = _labels(items)
         if self.matrix is not None:
-            preds = self._from_matrix(labels, names, columns, desc, part)
+            preds, rows = self._from_matrix(labels, names, columns, desc, part)
         else:
-            preds = self._own_pass(items, names, desc, part)
+            preds, rows = self._own_pass(items, names, desc, part), self._test_rows(items)
+        self.predictions[space] = predictions.space_record(rows, labels, preds)
         return accuracy_report(labels, preds, names)
+
+    def _test_rows(self, items: Sequence[Item]) -> list[int]:
+        """The rows of `items` (a label space's subsample, relabelled) in the dataset's test list."""
+        index = {it.path: i for i, it in enumerate(self.data.test)}
+        try:
+            return [index[it.path] for it in items]
+        except KeyError as err:
+            raise RuntimeError(f"{err.args[0]!r} is scored but not in the test list") from None
 
     def openworld(self, items: Sequence[Item], base: Sequence[int], novel: Sequence[int]) -> OpenWorldScores | None:
         """OpenworldAUC's inputs of the open-world test images `items` (all classes, the columns
-        `base` + `novel` by label) from the shared score matrix; None where each label space is its
-        own pass (official_compat BMIP), whose joint pass keeps no logits."""
+        `base` + `novel` by label) from the shared score matrix, kept per image too; None where each
+        label space is its own pass (official_compat BMIP), whose joint pass keeps no logits."""
         if self.matrix is None:
             return None
         rows, labels = self.matrix.rows(range(self.matrix.logits.shape[1]))
         if not torch.equal(labels, _labels(items)):
             raise RuntimeError("the open-world test images are not the score matrix's rows")
-        return openworld_scores(self.matrix.logits[rows], labels, base, novel)
+        scores = openworld_scores(self.matrix.logits[rows], labels, base, novel)
+        self.openworld_images = predictions.openworld_record(rows, scores.is_base, scores.correct, scores.detection)
+        return scores
 
     def _from_matrix(self, labels: torch.Tensor, names: list[str], columns: Sequence[int], desc: str,
-                     part: str | None) -> torch.Tensor:
-        """Predictions read from the shared score matrix; the space's gates and mechanism from it too."""
+                     part: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predictions, rows) read from the shared score matrix; the space's gates and mechanism
+        from it too."""
         rows, space_labels = self.matrix.rows(columns)
         if not torch.equal(space_labels, labels):
             raise RuntimeError(f"{desc}: the label space's images are not those of columns {list(columns)}")
@@ -203,7 +221,7 @@ class Scorer:
             self.recorded[part] = {"vision": self.matrix.vision_gate_stats(rows), "text": text["text"]}
         if self.analysed and part:
             self.mechanisms[part] = self.matrix.mechanism_for(part, columns)
-        return preds
+        return preds, rows
 
     def _own_pass(self, items: Sequence[Item], names: list[str], desc: str, part: str | None) -> torch.Tensor:
         """Predictions of a pass of the model over `items` against `names`, recording the space's
@@ -227,10 +245,11 @@ class Scorer:
 
 
 def _scorer(config: dict[str, Any], model: PromptedCLIP, backbone: Backbone, checkpoint: Path, method: str,
-            evaluated: EvaluationData, device: torch.device, precision: str) -> Scorer:
+            options: dict[str, Any], evaluated: EvaluationData, device: torch.device, precision: str) -> Scorer:
     """The evaluation's scorer: with the model's score matrix over the test images and all classes
-    (computed, or this process's last one) where one pass serves every label space."""
-    gated, analysed = gates.has_gates(method), mechanism.has_mechanism(method)
+    (computed, or this process's last one) where one pass serves every label space. `options`: the
+    run's method options (they decide whether an ablation variant of BMIP has gates)."""
+    gated, analysed = gates.has_gates(method, options), mechanism.has_mechanism(method)
     work = {"single_pass": model.method.label_space_independent, "image_forwards": 0, "image_features_reused": 0}
     data = evaluated.data
     masks = analysed and has_masks(data)
@@ -248,7 +267,8 @@ Scores = tuple[dict[str, Any], dict[str, Any]]  # (results by label space, summa
 def _all_classes(scorer: Scorer, evaluated: EvaluationData, config: dict[str, Any], seed: int) -> Scores:
     """cross_dataset / domain_generalization: accuracy on every class of the target."""
     data = evaluated.data
-    results = {"all": scorer.score(data.test, data.classnames, range(len(data.classnames)), evaluated.dataset, "all")}
+    results = {"all": scorer.score(data.test, data.classnames, range(len(data.classnames)), evaluated.dataset, "all",
+                                   "all")}
     return results, {"accuracy": results["all"]["accuracy"]}
 
 
@@ -259,7 +279,7 @@ def _base2novel(scorer: Scorer, evaluated: EvaluationData, config: dict[str, Any
     results = {}
     for part, subsample, columns in zip(("base", "novel"), ("base", "new"), base_novel_labels(train_items)):
         _, _, test, names = subsample_classes(train_items, val_items, data.test, subsample, dataset=dataset)
-        results[part] = scorer.score(test, names, columns, f"{dataset} {part}", part)
+        results[part] = scorer.score(test, names, columns, f"{dataset} {part}", part, part)
     summary = {"base": results["base"]["accuracy"], "novel": results["novel"]["accuracy"]}
     summary["hm"] = harmonic_mean(summary["base"], summary["novel"])
     return results, summary
@@ -270,7 +290,8 @@ def _open_world(scorer: Scorer, evaluated: EvaluationData, config: dict[str, Any
     joint space, their HM, OpenworldAUC), and the ratio sweep."""
     data, train_items, val_items = evaluated.data, evaluated.train_items, evaluated.val_items
     split = open_world_split(train_items, val_items, data.test, dataset=data.name)
-    joint = scorer.score(split.test, split.classnames, range(len(split.classnames)), f"{data.name} open-world", "joint")
+    joint = scorer.score(split.test, split.classnames, range(len(split.classnames)), f"{data.name} open-world",
+                         "joint", "joint")
     results: dict[str, Any] = {"joint": joint}
     summary: dict[str, Any] = {"accuracy": joint["accuracy"]}
     # Base-part / novel-part accuracy inside the joint label space, from the per-class counts.
@@ -286,7 +307,7 @@ def _open_world(scorer: Scorer, evaluated: EvaluationData, config: dict[str, Any
     for ratio in config["protocols"]["open_world"]["ratios"]:
         _, _, test, names = subsample_classes_ratio(train_items, val_items, data.test, "new", ratio, seed)
         columns = ratio_selection(train_items, ratio, random.Random(seed))  # the classes the line above kept
-        sweep[str(ratio)] = scorer.score(test, names, columns, f"{data.name} ratio {ratio}")
+        sweep[str(ratio)] = scorer.score(test, names, columns, f"{data.name} ratio {ratio}", f"ratio/{ratio}")
         summary[f"ratio_{ratio}"] = sweep[str(ratio)]["accuracy"]
     results["ratio"] = sweep
     return results, summary
@@ -322,10 +343,13 @@ SCORING: dict[str, Callable[[Scorer, EvaluationData, dict[str, Any], int], Score
 }
 
 
-def _write_records(out: Path, identity: dict[str, Any], scorer: Scorer) -> None:
-    """gates.json and mechanism.json, for every method (declared outputs of every evaluation job):
-    one with nothing to record says why."""
+def _write_records(out: Path, identity: dict[str, Any], scorer: Scorer, evaluated: EvaluationData) -> None:
+    """predictions.json.gz; gates.json and mechanism.json, for every method (declared outputs of
+    every evaluation job): one with nothing to record says why."""
     method = identity["method"]
+    test = evaluated.data.test
+    predictions.write_predictions(out / paths.PREDICTIONS, identity, items_hash(test), len(test),
+                                  scorer.predictions, scorer.openworld_images)
     if scorer.gated:
         gates.write_gates(out / paths.GATES, identity, scorer.recorded)
     else:

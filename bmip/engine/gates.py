@@ -2,9 +2,12 @@
 
 In every deep block k of each tower, BMIP fills prompt slot i with
 w_i * (the block's own prompt) + (1 - w_i) * (the other tower's prompt, projected), where
-w_i = sigmoid(a_k * s_i + b_k) and s_i is the attention the block's content tokens give to slot i.
-An evaluation of a BMIP run (`bmip`, `bmip+promptsrc`, any `bmip+<regulariser>`) writes the
-statistics of w and s per tower and block beside its metrics.json; other methods write none.
+w_i = sigmoid(a_k * s_i + b_k) and s_i is the attention the block's content tokens give to slot i
+(under BMIP's `gate_statistic: scaled`, that attention against uniform: s is the statistic the gate
+reads). An evaluation of a run that gates (`bmip`, any `bmip+<regulariser>`, and the ablation
+variants whose options gate: `bmip@gate`, `bmip@constant_gate`, `bmip@scaled_gate`, ...; `has_gates`
+on the run's recipe options) writes the statistics of w and s per tower and block beside its
+metrics.json; other runs write a record that they have none.
 
 Vision values are one per test image and prompt slot (one per batch and slot under
 `official_compat`, whose statistic is the batch mean); text values one per class prompt and slot,
@@ -42,8 +45,10 @@ STATS = ("mean", "std", "min", "max")
 
 def has_gates(method: str, options: Mapping[str, Any] | None = None) -> bool:
     """True for the methods whose evaluations write gates.json (the registry's trait,
-    bmip.methods.records_gates): BMIP and BMIP + a regulariser; with a run's resolved method
-    options, only where they mix by a gate (not `aggregation: sum`, ...)."""
+    bmip.methods.records_gates): BMIP and BMIP + a regulariser; with a run's method options (its
+    recipe's), only where they mix by a gate (not `aggregation: sum`, ...). An ablation variant
+    (`bmip@gate`) counts as gated only with its options: the evaluation, the audit and the workflow
+    (gated_files) all pass them."""
     return records_gates(method, options)
 
 

@@ -15,6 +15,7 @@ from bmip.grid import TRAINED_BY, eval_datasets, evaluations, training_dataset, 
 
 PROMPTS = "prompts.safetensors"
 METRICS = "metrics.json"
+PREDICTIONS = "predictions.json.gz"  # every test image's prediction: bmip.engine.predictions
 GATES = "gates.json"  # bmip.engine.gates (a method without gates records that it has none)
 MECHANISM = "mechanism.json"  # bmip.engine.mechanism (zero-shot CLIP records that it has none)
 IMAGE_FEATURES = "image_features.safetensors"  # <experiment>/features/<dataset>/: bmip.engine.features

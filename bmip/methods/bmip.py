@@ -16,6 +16,15 @@ heads and over the query tokens that can see slot i (vision: CLS + patches; text
 the prompt up to EOT); one F_tv and one F_vt shared by all layers (`per_layer_projections` for one
 per layer); gates start at a = b = 0, an even mix.
 
+`gate_statistic` (ours, an ablation of the gate's input): `mean_attention` (the default, the
+paper's s_i above) or `scaled`, s_i measured against uniform attention: each query row's weight on
+slot i times the number of tokens that row attends over, then averaged as above. The paper's s_i
+is O(1/L) (L: the sequence length), so with a starting at 0 and moving by about the learning rate
+per Adam step, w hardly varies across inputs (in the default miniworld run by at most ~1.8e-3:
+`constant_gate` gives the same numbers as `gate`); on the scaled statistic, which reads 1 for
+uniform attention, the same a moves w about L times as much, so an ablation can ask whether the
+gate *can* use attention.
+
 Ablations of the mixing (docs/methods.md, "BMIP's mixing variants"), options of this one method:
 `aggregation` replaces the gated mix by another connector of `MIXES` — `sum`, `mean` (w = 0.5),
 `constant_gate` (w = sigmoid(b_k): a learned gate without the attention statistic),
@@ -54,6 +63,7 @@ class BMIPConfig:
     aggregation: str = "gate"
     directions: str = "both"
     bitp_compat: str | None = None  # a released BITP connector (bmip.methods.bitp.CONNECTORS)
+    gate_statistic: str = "mean_attention"  # the gate's input s (GATE_STATISTICS): the paper's, or ours `scaled`
 
 
 # ---------------------------------------------------------------- the mixing variants
@@ -105,6 +115,9 @@ MIXES: dict[str, Mix] = {
 AGGREGATIONS = tuple(MIXES)
 GATED = ("gate", "constant_gate")  # the aggregations whose link is a gate (recorded in gates.json)
 DIRECTIONS = ("both", "text_to_vision", "vision_to_text")
+# `gate_statistic` -> what the gate reads: the paper's mean attention weight s_i (O(1/L)), or ours,
+# `scaled`: s_i against uniform attention (each query row's weight times the tokens it attends over).
+GATE_STATISTICS = ("mean_attention", "scaled")
 
 
 @torch.no_grad()
@@ -129,6 +142,15 @@ def slot_attention(block: nn.Module, x: torch.Tensor, slots: Slots, rows: slice)
     return weights.mean(dim=1)
 
 
+def attended_tokens(slots: Slots, rows: slice, length: int, device: torch.device) -> torch.Tensor:
+    """How many tokens each query row of `rows` attends over, (n_rows,): the whole sequence, or
+    the keys its attention mask leaves visible (the text tower's causal mask: position p sees p + 1).
+    Uniform attention gives each token 1 / this."""
+    if slots.attn_mask is None:
+        return torch.full((len(range(length)[rows]),), float(length), device=device)
+    return torch.isfinite(slots.attn_mask[rows, :length]).sum(dim=-1).to(device=device, dtype=torch.float32)
+
+
 def check_variant(config: BMIPConfig) -> None:
     """Refuse an unknown or impossible mixing variant, naming the option and its valid values."""
     if config.aggregation not in AGGREGATIONS:
@@ -140,6 +162,18 @@ def check_variant(config: BMIPConfig) -> None:
     if config.official_compat and (config.aggregation, config.directions) != ("gate", "both"):
         raise MethodConfigError("method 'bmip': official_compat reproduces the released gated BMIP; it takes "
                                 "only aggregation: gate and directions: both")
+    if config.gate_statistic not in GATE_STATISTICS:
+        raise MethodConfigError(f"method 'bmip': option gate_statistic: unknown value {config.gate_statistic!r}; "
+                                f"choose one of {list(GATE_STATISTICS)}")
+    if config.gate_statistic != GATE_STATISTICS[0]:
+        if config.official_compat or config.bitp_compat is not None:
+            raise MethodConfigError(f"method 'bmip': gate_statistic: {config.gate_statistic} is ours; official_compat "
+                                    "and bitp_compat reproduce the released code, whose gate reads the batch-mean "
+                                    "attention (and a constant on text): drop gate_statistic or the compat option")
+        if config.aggregation != "gate":
+            raise MethodConfigError(f"method 'bmip': gate_statistic: {config.gate_statistic} changes the input of "
+                                    f"the attention gate; aggregation: {config.aggregation} reads no statistic "
+                                    "(use aggregation: gate)")
     if config.aggregation == "joint" and config.directions != "both":
         raise MethodConfigError("method 'bmip': aggregation: joint gives both towers 2N slots from layer 0 on "
                                 "(the vision layer-0 prompt is projected from the 2N text tokens); it needs "
@@ -169,6 +203,7 @@ class BMIP(PromptMethod):
             raise MethodConfigError("method 'bmip': depth must be >= 1")
         check_variant(config)
         self.aggregation = config.aggregation
+        self.scaled = config.gate_statistic == "scaled"
         # Which towers mix the other's deep prompt into their own (blocks 1..D-1).
         self.vision_receives = config.directions in ("both", "text_to_vision")
         self.text_receives = config.directions in ("both", "vision_to_text")
@@ -235,13 +270,22 @@ class BMIP(PromptMethod):
 
     # ---------------------------------------------------------------- gates
     def vision_statistic(self, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor:
-        """s_i per image (B, N): mean over CLS and the patches."""
-        return slot_attention(block, x, slots, slice(0, slots.start)).mean(dim=1)
+        """s_i per image (B, N): mean over CLS and the patches (`scaled`: of each one's weight
+        times the tokens it attends over)."""
+        rows = slice(0, slots.start)
+        weights = slot_attention(block, x, slots, rows)
+        if self.scaled:
+            weights = weights * attended_tokens(slots, rows, x.shape[1], x.device).view(1, -1, 1)
+        return weights.mean(dim=1)
 
     def text_statistic(self, block: nn.Module, x: torch.Tensor, slots: Slots) -> torch.Tensor:
-        """s_i per class prompt (C, N): mean over the tokens after the prompt, up to EOT."""
+        """s_i per class prompt (C, N): mean over the tokens after the prompt, up to EOT (`scaled`:
+        of each one's weight times the tokens it attends over)."""
         first = slots.start + slots.length
-        weights = slot_attention(block, x, slots, slice(first, x.shape[1]))
+        rows = slice(first, x.shape[1])
+        weights = slot_attention(block, x, slots, rows)
+        if self.scaled:
+            weights = weights * attended_tokens(slots, rows, x.shape[1], x.device).view(1, -1, 1)
         positions = torch.arange(first, x.shape[1], device=x.device)
         valid = (positions.unsqueeze(0) <= slots.eot.unsqueeze(1)).to(weights.dtype)  # (C, rows)
         return (weights * valid.unsqueeze(-1)).sum(dim=1) / valid.sum(dim=1, keepdim=True)

@@ -47,6 +47,7 @@ def test_fresh_experiment_passes(experiment, capsys):
     assert report.findings.counts["few-shot split files"] == 12
     assert report.findings.counts["data check records"] == 12 + 20  # every run names the one it relied on
     assert report.findings.counts["mechanism records"] == 10  # every coop evaluation, no zsclip one
+    assert report.findings.counts["prediction files"] == 20  # every evaluation keeps its per-image predictions
 
 
 def test_edited_accuracy_in_metrics_is_named(experiment_copy):
@@ -206,6 +207,21 @@ def test_a_missing_or_incomplete_mechanism_record_of_a_prompt_method_is_named(ex
     (experiment_copy / MECHANISM).unlink()
     assert _mentions(_problems(experiment_copy), MECHANISM, "missing: every evaluation writes it (coop's: its prompt "
                                                             "mechanism)")
+
+
+def test_predictions_that_disagree_with_their_metrics_or_are_missing_are_named(experiment_copy):
+    from bmip.engine import predictions
+
+    target = B2N_METRICS.replace("metrics.json", "predictions.json.gz")
+    doc = predictions.read_predictions(experiment_copy / target)
+    base = doc["spaces"]["base"]
+    y, n_classes = base["labels"][0], max(base["labels"] + base["predicted"]) + 1
+    base["predicted"][0] = (y + 1) % n_classes if base["predicted"][0] == y else y  # right <-> wrong
+    (experiment_copy / target).write_bytes(predictions.encode(doc))
+    problems = _problems(experiment_copy)
+    assert _mentions(problems, target, "base:", "correct from the images, metrics.json says")
+    (experiment_copy / target).unlink()
+    assert _mentions(_problems(experiment_copy), target, "missing. Every evaluation writes it")
 
 
 def test_zero_shot_clip_records_that_it_has_no_mechanism_and_a_real_record_there_is_refused(experiment_copy):

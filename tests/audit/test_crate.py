@@ -120,6 +120,9 @@ def test_crate_lists_every_manifest_file_with_its_hash_and_size(experiment):
         assert (path in members) != left_out, path
     for name in ("manifest.json", "audit.txt", "logs/manifest.log", "logs/audit.log"):
         assert f"{PREFIX}/{name}" in members
+    kept = [e for e in manifest["files"] if e["path"].endswith("/predictions.json.gz")]
+    assert len(kept) == 20  # every evaluation's per-image predictions, in the crate
+    assert all(entities[f"{PREFIX}/{e['path']}"]["encodingFormat"] == "application/gzip" for e in kept)
     assert f"{PREFIX}/crate.zip" not in members and f"{PREFIX}/logs/crate.log" not in members
     assert {"workflow/Snakefile", "workflow/rules/audit.smk", METADATA} <= members
     experiment_folder = entities[f"{PREFIX}/"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bmip.engine import evaluate as evaluate_module
-from bmip.engine import mechanism, paths
+from bmip.engine import mechanism, paths, predictions
 from bmip.engine.evaluate import evaluate
 from bmip.engine.train import train
 from bmip.methods import method_names
@@ -36,6 +36,7 @@ def _evaluations(config: dict, method: str, out) -> dict[str, dict]:
         found[protocol] = {name: json.loads((folder / name).read_text())
                            for name in (paths.METRICS, paths.GATES, paths.MECHANISM, paths.PROVENANCE)
                            if (folder / name).exists()}
+        found[protocol][paths.PREDICTIONS] = predictions.read_predictions(folder / paths.PREDICTIONS)
     return found
 
 
@@ -67,6 +68,12 @@ def test_single_pass_metrics_equal_those_of_one_pass_per_label_space(toy_setup, 
     assert separate["open_world"][paths.METRICS]["summary"].pop("openworld_auc") is None
     single["open_world"][paths.METRICS]["results"].pop("openworld_auc")
     assert single["open_world"][paths.METRICS]["summary"].pop("openworld_auc") is not None
+    # Every image's prediction in every label space, the same on both paths (the per-space pass
+    # finds its images' rows by path); only the one pass keeps OpenworldAUC's per-image inputs.
+    assert separate["open_world"][paths.PREDICTIONS].pop("openworld") is None
+    assert single["open_world"][paths.PREDICTIONS].pop("openworld") is not None
+    for protocol in PROTOCOLS:
+        assert single[protocol][paths.PREDICTIONS] == separate[protocol][paths.PREDICTIONS], protocol
     for protocol in PROTOCOLS:
         # Identical counts and accuracies in every label space: base, novel, joint, parts, each ratio.
         assert single[protocol][paths.METRICS] == separate[protocol][paths.METRICS], protocol
@@ -112,6 +119,7 @@ def test_single_pass_metrics_equal_those_of_one_pass_per_label_space(toy_setup, 
             folder = evaluate(config, protocol, method, "toy", 1, out_dir=again / protocol)
             first = tmp_path / "single" / protocol
             assert (folder / paths.MECHANISM).read_bytes() == (first / paths.MECHANISM).read_bytes()
+            assert (folder / paths.PREDICTIONS).read_bytes() == (first / paths.PREDICTIONS).read_bytes()
 
 
 def test_official_compat_bmip_depends_on_batch_mates_and_is_scored_per_label_space(toy_setup, tmp_path, tiny_backbone):

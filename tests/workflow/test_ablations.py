@@ -45,7 +45,8 @@ def test_variants_run_as_jobs_and_get_a_table_a_figure_and_a_passing_audit(ablat
     table = pd.read_csv(exp / "tables" / "ablation_mixing.csv")
     assert list(dict.fromkeys(table["method"])) == ["bmip@gate", "bmip@mean", "bmip@n_ctx=1"]
     average = table[table["dataset"] == "Average over 1 datasets"].set_index("variant")
-    assert average.loc["mean", "pairs"] == 2 and average.loc["mean", "delta_low"] <= average.loc["mean", "delta_high"]
+    assert average.loc["mean", "pairs"] == 2 and average.loc["mean", "image_low"] <= average.loc["mean", "image_high"]
+    assert len(str(average.loc["mean", "seed_deltas"]).split(";")) == 2  # each seed's Δ
     for name in ("ablation_mixing.md", "ablation_mixing.tex", "paired_base2novel.csv"):
         assert (exp / "tables" / name).is_file()
     assert (exp / "figures" / "ablation_mixing.png").stat().st_size > 1000
@@ -72,3 +73,19 @@ def test_a_variant_recipe_change_reruns_only_that_variant(ablation_run, tmp_path
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "method=bmip@mean" in dry.stdout and "method=bmip@gate" not in dry.stdout
     assert "ablation_train_mixing" in dry.stdout
+
+
+def test_a_gated_variant_records_its_gates_and_the_gate_table_shows_it(ablation_run):
+    """bmip@gate's evaluations write gates.json (its options gate), bmip@mean's a record of none."""
+    from bmip.engine import gates
+
+    exp = ablation_run[0] / "results" / "reduced"
+    for seed in (1, 2):
+        identity = {"protocol": "base2novel", "method": "bmip@gate", "dataset": "toy", "seed": seed}
+        doc = json.loads((exp / "base2novel" / "bmip@gate" / "toy" / f"seed{seed}" / "gates.json").read_text())
+        assert gates.problems(doc, identity, None) == []
+        absent = json.loads((exp / "base2novel" / "bmip@mean" / "toy" / f"seed{seed}" / "gates.json").read_text())
+        assert absent["parts"] is None
+    table = pd.read_csv(exp / "figures" / "bmip_gates.csv")
+    assert {"bmip", "bmip@gate", "bmip@n_ctx=1"} == set(table["method"])
+    assert (table["w_range"] >= 0).all() and (table["w_range"] < 0.5).all()

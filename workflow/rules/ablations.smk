@@ -80,8 +80,8 @@ for _ablation in ABLATIONS:
         output:
             **{
                 key: [P.eval_file(EXP, p, "{method}", d, s, name) for p, d in _eval_pairs for s in _seed_list()]
-                for key, name in (("metrics", P.METRICS), ("gates", P.GATES), ("mechanism", P.MECHANISM),
-                                  ("provenance", P.PROVENANCE))
+                for key, name in (("metrics", P.METRICS), ("predictions", P.PREDICTIONS), ("gates", P.GATES),
+                                  ("mechanism", P.MECHANISM), ("provenance", P.PROVENANCE))
             },
         log:
             _evaluate_log,
@@ -118,6 +118,9 @@ if ABLATIONS or PAIRED:
             config=f"{EXP}/config.yaml",
             variants=ablation_metrics(),
             methods=[m for m in metrics_files() if "/base2novel/" in m] if PAIRED else [],
+            # Each run's per-image predictions, beside its metrics.json: the image-level intervals.
+            predictions=[str(Path(m).with_name(P.PREDICTIONS)) for m in
+                         ablation_metrics() + ([m for m in metrics_files() if "/base2novel/" in m] if PAIRED else [])],
         output:
             tables=[
                 report(path, caption="../report/ablations.rst", category="Tables", labels={"table": Path(path).stem})

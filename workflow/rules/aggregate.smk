@@ -52,6 +52,7 @@ rule figures:
             for f in FIGURES
         ],
         pdf=expand(f"{EXP}/figures/{{figure}}.pdf", figure=FIGURES),
+        gate_table=multiext(f"{EXP}/figures/bmip_gates", ".csv", ".md"),  # the gate figure's numbers
     log:
         f"{EXP}/logs/figures.log",
     benchmark:

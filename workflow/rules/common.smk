@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from bmip.config import ConfigError, workflow_config
 from bmip.config_checks import check_config
 from bmip.grid import TRAINED_BY, datasets_read, weights_tag
-from bmip.recipes import run_config
+from bmip.recipes import recipe as method_recipe, run_config
 from bmip.data import dataset_root, resolve_name
 from bmip import ledger as LEDGER
 from bmip import workflow_lock as WL
@@ -190,15 +190,19 @@ def train_log_files():
 
 
 def gated_files():
-    """The gate records of BMIP methods' base-to-novel evaluations, which the gate figure reads."""
-    if "base2novel" not in PROTOCOLS:
-        return []
+    """The gate records of the base-to-novel evaluations that have gates, which the gate figure and
+    table read: the methods' and the ablation variants' (bmip@gate, bmip@scaled_gate, ...), each
+    decided on its run's recipe options, as the evaluation decides it (bmip.engine.gates.has_gates)."""
+    runs = [(method, config, SEEDS) for method in METHODS] + [
+        (v, A.method_config(config, v), a.seeds) for a in ABLATIONS for v in a.names
+    ]
     return [
         P.eval_file(EXP, "base2novel", method, dataset, seed, P.GATES)
-        for method in METHODS
-        if has_gates(method)
-        for dataset in P.eval_datasets(config, "base2novel")
-        for seed in SEEDS
+        for method, grid, seeds in runs
+        if "base2novel" in grid["protocols"]
+        for dataset in P.eval_datasets(grid, "base2novel")
+        if has_gates(method, method_recipe(config, "base2novel", method, dataset)["options"])
+        for seed in seeds
     ]
 
 
@@ -236,7 +240,8 @@ def figure_files():
     figures = expand(
         f"{EXP}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=("png", "pdf")
     )
-    return figures + ([f"{EXP}/figures/miniworld_samples.png"] if MINIWORLD else []) + ablation_figures()
+    gate_table = [f"{EXP}/figures/bmip_gates.csv", f"{EXP}/figures/bmip_gates.md"]  # written with the figures
+    return figures + gate_table + ([f"{EXP}/figures/miniworld_samples.png"] if MINIWORLD else []) + ablation_figures()
 
 
 def dataset_ready(dataset):
@@ -493,7 +498,7 @@ def result_files():
         for method in methods
         for protocol, dataset in P.evaluations(grid)
         for seed in seeds
-        for name in (P.METRICS, P.GATES, P.MECHANISM, P.PROVENANCE)
+        for name in (P.METRICS, P.PREDICTIONS, P.GATES, P.MECHANISM, P.PROVENANCE)
     ]
     checked = datasets_read(config)
     splits = [

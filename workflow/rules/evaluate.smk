@@ -51,6 +51,7 @@ for _name, _protocols in eval_rules().items():
             unpack(eval_inputs(_protocols)),
         output:
             metrics=eval_outputs(_protocols, P.METRICS),
+            predictions=eval_outputs(_protocols, P.PREDICTIONS),
             gates=eval_outputs(_protocols, P.GATES),
             mechanism=eval_outputs(_protocols, P.MECHANISM),
             provenance=eval_outputs(_protocols, P.PROVENANCE),

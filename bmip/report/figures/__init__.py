@@ -68,12 +68,14 @@ def draw(name: str, inputs: Inputs) -> "Figure":
 def write_figures(tables_dir: Path, train_logs: Iterable[Path], out_dir: Path,
                   gate_files: Iterable[Path] = (), mechanism_files: Iterable[Path] = (),
                   causal_files: Iterable[Path] = ()) -> list[Path]:
-    """Draw every figure into `<out_dir>/<figure>.png` and `.pdf`; returns the paths written."""
+    """Draw every figure into `<out_dir>/<figure>.png` and `.pdf`, and the gate figure's table into
+    `<out_dir>/bmip_gates.csv` and `.md` (bmip.report.gates); returns the paths written."""
     from bmip.report.figures.common import figure_style, save
+    from bmip.report.gates import write_gate_table
 
     inputs = read_inputs(tables_dir, train_logs, gate_files, mechanism_files, causal_files)
     written = []
     with figure_style():
         for name in FIGURES:
             written += save(draw(name, inputs), Path(out_dir) / name)
-    return written
+    return written + write_gate_table(inputs.gates, Path(out_dir) / "bmip_gates")

@@ -1,5 +1,6 @@
 """An ablation's figure: the primary metric per variant (every dataset and the average) and each
-variant's paired difference to the reference with its 95% bootstrap interval.
+variant's paired difference Δ to the reference with its 95% intervals over seeds and over test
+images, and each seed's Δ (bmip.report.statistics).
 
 Variants are categories in declared order; a sweep over numbers is drawn as lines over the swept
 value. The average is drawn in the ablation's method colour (style.yaml), datasets in greys with
@@ -68,24 +69,36 @@ def draw_ablation(table: pd.DataFrame, ablation: Any) -> Figure:
     plot(left, [x[order[m]] for m in average["method"]], average[metric], zorder=4, **kw)
     handles.append(Line2D([], [], **kw))
     labels.append(f"{AVERAGE} ({style.label})")
-    # Right: each variant's paired difference to the reference, over datasets x seeds.
+    # Right: each variant's Δ to the reference (averaged over datasets), its 95% interval over seeds
+    # (thick; none for one seed) and over test images (thin), and each seed's Δ (small dots).
     others = average[~average["method"].eq(ablation.reference)]
     pos = np.array([x[order[m]] for m in others["method"]])
-    err = [(others["delta"] - others["delta_low"]).to_numpy(), (others["delta_high"] - others["delta"]).to_numpy()]
-    bars = dict(fmt=style.marker, color=style.color, markersize=5, ecolor="#4d4d4d", elinewidth=0.9, capsize=2, zorder=3)
-    if swept:
-        right.errorbar(pos, others["delta"], yerr=err, **bars)
-        right.axhline(0, color="#4d4d4d", linewidth=0.6, linestyle=":", zorder=1)
-    else:
-        right.errorbar(others["delta"], pos, xerr=err, **bars)
-        right.axvline(0, color="#4d4d4d", linewidth=0.6, linestyle=":", zorder=1)
+    shift = 0.18 if not swept else 0.0
+
+    def bars(ax_pos, low, high, offset, **kw):
+        err = [(others["delta"] - low).to_numpy(), (high - others["delta"]).to_numpy()]
+        if swept:
+            right.errorbar(ax_pos + offset, others["delta"], yerr=err, fmt="none", **kw)
+        else:
+            right.errorbar(others["delta"], ax_pos + offset, xerr=err, fmt="none", **kw)
+
+    bars(pos, others["seed_low"], others["seed_high"], 0.0, ecolor="#4d4d4d", elinewidth=1.8, capsize=2.5, zorder=3)
+    bars(pos, others["image_low"], others["image_high"], -shift, ecolor="#8c8c8c", elinewidth=0.8, capsize=1.5,
+         zorder=3)
+    for p_, seeds in zip(pos, others["seed_deltas"].astype(str)):
+        values = [float(v) for v in seeds.split(";") if v and v != "nan"]
+        plot(right, [p_ + shift] * len(values), values, linestyle="none", marker=".", markersize=3, color="#7a7a7a",
+             zorder=2)
+    plot(right, pos, others["delta"], linestyle="none", marker=style.marker, markersize=5, color=style.color, zorder=4)
+    (right.axhline if swept else right.axvline)(0, color="#4d4d4d", linewidth=0.6, linestyle=":", zorder=1)
     ref = x[order[ablation.reference]]
     plot(right, [ref], [0], marker="o", markersize=4, markerfacecolor="white", markeredgecolor="#4d4d4d", zorder=3)
     reference = next(v.label for v in ablation.variants if v.name == ablation.reference)
     delta_label = f"Δ {name} vs {reference} (points)"
     left.set_title(f"{name} per variant ({protocol})")
-    single = others["delta_low"].isna().any()  # a row of one pair has no interval
-    right.set_title("paired difference, 95% bootstrap CI" + (" (n = 1: no interval)" if single else ""))
+    n_seeds = max((len([v for v in str(d).split(";") if v]) for d in others["seed_deltas"]), default=0)
+    right.set_title(f"Δ, 95% CI: seeds (thick, n = {n_seeds}" + (": none" if n_seeds < 2 else "")
+                    + "), images (thin)")
     if swept:
         left.set(ylabel=f"{name} (%)", xlabel=ablation.sweep_key)
         right.set(ylabel=delta_label, xlabel=ablation.sweep_key)

@@ -1,12 +1,17 @@
-"""BMIP's gates: the learned mixing weight w per tower and deep block, per dataset and BMIP variant.
+"""BMIP's gates: the learned mixing weight w per tower and deep block, per dataset and BMIP variant,
+and how much w varies across inputs.
 
 w is the share of a block's own prompt in its prompt slots (1 - w comes from the other tower);
-the gates start at w = 0.5. Statistics are pooled exactly over the test images (vision) or class
-prompts (text), the prompt slots, the seeds and the label spaces of the gate files given.
+the gates start at w = 0.5. The top rows pool statistics exactly over the test images (vision) or
+class prompts (text), the prompt slots, the seeds and the label spaces of the gate files given.
+The bottom row is the range of w across the inputs of one evaluation (max - min, the largest of
+any record; log scale): a gate that cannot tell inputs apart draws ~1e-3 or less there. The same
+numbers are in the gate table (bmip.report.gates), written beside the figure.
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Iterable
 
@@ -14,6 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullLocator
 
 from bmip.engine.gates import FORMAT, STATS, TOWERS, pool
 from bmip.report.figures.inputs import Inputs
@@ -21,6 +27,8 @@ from bmip.report.figures.common import dataset_label, empty, line_style, new_fig
 from bmip.report.style import method_style, ordered
 
 DATASET_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*")
+TOWER_LINES = {"vision": "-", "text": "--"}  # the range row: one line per tower
+RANGE_FLOOR = 1e-7  # the range row draws smaller ranges (a constant gate's 0) here: w is float32, spacing 6e-8 near 0.5
 COLUMNS = ["protocol", "method", "dataset", "seed", "part", "tower", "block", "n",
            *(f"w_{s}" for s in STATS), *(f"s_{s}" for s in STATS)]
 
@@ -60,8 +68,29 @@ def _dataset_order(inputs: Inputs, present: Iterable[str]) -> list[str]:
     return [d for d in known if d in present] + sorted(present - set(known))
 
 
+def _ranges(part: pd.DataFrame, blocks: list[int]) -> np.ndarray:
+    """Per block, the largest max - min of w across the inputs of one gate record (NaN: none)."""
+    spread = (part["w_max"] - part["w_min"]).groupby(part["block"]).max()
+    return np.array([max(float(spread[b]), RANGE_FLOOR) if b in spread.index else np.nan for b in blocks])
+
+
+def _range_axis(ax, part: pd.DataFrame, blocks: list[int], style: dict, top: float) -> None:
+    """The bottom row: per tower, the range of w across inputs per block, on a log scale."""
+    for tower in TOWERS:
+        ax.plot(blocks, _ranges(part[part["tower"] == tower], blocks), color=style["color"],
+                linestyle=TOWER_LINES[tower], marker="o" if tower == "vision" else "s", markersize=3.0,
+                markerfacecolor=style["color"] if tower == "vision" else "white", linewidth=1.0, zorder=3,
+                gid=style["gid"])
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_locator(NullLocator())  # decades only: the row is read to an order of magnitude
+    ax.set(ylim=(RANGE_FLOOR / 2.5, top), xlim=(blocks[0] - 0.5, blocks[-1] + 0.5))  # the floor's markers whole
+    ax.set_xticks(blocks)
+    ax.grid(axis="x", visible=False)
+
+
 def bmip_gates(inputs: Inputs) -> Figure:
-    """Mean w (marker), ± one standard deviation (thick bar) and min-max (thin line), per block and dataset."""
+    """Mean w (marker), ± one standard deviation (thick bar) and min-max (thin line), per block and
+    dataset; below, the range of w across the inputs of one evaluation, per tower and block."""
     gates = inputs.gates
     if gates is None or gates.empty:
         return empty(new_figure("page", 2.0), "BMIP runs (gate statistics)")
@@ -72,8 +101,10 @@ def bmip_gates(inputs: Inputs) -> Figure:
     # gates that barely moved stay readable, and panels stay comparable.
     reach = float(np.nanmax(np.abs(gates[["w_min", "w_max"]].to_numpy(dtype=float) - 0.5)))
     half = min(0.5, max(0.01, reach * 1.15))
-    fig = new_figure("page", 3.2 + 0.25 * (len(datasets) > 6))
-    grid = fig.add_gridspec(len(TOWERS), len(methods))
+    ranges = (gates["w_max"] - gates["w_min"]).to_numpy(dtype=float)
+    top = min(1.0, 10 ** math.ceil(math.log10(max(float(np.nanmax(ranges)), RANGE_FLOOR) * 1.5)))
+    fig = new_figure("page", 4.4 + 0.25 * (len(datasets) > 6))
+    grid = fig.add_gridspec(len(TOWERS) + 1, len(methods), height_ratios=[1.0] * len(TOWERS) + [0.9])
     step = 0.7 / max(len(datasets), 1)
     for c, method in enumerate(methods):
         style = line_style(method)
@@ -99,13 +130,21 @@ def bmip_gates(inputs: Inputs) -> Figure:
             ax.grid(axis="x", visible=False)
             if r == 0:
                 ax.set_title(method_style(method).label)
-            if r == len(TOWERS) - 1:
-                ax.set_xlabel("deep block k")
+            ax.tick_params(axis="x", labelbottom=False)
             if c == 0:
                 ax.set_ylabel(f"w, {tower} tower")
+        ax = fig.add_subplot(grid[len(TOWERS), c])
+        _range_axis(ax, gates[gates["method"] == method], blocks, style, top)
+        ax.set_xlabel("deep block k")
+        if c == 0:
+            ax.set_ylabel("range of w\nacross inputs")
+        else:
+            ax.tick_params(axis="y", labelleft=False)
     handles = [Line2D([], [], color="#4d4d4d", marker=DATASET_MARKERS[j % len(DATASET_MARKERS)], linestyle="none",
                       markersize=4.5) for j in range(len(datasets))]
-    labels = [dataset_label(d) for d in datasets]
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), frameon=False,
-               title="dataset", handletextpad=0.3, columnspacing=1.2)
+    handles += [Line2D([], [], color="#4d4d4d", linestyle=TOWER_LINES[t], marker="o" if t == "vision" else "s",
+                       markersize=3.0, markerfacecolor="#4d4d4d" if t == "vision" else "white") for t in TOWERS]
+    labels = [dataset_label(d) for d in datasets] + [f"range, {t}" for t in TOWERS]
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 8), frameon=False,
+               title="dataset (means); tower (range of w across inputs)", handletextpad=0.3, columnspacing=1.2)
     return fig
