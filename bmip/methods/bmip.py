@@ -293,11 +293,12 @@ class BMIP(PromptMethod):
     def gate(self, tower: str, k: int, block: nn.Module, x: torch.Tensor,
              slots: Slots) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(w, s) of `tower` at block k: w = sigmoid(a_k · s + b_k), (B|C, N, 1); constant_gate:
-        sigmoid(b_k), (1, 1, 1), and no statistic."""
+        sigmoid(b_k), the same for every input and slot (expanded to (B|C, N, 1): gates.json
+        records one value per input, as for the gate), and no statistic."""
         vision = tower == "vision"
         if self.aggregation == "constant_gate":
             bias = self.vision_gate_bias if vision else self.text_gate_bias
-            return torch.sigmoid(bias[k - 1]).view(1, 1, 1), None
+            return torch.sigmoid(bias[k - 1]).view(1, 1, 1).expand(x.shape[0], slots.length, 1), None
         a, b = (self.vision_gate if vision else self.text_gate)[k - 1]
         s = self.vision_statistic(block, x, slots) if vision else self.text_statistic(block, x, slots)
         return torch.sigmoid(a * s + b).unsqueeze(-1), s

@@ -63,3 +63,23 @@ def test_the_shipped_mixing_ablations_gate_where_they_should(config):
     gated = _gated(loaded)
     assert gated["bmip@gate"] and gated["bmip@constant_gate"] and gated["bmip@scaled_gate"]
     assert not gated["bmip@sum"] and not gated["bmip@text_to_vision"]
+
+
+def test_a_constant_gate_records_one_value_per_input_and_slot(tiny_backbone):
+    """bmip@constant_gate now writes gates.json: its w (sigmoid(b_k)) is recorded per input and
+    slot like the gate's, so its statistics pool over the same images (spread exactly 0)."""
+    import torch
+
+    from bmip.engine import gates
+    from bmip.methods import build_model
+    from tests.shared import CLASSNAMES
+
+    model = build_model(tiny_backbone, "bmip", CLASSNAMES, options={"aggregation": "constant_gate", "depth": 3})
+    images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with gates.recording(model.method) as recorded, torch.no_grad():
+        model(images)
+    for tower, n in (("vision", 5), ("text", len(CLASSNAMES))):
+        assert sorted(recorded[tower]) == ["1", "2"]
+        for entry in recorded[tower].values():
+            assert entry["n"] == n * model.method.config.n_ctx  # one per input and prompt slot
+            assert entry["w"]["std"] == 0 and entry["w"]["min"] == entry["w"]["max"] and entry["s"] is None
