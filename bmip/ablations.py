@@ -29,7 +29,7 @@ from typing import Any
 from bmip.methods import VARIANT_MARK, method_names
 
 # Recipe keys a variant or sweep may set directly (the rest of a sweep's keys are method options).
-RECIPE_KEYS = ("optimizer", "lr", "weight_decay", "momentum", "epochs", "batch_size", "warmup_epochs", "warmup_lr")
+RECIPE_KEYS = ("optimizer", "lr", "weight_decay", "momentum", "epochs", "batch_size", "warmup_epochs", "warmup_lr", "eps")
 DATASET_FIELD = {"base2novel": "datasets", "open_world": "datasets", "cross_dataset": "targets",
                  "domain_generalization": "targets"}
 

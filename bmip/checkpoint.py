@@ -6,7 +6,9 @@ The tensors are the method's prompts (and projections, gates) and a regulariser'
 The frozen backbone is never stored: a checkpoint names it, and loading checks that the
 backbone it is applied to is the same one. Class-dependent state (tokens, embeddings, cached
 features) is rebuilt for whatever class set the model is loaded for (novel classes, another
-dataset), since no learnable tensor of any method depends on the class set.
+dataset), since no learnable tensor of any method depends on the class set. Which classes the
+model was trained on travels in the metadata (`trained_classnames`): MMRL scores those classes with
+its fused logits and every other class with its class-token branch.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ def save_checkpoint(path: Path, model: "PromptedCLIP", extra: dict[str, Any] | N
         "options": model.method_options,
         "backbone": {"name": model.backbone.name, "pretrained": model.backbone.pretrained},
         "classnames": model.classnames,
+        "trained_classnames": model.trained_classnames,
         "template": model.template,
         **(extra or {}),
     }
@@ -95,6 +98,9 @@ def load_model(
     if meta["backbone"] != want:
         raise CheckpointError(f"{path} was trained on backbone {meta['backbone']}, not {want}")
     model = build_model(backbone, meta["method"], classnames or meta["classnames"], template or meta["template"], meta["options"])
+    # the classes it was trained on, whatever class set it is loaded for (MMRL scores them apart);
+    # a checkpoint written before this field existed was saved for its trained classes
+    model.trained_classnames = meta.get("trained_classnames", meta["classnames"])
     try:
         model.load_learnable_state(tensors)
     except RuntimeError as err:

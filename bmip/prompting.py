@@ -9,9 +9,17 @@ before `ln_pre` (as in MaPLe/BMIP), and dropped again before open_clip's own poo
 
 A regulariser (`<base>+promptsrc`, `<base>+coprompt`) may adapt both towers' output features
 before normalisation, and add loss terms that may read further augmented views of the images.
+A method may likewise fuse the towers' output features with the frozen model's and add loss terms
+(`PromptMethod.fuse_image`, `fuse_text`, `loss_terms`: HiCroPL).
 
 Bias tuning adds learnable vectors to the residual stream instead (`PromptMethod.residual_biases`):
 such a block runs as open_clip's own two sub-layers with the vectors added after each.
+
+MMRL inserts tokens after SOS/CLS at a later block instead of holding prompt slots from layer 0
+(`PromptMethod.text_insert`/`vision_insert`: the slots then describe them), reads a second image
+feature from the vision tower's last hidden state (`extra_image_features`: image features are then
+(B, V, E), the class token's first) and scores each class column from the logits of both
+(`combine_logits`, by whether the model was trained on that class: `PromptedCLIP.trained_columns`).
 
 A probe (`PromptedCLIP.probe`, the mechanism record of `bmip.engine.mechanism`) sees every block's
 input in this same pass and reads it, never changes it; `attention_terms` splits the pooled token's
@@ -42,6 +50,8 @@ def text_pass(device: torch.device) -> int:
 
 
 DeepHook = Callable[[int, nn.Module, torch.Tensor, Slots], "torch.Tensor | None"]
+# Before block k: the sequence lengthened by new tokens and the slots that now describe it, or None.
+InsertHook = Callable[[int, nn.Module, torch.Tensor, Slots], "tuple[torch.Tensor, Slots] | None"]
 Biases = Callable[[int], "tuple[torch.Tensor, torch.Tensor] | None"]
 
 
@@ -69,16 +79,25 @@ def biased_block(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | No
 
 
 def run_blocks(blocks: nn.ModuleList, x: torch.Tensor, slots: Slots, deep: DeepHook, *, tower: str = "",
-               biases: Biases | None = None, probe: BlockProbe | None = None) -> torch.Tensor:
+               biases: Biases | None = None, probe: BlockProbe | None = None,
+               insert: InsertHook | None = None) -> torch.Tensor:
     """Run transformer blocks, letting `deep` replace the prompt slots before each block k >= 1,
-    `biases` add residual vectors in block k, and `probe` read each block's input."""
-    end = slots.start + slots.length
+    `biases` add residual vectors in block k, and `probe` read each block's input.
+
+    `insert` may lengthen the sequence before block k instead (MMRL's representation tokens,
+    inserted at a later block: `PromptMethod.text_insert`); `slots` is then updated in place to
+    describe the longer sequence (the new tokens' positions, the mask at the new width, the EOT
+    index), so that later blocks, the probe and the caller's pooling read the right positions."""
     for k, block in enumerate(blocks):
-        if k and slots.length:
+        grown = insert(k, block, x, slots) if insert is not None else None
+        if grown is not None:
+            x, longer = grown
+            vars(slots).update(vars(longer))
+        elif k and slots.length:
             prompts = deep(k, block, x, slots)
             if prompts is not None:
                 prompts = prompts.to(x.dtype).expand(x.shape[0], -1, -1)
-                x = torch.cat([x[:, : slots.start], prompts, x[:, end:]], dim=1)
+                x = torch.cat([x[:, : slots.start], prompts, x[:, slots.start + slots.length :]], dim=1)
         added = biases(k) if biases is not None else None
         replaced = probe(tower, k, block, x, slots, added) if probe is not None else None
         if replaced is not None:
@@ -183,6 +202,9 @@ class PromptedCLIP(nn.Module):
         self.method = method
         self.regularizer = regularizer
         self.probe: BlockProbe | None = None  # the mechanism record's hooks, set while recording
+        # The class set a model is built for is the one it is trained on; its checkpoint keeps it
+        # (bmip.checkpoint), so a model loaded for other classes knows which ones it was trained on.
+        self.trained_classnames = list(classnames)
         self.set_classnames(classnames, template)
 
     # ------------------------------------------------------------------ class-dependent state
@@ -204,8 +226,16 @@ class PromptedCLIP(nn.Module):
         self.register_buffer("eot", eot, persistent=False)
         self.register_buffer("token_embeds", embeds, persistent=False)
         self._fixed_text: torch.Tensor | None = None
+        self.method.set_classnames(self)
         if self.regularizer is not None:
             self.regularizer.set_classnames(self)
+
+    def prepare(self, dataset: Any, data_root: Any = None) -> dict[str, Any]:
+        """Let the method and the regulariser load what they need from the dataset the model is
+        trained or evaluated on (class descriptions); what they return, by their names, for provenance."""
+        parts = [self.method] + ([self.regularizer] if self.regularizer is not None else [])
+        records = {getattr(part, "name", type(part).__name__): part.prepare(dataset, data_root) for part in parts}
+        return {name: record for name, record in records.items() if record is not None}
 
     def train(self, mode: bool = True) -> "PromptedCLIP":
         super().train(mode)
@@ -219,7 +249,16 @@ class PromptedCLIP(nn.Module):
         one cached pass per test set (bmip.engine.features). Bias tuning has no vision prompt
         positions but adds its vectors to the vision blocks: not frozen."""
         return (self.method.vision_tokens == 0 and self.method.residual_biases("vision") is None
+                and not self.method.inserted_tokens
                 and not (self.regularizer is not None and self.regularizer.adapts_image))
+
+    def trained_columns(self) -> torch.Tensor:
+        """(n_classes,) bool: which classes of the current set the model was trained on, by the name
+        its prompt shows. A method may score them differently from the others (MMRL's two branches):
+        a column's score still depends on its own class only (`PromptMethod.combine_logits`)."""
+        trained = {name.replace("_", " ") for name in self.trained_classnames}
+        return torch.tensor([name.replace("_", " ") in trained for name in self.classnames],
+                            device=self.clip.logit_scale.device)
 
     # ------------------------------------------------------------------ towers
     def encode_text(self, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -262,11 +301,12 @@ class PromptedCLIP(nn.Module):
         x = x + clip.positional_embedding[:length].to(dtype)
         slots = Slots(start=1, length=n, attn_mask=clip.attn_mask[:length, :length], eot=eot)
         x = run_blocks(clip.transformer.resblocks, x, slots, method.text_deep, tower="text",
-                       biases=method.residual_biases("text"), probe=self.probe)
+                       biases=method.residual_biases("text"), probe=self.probe, insert=method.text_insert)
         x = clip.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), eot]
+        x = x[torch.arange(x.shape[0], device=x.device), slots.eot]  # EOT, where an insert moved it
         x = clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection
         x = x.view(-1, len(self.classnames), x.shape[-1]) if batched else x
+        x = method.fuse_text(self, x)
         return x if self.regularizer is None else self.regularizer.adapt_text(x)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
@@ -277,12 +317,17 @@ class PromptedCLIP(nn.Module):
         if self.probe is not None and "vision" in self.probe.reference_towers:
             with torch.no_grad():
                 self._vision_pooled(images, PromptMethod(self.backbone, None), "vision/zsclip")
-        x = self._vision_pooled(images, self.method, "vision")
+        x, more = self._vision_pooled(images, self.method, "vision")
         x = x @ self.clip.visual.proj if self.clip.visual.proj is not None else x
+        x = self.method.fuse_image(self, images, x)
+        if more is not None:  # (B, V, E): the class token's feature first, then the method's own (MMRL)
+            x = torch.cat([x.unsqueeze(1), more.to(x.dtype)], dim=1)
         return x if self.regularizer is None else self.regularizer.adapt_image(x)
 
-    def _vision_pooled(self, images: torch.Tensor, method: PromptMethod, tower: str) -> torch.Tensor:
-        """The vision tower up to open_clip's pooling, with `method`'s prompts."""
+    def _vision_pooled(self, images: torch.Tensor, method: PromptMethod,
+                       tower: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The vision tower up to open_clip's pooling, with `method`'s prompts, and the method's
+        further image features read from the last hidden state (`PromptMethod.extra_image_features`)."""
         visual = self.clip.visual
         x = visual.conv1(images.to(visual.conv1.weight.dtype))
         x = x.flatten(2).transpose(1, 2)
@@ -295,9 +340,12 @@ class PromptedCLIP(nn.Module):
         x = visual.ln_pre(x)
         slots = Slots(start=n_content, length=method.vision_tokens)
         x = run_blocks(visual.transformer.resblocks, x, slots, method.vision_deep, tower=tower,
-                       biases=method.residual_biases("vision"), probe=self.probe)
-        pooled, _ = visual._pool(x[:, :n_content])
-        return pooled
+                       biases=method.residual_biases("vision"), probe=self.probe, insert=method.vision_insert)
+        more = method.extra_image_features(visual, x, slots)
+        end = slots.start + slots.length  # pool over CLS and the patches: the prompt slots dropped
+        content = x[:, : slots.start] if end == x.shape[1] else torch.cat([x[:, : slots.start], x[:, end:]], dim=1)
+        pooled, _ = visual._pool(content)
+        return pooled, more
 
     # ------------------------------------------------------------------ classification
     def text_features(self) -> torch.Tensor | None:
@@ -316,7 +364,10 @@ class PromptedCLIP(nn.Module):
         return F.normalize(self.encode_text(), dim=-1)
 
     def logit_scale(self) -> torch.Tensor:
-        return self.clip.logit_scale.exp()
+        """CLIP's learned scale exp(t), or the constant a method's release uses instead
+        (`PromptMethod.fixed_logit_scale`: MMRL's literal 100)."""
+        fixed = self.method.fixed_logit_scale
+        return self.clip.logit_scale.exp() if fixed is None else self.clip.logit_scale.new_tensor(fixed)
 
     def features(
         self, images: torch.Tensor, text: torch.Tensor | None = None
@@ -335,6 +386,8 @@ class PromptedCLIP(nn.Module):
         else:
             text = self.text_features() if text is None else text
             logits = self.logit_scale() * image @ text.to(image.dtype).t()
+            if image.dim() == 3:  # (B, V, C): the logits of each of a method's V image features
+                logits = self.method.combine_logits(logits, self.trained_columns())
         if self.clip.logit_bias is not None:
             logits = logits + self.clip.logit_bias
         return text, logits
@@ -349,7 +402,10 @@ class PromptedCLIP(nn.Module):
         """Training loss (cross-entropy plus the regulariser's terms, if any) and the logits.
         `views`: the further augmented views of `images` the regulariser asked for (CoPrompt's view 2)."""
         image, text, logits = self.features(images)
-        loss = F.cross_entropy(logits.float(), labels)
+        loss = self.method.classification_loss(self, image, text, logits, labels)
+        terms = self.method.loss_terms(self, images, image, text, logits)
+        if terms is not None:
+            loss = loss + terms
         if self.regularizer is not None:
             loss = loss + self.regularizer.loss(self, images, image, text, logits, views)
         return loss, logits
@@ -359,6 +415,9 @@ class PromptedCLIP(nn.Module):
         (if any) go to the regulariser's loss."""
         if self.regularizer is not None:
             return self.regularizer.train_transforms(size)
+        own = self.method.train_transform(size)  # MMRL: its release's crop scale
+        if own is not None:
+            return [own]
         from bmip.data import train_transform
 
         return [train_transform(size)]

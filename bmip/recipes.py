@@ -27,6 +27,8 @@ RECIPE_DEFAULTS = {
     "optimizer": "sgd", "lr": 0.002, "weight_decay": 5e-4, "momentum": 0.9, "epochs": 5, "batch_size": 4,
     "warmup_epochs": 0, "warmup_lr": 1e-5, "options": {},
 }
+# Optional keys, absent from the defaults so that no existing run's config (and hash) changes:
+# `eps`, Adam's and AdamW's epsilon (bmip.engine.schedule.ADAM_EPS where unset).
 
 
 @functools.lru_cache(maxsize=1)
@@ -64,6 +66,26 @@ def recipe(config: dict[str, Any], training: str, method: str, dataset: str | No
     return resolved
 
 
+def selects_best_val(config: dict[str, Any]) -> bool:
+    """Whether any run of the config may keep its best validation epoch: the config's `selection:`
+    or the recipe (built-in or the config's, per dataset too) of one of its methods, or of one of
+    its ablations' methods."""
+    if config["selection"].get("mode") == "best_val":
+        return True
+    methods = set(config["methods"]) | {v.method for v in variants(config).values()}
+
+    def found(node: Any) -> bool:
+        if isinstance(node, dict):
+            if isinstance(node.get("selection"), dict) and node["selection"].get("mode") == "best_val":
+                return True
+            return any(found(value) for value in node.values())
+        return False
+
+    layers = (_builtin_recipes(), config.get("recipes", {}))
+    return any(found(entry) for layer in layers for section in layer.values() if isinstance(section, dict)
+               for method, entry in section.items() if method in methods)
+
+
 def run_config(config: dict[str, Any], training: str, method: str, dataset: str, seed: int) -> dict[str, Any]:
     """Everything that determines one training run's numbers."""
     if training not in TRAIN_CLASSES:
@@ -71,6 +93,7 @@ def run_config(config: dict[str, Any], training: str, method: str, dataset: str,
     if method not in method_names() and "@" not in method:
         raise ConfigError(f"unknown method {method!r}; {did_you_mean(method, method_names())}")
     resolved = recipe(config, training, method, dataset)  # a variant's: refuses an undeclared one
+    selection = {**config["selection"], **resolved.pop("selection", {})}  # a recipe's own, over the config's
     variant = variant_of(config, method)
     torch_seed = seed if config["torch_seed"] is None else config["torch_seed"]
     if variant is not None and variant.torch_seed is not None:
@@ -85,7 +108,7 @@ def run_config(config: dict[str, Any], training: str, method: str, dataset: str,
         "torch_seed": torch_seed,
         "shots": config["shots"],
         "recipe": resolved,
-        "selection": config["selection"],
+        "selection": selection,
         "backbone": {key: config["backbone"][key] for key in ("model", "pretrained", "quick_gelu")},
     }
 

@@ -13,6 +13,7 @@ Settings (top-level config keys) and what they change:
   validation passes pick the epoch kept (selection.mode best_val; with `last` they only log).
 * `workers`: training (the data-loader processes draw each image's random augmentation).
 * `crate`, `description`: the RO-Crate only.
+* `captions`: the captions files (bmip/captions; `device` too: an MLLM's numerics).
 * `miniworld`: the generated data and the tiny CLIP (params of their own rules).
 
 Settings that change no number, by design (docs/reruns.md): `experiment` and
@@ -45,6 +46,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "image_features": ("backbone", "device", "precision", "eval_batch_size"),
     "analyze": ("device", "precision", "eval_batch_size"),
     "crate": ("crate", "description"),
+    "captions": ("captions", "device"),
 }
 # Keys that change no number of any job (where results go, which jobs exist, how they are cut).
 NO_NUMBERS = ("experiment", "results_dir", "data_root", "datasets", "methods", "protocols", "seeds", "shots", "torch_seed",
@@ -71,6 +73,8 @@ ENTRY: dict[str, tuple[str, ...]] = {
     "miniworld_generate": ("bmip.miniworld.datasets",),
     "miniworld_pretrain": ("bmip.miniworld.pretrain",),
     "miniworld_figure": ("bmip.miniworld.figure",),
+    "captions": ("bmip.captions.cli", "bmip.captions.stage", "bmip.captions.miniworld", "bmip.captions.mllm",
+                 "bmip.captions.user_file"),
 }
 # Libraries whose version can change a number.
 LIBRARIES = ("torch", "torchvision", "open_clip_torch", "numpy", "pillow", "safetensors", "pandas", "matplotlib",
@@ -81,7 +85,9 @@ DATA_FILES = ("model_configs", "data/bundled")  # package data read by the code 
 def settings(config: dict[str, Any], stage: str) -> dict[str, Any]:
     """The values of the config keys a stage's numbers depend on."""
     keys = SETTINGS.get(stage, ())
-    if stage == "train" and (config.get("selection") or {}).get("mode", "last") != "best_val":
+    from bmip.recipes import selects_best_val  # (bmip.recipes reads the method registry: imported on use)
+
+    if stage == "train" and not selects_best_val(config):
         keys = tuple(k for k in keys if k != "eval_batch_size")  # validation only logs then
     return {key: config.get(key) for key in keys}
 

@@ -79,13 +79,17 @@ def evaluate(
     backbone = backbone_from(config, device)
     model, imported = _load_checkpoint(checkpoint, backbone, run)
     evaluated = _evaluation_data(config, protocol, dataset, seed)
+    # What the method reads of the evaluated dataset (HiCroPL: its classes' descriptions).
+    prepared = model.prepare(evaluated.data, dataset_root(config, evaluated.dataset))
+    if evaluated.dataset != run["dataset"]:  # a transfer target: none of its classes was trained on,
+        model.trained_classnames = []  # even one named like a source class (MMRL scores those apart)
     scorer = _scorer(config, model, backbone, checkpoint, method, run["recipe"]["options"], evaluated, device,
                      precision)
     results, summary = SCORING[protocol](scorer, evaluated, config, seed)
     identity = {"protocol": protocol, "method": method, "dataset": dataset, "seed": seed}
     _write_records(out, identity, scorer, evaluated)  # before metrics.json, which marks the evaluation done
     _write_metrics(out, identity, run["dataset"], checkpoint, summary, results)
-    inputs = _provenance_inputs(config, evaluated, checkpoint, scorer.work, imported)
+    inputs = {**_provenance_inputs(config, evaluated, checkpoint, scorer.work, imported), **prepared}
     write_json(out / paths.PROVENANCE, provenance("evaluate", run, clock=clock, inputs=inputs,
                                                   backbone=backbone_record(backbone), work=scorer.work))
     return out
@@ -423,7 +427,7 @@ def _foreground(data, items: Sequence[Item], model: PromptedCLIP, backbone, mask
     """(patch foreground of `items`, zero-shot CLIP's reference statistics for them, shared by
     this process's evaluations), or (None, None): the share needs object masks and vision prompt
     positions (a frozen or only bias-tuned image tower has no prompt attention to read)."""
-    if not (masks and model.method.vision_tokens):
+    if not (masks and (model.method.vision_tokens or model.method.inserted_tokens)):
         return None, None
     foreground = patch_foreground(data, items, backbone.image_size, model.clip.visual.conv1.kernel_size[0])
     key = (backbone.name, str(backbone.pretrained), data.name, items_hash(items),

@@ -197,11 +197,18 @@ class LabelSpaces:
         return (self.names, tuple(self.images.flatten().tolist()), tuple(self.classes.flatten().tolist()))
 
 
-def foreground_share(weights: "torch.Tensor", foreground: "torch.Tensor") -> "torch.Tensor":
-    """(B, H) share of the query's attention over the patches (positions 1..P) that lands on the
-    foreground; `weights` (B, H, 1, N), `foreground` (B, P) patch foreground fractions."""
-    patches = weights[:, :, 0, 1 : 1 + foreground.shape[1]]
+def foreground_share(weights: "torch.Tensor", foreground: "torch.Tensor", first: int = 1) -> "torch.Tensor":
+    """(B, H) share of the query's attention over the patches (positions first..first+P-1: 1..P,
+    or after tokens a method inserted behind CLS, MMRL) that lands on the foreground; `weights`
+    (B, H, 1, N), `foreground` (B, P) patch foreground fractions."""
+    patches = weights[:, :, 0, first : first + foreground.shape[1]]
     return (patches * foreground.unsqueeze(1)).sum(-1) / patches.sum(-1)
+
+
+def _first_patch(slots: "Slots") -> int:
+    """Where a vision sequence's patches start: after CLS, and after prompt slots a method inserted
+    right behind CLS (MMRL's representation tokens); slots at the end (VPT, BMIP) do not move them."""
+    return 1 + slots.length if slots.start == 1 else 1
 
 
 class MechanismProbe:
@@ -284,7 +291,7 @@ class MechanismProbe:
             if tower == REFERENCE:  # the unprompted tower: only its foreground share is kept
                 if foreground is not None:
                     terms = attention_terms(block, x, slots, rows)
-                    share = foreground_share(terms.weights, foreground)
+                    share = foreground_share(terms.weights, foreground, _first_patch(slots))
                     moments = self.reference.setdefault(k, self._entry("vision", k).fg["zsclip"])
                     moments[0].add(share, groups)
                     moments[1].add(share.mean(dim=1), groups)
@@ -308,7 +315,7 @@ class MechanismProbe:
             entry.stab_head.add(prompt, groups)
             entry.stab_all.add(prompt_out, groups)
             if foreground is not None and tower == "vision":
-                share = foreground_share(terms.weights, foreground)
+                share = foreground_share(terms.weights, foreground, _first_patch(slots))
                 entry.fg["method"][0].add(share, groups)
                 entry.fg["method"][1].add(share.mean(dim=1), groups)
 
@@ -365,7 +372,8 @@ def recording(model: Any, foreground: "torch.Tensor | None" = None,
     with vision prompt positions; `reference`: zero-shot CLIP's foreground statistics for the same
     images (and spaces) from an earlier recording (filled when empty), so that the reference pass
     runs once per image set, not once per seed."""
-    probe = MechanismProbe(foreground if model.method.vision_tokens else None, reference, spaces,
+    prompted = model.method.vision_tokens or model.method.inserted_tokens
+    probe = MechanismProbe(foreground if prompted else None, reference, spaces,
                            model.method.image_conditioned)
     model.probe = probe
     result: dict[str, Any] = {}

@@ -109,7 +109,7 @@ def train(
     backbone = backbone_from(config, setup.device)
     torch.manual_seed(run["torch_seed"])
     model = build_model(backbone, method, split.classnames, split.data.template, run["recipe"]["options"])
-    prepared = model.regularizer.prepare(split.data, dataset_root(config, dataset)) if model.regularizer is not None else None
+    prepared = model.prepare(split.data, dataset_root(config, dataset))  # class descriptions (CoPrompt, HiCroPL)
     progress = _start(setup, model)
     _resume(setup, model, progress, clock)
     _run_epochs(setup, model, split, progress, backbone.image_size)
@@ -292,8 +292,7 @@ def _write_results(setup: Setup, model: PromptedCLIP, split: TrainingData, progr
         "selected_epoch": selected,
         "epochs_run": len(progress.rows),
     }
-    if prepared is not None:
-        inputs[model.regularizer.name] = prepared
+    inputs.update(prepared)  # what the method and the regulariser read, by name
     write_json(out / paths.PROVENANCE, provenance("train", setup.run, clock=clock, inputs=inputs,
                                                   backbone=backbone_record(backbone)))
     (out / paths.STATE).unlink(missing_ok=True)

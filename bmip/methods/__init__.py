@@ -80,6 +80,8 @@ METHODS: dict[str, Method] = {
     "maple": Method("maple.MaPLe", regularizable=True),
     "bmip": Method("bmip.BMIP", gates=_bmip_records_gates, regularizable=True),
     "biastune": Method("biastune.BiasTune", prompt_positions=False, regularizable=True),
+    "hicropl": Method("hicropl.HiCroPL"),
+    "mmrl": Method("mmrl.MMRL", prompt_positions=False),  # inserted tokens: no zero-shot words at their positions
 }
 # name -> "<module in bmip/methods>.<Regularizer subclass>"
 REGULARIZERS: dict[str, str] = {

@@ -97,7 +97,7 @@ def test_single_pass_metrics_equal_those_of_one_pass_per_label_space(toy_setup, 
             exact = {k for k in one if not isinstance(one[k], float)}
             assert {k: one[k] for k in exact} == {k: other[k] for k in exact}
             close = {k: (one[k], other[k]) for k in one.keys() - exact
-                     if one[k] != pytest.approx(other[k], rel=1e-4, abs=1e-6)}
+                     if one[k] != pytest.approx(other[k], rel=1e-4, abs=1e-5)}  # HiCroPL's per-head std: 1.9e-6
             assert not close, close
             towers = [t for part in single[protocol][paths.MECHANISM]["parts"].values() for t, r in part.items() if r]
             frozen = method in ("coop", "cocoop", "lang")
