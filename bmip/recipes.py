@@ -70,9 +70,9 @@ def selects_best_val(config: dict[str, Any]) -> bool:
     """Whether any run of the config may keep its best validation epoch: the config's `selection:`
     or the recipe (built-in or the config's, per dataset too) of one of its methods, or of one of
     its ablations' methods."""
-    if config["selection"].get("mode") == "best_val":
+    if (config.get("selection") or {}).get("mode") == "best_val":
         return True
-    methods = set(config["methods"]) | {v.method for v in variants(config).values()}
+    methods = set(config.get("methods") or ()) | {v.method for v in variants(config).values()}
 
     def found(node: Any) -> bool:
         if isinstance(node, dict):

@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     agg.set_defaults(func=run_aggregate)
 
     abl = subparsers.add_parser(
-        "ablations", help="each ablation's table and figure and the main table's paired comparison, with seeded "
-                          "95%% bootstrap intervals of the paired differences")
+        "ablations", help="each ablation's table and figure and the main table's paired comparison, with the "
+                          "paired differences' 95%% intervals over seeds and test images")
     abl.add_argument("config", type=Path, help="the experiment's resolved config (results/<experiment>/config.yaml)")
     abl.add_argument("metrics", nargs="+", type=Path, help="metrics.json files of the variants (and of the methods)")
     abl.add_argument("--tables", type=Path, required=True, help="folder for ablation_<name>.csv/.md/.tex")
