@@ -14,13 +14,15 @@ from bmip.io import write_json
 from bmip.methods import method_names
 
 # Modules that add their own subcommands through `register(subparsers)`.
-SUBCOMMAND_MODULES = ("bmip.engine.cli", "bmip.report.cli", "bmip.data.cli", "bmip.miniworld.cli", "bmip.audit.cli")
+SUBCOMMAND_MODULES = ("bmip.engine.cli", "bmip.report.cli", "bmip.data.cli", "bmip.miniworld.cli", "bmip.audit.cli",
+                      "bmip.captions.cli")
 
 # What a user does with each subcommand: the sections of `bmip --help` and of docs/cli.md
 # (command_reference). A subcommand left out here is listed under OTHER (tests/test_cli.py fails).
 COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "Run the pipeline by hand (what the workflow's jobs call)": (
-        "check-config", "check-data", "plan", "features", "train", "evaluate", "analyze", "import-official"),
+        "check-config", "check-data", "plan", "captions", "features", "train", "evaluate", "analyze",
+        "import-official"),
     "Data": ("download", "splits"),
     "Results and audit": (
         "aggregate", "figures", "ablations", "provenance", "cost", "manifest", "audit", "crate", "compare"),

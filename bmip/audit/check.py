@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bmip.audit.captions import check_captions
 from bmip.audit.findings import Finding, Findings
 from bmip.audit.layout import CONFIG, TABLES_DIR, Experiment, Run
 from bmip.audit.manifest import verify_manifest
@@ -189,6 +190,7 @@ def audit_experiment(exp: Experiment, findings: Findings, strict: bool = False) 
     verify_manifest(exp, findings)
     _check_grid(exp, findings)
     _check_inputs(exp, findings)
+    check_captions(exp, findings)
     evals = evaluations(exp)
     trainings = sorted(set(exp.expected_trainings()) | set(exp.found_trainings()) | {exp.training_of(r) for r in evals})
     log.info("checking %d trainings and %d evaluations", len(trainings), len(evals))

@@ -62,6 +62,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (rf"inputs/downloaded/(?P<dataset>{_NAME})\.json", "download"),  # the record that a dataset is in place
     (r"inputs/weights/backbone\.json", "weights"),  # the pretrained weights fetched, where the file is
     (rf"inputs/(?P<dataset>{_NAME})\.json", "inventory"),
+    (rf"captions/(?P<dataset>{_NAME})\.json", "captions"),  # bmip.captions: every image's caption
     (_pattern(f"{P.TRAIN_RUN}/{{file}}", ("training", *_RUN)), "train"),
     (_pattern(f"{P.EVALUATION_RUN}/{{file}}", ("protocol", *_RUN)), EVALUATION),
     (_pattern(P.CAUSAL, _RUN), "analyze"),
@@ -80,6 +81,7 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"logs/splits/.+", "fewshot_splits"),
     (r"logs/check_data(/.+|\.log)", "check_data"),
     (r"logs/inventory/.+", "inventory"),
+    (r"logs/captions/.+", "captions"),
     (rf"logs/(?P<stage>train|download|image_features|evaluate|analyze|evaluate_(?:base_trained|{_PROTOCOLS})"
      r"|ablation_(?:train|evaluate)_[a-z0-9_]+)/.+", "{stage}"),
     (r"logs/(?P<rule>[^/]+)\.log", "{rule}"),

@@ -96,6 +96,7 @@ rule manifest:
         tables=table_files(),
         figures=figure_files(),
         runs=RUN_PROVENANCE,
+        captions=caption_files(),
         provenance=rules.provenance.output,
         cost=rules.cost.output,
     output:

@@ -566,3 +566,38 @@ if INVOCATION in ("run", "dry-run"):
             print(f"{len(_changed_results)} result file(s) changed after the workflow wrote them:\n{listed}\n"
                   "A run sets them aside (kept) and rebuilds them with everything that depends on them; "
                   "this dry run does not list those jobs.", file=sys.stderr)
+
+
+# Captions (config `captions`, bmip/captions, captions.smk). One file per dataset the config's runs
+# read, when the config asks for captions.
+from bmip.captions import stage as CAPTIONS
+from bmip.captions.store import captions_path
+
+if CAPTIONS.config_problems(config):
+    raise WorkflowError("the workflow config is invalid:\n  " + "\n  ".join(CAPTIONS.config_problems(config)))
+CAPTION_DATASETS = CAPTIONS.caption_datasets(config)
+
+
+def caption_file(dataset):
+    """The captions of a dataset (bmip.captions.store.captions_path)."""
+    return str(captions_path(EXP, dataset))
+
+
+def caption_files():
+    return [caption_file(dataset) for dataset in CAPTION_DATASETS]
+
+
+def caption_job():
+    """What a captions job asks for: `captions.resources` where the config sets it, else an
+    evaluate job's (its GPU, on a cluster a GPU node) for a captioner that runs a model, a light
+    job's otherwise."""
+    if "resources" in config.get("captions", {}):
+        job = config["captions"]["resources"]
+        return {key: job[key] for key in ("threads", "mem_mb", "runtime", "gpu", "gres") if key in job}
+    if CAPTIONS.gpu_job(config):
+        return {**job_resources("evaluate"), "threads": RES["evaluate"]["threads"]}
+    return dict(RES["light"])
+
+
+def caption_resources():
+    return {key: value for key, value in caption_job().items() if key != "threads"}
