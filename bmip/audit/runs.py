@@ -326,7 +326,14 @@ def _check_mechanism(exp: Experiment, run: Run, record: RunRecord, findings: Fin
         if not all(isinstance(depth, int) for depth in biased.values()):
             findings.problem(name, f"cannot check: provenance config.recipe.options lacks text_depth/vision_depth ({options})")
             return
-    for problem in mechanism.problems(doc, _identity(run), biased):
+    first = 0
+    if method_of(run.method).split("+", 1)[0] == "mmrl":  # its tokens enter at its first representation layer
+        layers = (record.get("config", "recipe", "options") or {}).get("rep_layers")
+        if not (isinstance(layers, list) and layers and isinstance(layers[0], int)):
+            findings.problem(name, f"cannot check: provenance config.recipe.options lacks rep_layers ({layers})")
+            return
+        first = layers[0] - 1  # counted from 1, as released
+    for problem in mechanism.problems(doc, _identity(run), biased, first):
         findings.problem(name, problem)
     findings.count("mechanism records")
 

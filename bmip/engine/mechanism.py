@@ -429,12 +429,13 @@ def block_problems(where: str, entry: Any, masks: bool, tower: str) -> list[str]
     return out
 
 
-def problems(doc: Any, identity: dict[str, Any], biased: dict[str, int] | None = None) -> list[str]:
+def problems(doc: Any, identity: dict[str, Any], biased: dict[str, int] | None = None, first: int = 0) -> list[str]:
     """What is wrong with a mechanism document for the run `identity` (protocol, method, dataset,
     seed): its protocol's label spaces, in each at least one recorded tower, no vision tower for a
     method whose image tower is frozen (not prompted), every recorded prompt tower with every block
-    0..layers-1 (bias tuning: `biased` gives each tower's depth, blocks 0..depth-1), and each block
-    entry complete and in range."""
+    0..layers-1 (bias tuning: `biased` gives each tower's depth, blocks 0..depth-1; tokens a method
+    inserts at a later block, MMRL's: `first`, blocks first..layers-1), and each block entry
+    complete and in range."""
     out, recorded = header_problems(doc, FORMAT, identity)
     masks = doc.get("masks") if isinstance(doc, dict) else None
     if isinstance(doc, dict) and doc.get("format") == FORMAT and not isinstance(masks, bool):
@@ -459,10 +460,11 @@ def problems(doc: Any, identity: dict[str, Any], biased: dict[str, int] | None =
                 continue
             blocks, layers = record.get("blocks") or {}, record.get("layers")
             want = biased.get(tower, 0) if biased is not None else layers
-            expected = [str(k) for k in range(want)] if isinstance(want, int) else None
+            expected = [str(k) for k in range(first if biased is None else 0, want)] if isinstance(want, int) else None
             if expected is None or sorted(blocks, key=lambda k: (len(k), k)) != expected:
                 out.append(f"{part}/{tower}: blocks {sorted(blocks, key=lambda k: (len(k), k))}, expected {expected} "
-                           "(every block the prompts pass through; bias tuning: its depth)")
+                           "(every block the prompts pass through; bias tuning: its depth; MMRL: from its first "
+                           "representation layer)")
             for k, entry in sorted(blocks.items()):
                 out += block_problems(f"{part}/{tower}/{k}", entry, bool(masks), tower)
     return out

@@ -281,3 +281,20 @@ def test_the_recipe_is_the_releases_with_its_per_dataset_weights():
     source = recipe(cfg, "cross_dataset", "mmrl", "imagenet")  # cross_datasets_train.sh
     assert (source["epochs"], source["batch_size"], source["warmup_epochs"]) == (1, 32, 0)
     assert source["options"]["reg_weight"] == 0.2 and source["options"]["rep_dim"] == 512
+
+
+def test_the_mechanism_record_starts_at_the_first_representation_layer(tiny_backbone):
+    """MMRL's tokens enter at block rep_layers[0] - 1: its mechanism record holds the blocks from
+    there on, which the audit's check expects (not every block from 0, as for a prompt from layer 0)."""
+    from bmip.engine import mechanism
+
+    model = build_model(tiny_backbone, "mmrl", CLASSNAMES, options={"rep_layers": [6, 9, 12]})
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with mechanism.recording(model) as towers, torch.no_grad():
+        model(images)
+    assert {tower: sorted(map(int, towers[tower]["blocks"])) for tower in ("vision", "text")} == {
+        "vision": list(range(5, 12)), "text": list(range(5, 12))}
+    identity = {"protocol": "base2novel", "method": "mmrl", "dataset": "toy", "seed": 1}
+    doc = {"format": mechanism.FORMAT, **identity, "masks": False, "parts": {"base": towers, "novel": towers}}
+    assert mechanism.problems(doc, identity, first=5) == []
+    assert any("expected ['0'" in p for p in mechanism.problems(doc, identity))
