@@ -8,8 +8,8 @@ still there, else the hidden copy of the last one written, which survives Snakem
 job's output before a rerun), so a changed image costs one caption, not a dataset's.
 
 Which datasets get captions (`caption_datasets`): every dataset the config's runs read, when the
-config has a `captions:` section. A method that reads captions will declare it where it is
-registered, and its datasets join here.
+config has a `captions:` section or a method that reads captions (the registry's `captions` trait,
+bmip.methods; `config_problems` then asks for the section).
 """
 from __future__ import annotations
 
@@ -38,10 +38,21 @@ from bmip.io import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 
+def caption_methods(config: dict[str, Any]) -> list[str]:
+    """The config's methods and ablation variants that read each image's caption (the registry's
+    `captions` trait: MuGCP)."""
+    from bmip.ablations import ablations
+    from bmip.methods import reads_captions
+
+    names = [*config.get("methods", []), *(v.name for a in ablations(config) for v in a.variants)]
+    return [name for name in dict.fromkeys(names) if reads_captions(name)]
+
+
 def caption_datasets(config: dict[str, Any]) -> list[str]:
     """The datasets the config wants captions of: every dataset its runs read, when it has a
-    `captions:` section; none otherwise."""
-    return datasets_read(config) if "captions" in config else []
+    `captions:` section or a method that reads captions (`config_problems` then asks for the
+    section); none otherwise."""
+    return datasets_read(config) if "captions" in config or caption_methods(config) else []
 
 
 def gpu_job(config: dict[str, Any]) -> bool:
@@ -52,7 +63,9 @@ def gpu_job(config: dict[str, Any]) -> bool:
 def config_problems(config: dict[str, Any]) -> list[str]:
     """What the `captions:` section lacks for its captioner (the schema checks each key alone)."""
     if "captions" not in config:
-        return []
+        readers = caption_methods(config)
+        return [f"method(s) {', '.join(readers)} read each image's caption, and the config has no `captions:` "
+                "section naming the captioner (docs/captions.md)"] if readers else []
     section, out = config["captions"], []
     captioner = section["captioner"]
     if captioner not in CAPTIONERS:

@@ -38,8 +38,8 @@ from bmip.engine import data_check, features, gates, mechanism, paths, predictio
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.records import absent_record
 from bmip.engine.runtime import (
-    accuracy_report, autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data,
-    predict,
+    Captions, accuracy_report, autocast, backbone_from, backbone_record, caption_lookup, compute_setup,
+    dataset_inputs, fewshot_data, predict,
 )
 from bmip.engine.scoring import (
     DETECTOR, DETECTOR_PRECISION, OpenWorldScores, ScoreMatrix, openworld_scores, score_matrix,
@@ -168,6 +168,7 @@ class Scorer:
     masks: bool
     work: dict[str, Any]
     matrix: ScoreMatrix | None = None
+    captions: Captions | None = None  # the test images', for a method that reads captions
     recorded: dict[str, Any] = field(default_factory=dict)  # gate statistics by part
     mechanisms: dict[str, Any] = field(default_factory=dict)  # mechanism records by part
     # Every test image's prediction per label space, and OpenworldAUC's per-image inputs
@@ -239,7 +240,8 @@ class Scorer:
             probe = mechanism.recording(model, foreground, reference)
         with recorder as stats, probe as mechanics:
             preds = predict(model, items, self.data.image_root, batch=self.config["eval_batch_size"],
-                            workers=self.config["workers"], device=self.device, precision=self.precision, desc=desc)
+                            workers=self.config["workers"], device=self.device, precision=self.precision, desc=desc,
+                            captions=self.captions)
         self.work["image_forwards"] += len(items)
         if gated:
             self.recorded[part] = stats
@@ -257,11 +259,12 @@ def _scorer(config: dict[str, Any], model: PromptedCLIP, backbone: Backbone, che
     work = {"single_pass": model.method.label_space_independent, "image_forwards": 0, "image_features_reused": 0}
     data = evaluated.data
     masks = analysed and has_masks(data)
-    scorer = Scorer(config, model, backbone, data, device, precision, gated, analysed, masks, work)
+    captions = caption_lookup(config, method, data, data.test, evaluated.dataset)
+    scorer = Scorer(config, model, backbone, data, device, precision, gated, analysed, masks, work, captions=captions)
     if work["single_pass"]:
         spaces = _mechanism_spaces(evaluated.train_items, len(evaluated.classnames)) if analysed else None
         scorer.matrix = _shared_matrix(config, model, checkpoint, data, evaluated.classnames, device, precision, gated,
-                                       work, spaces, masks)
+                                       work, spaces, masks, captions)
     return scorer
 
 
@@ -437,7 +440,7 @@ def _foreground(data, items: Sequence[Item], model: PromptedCLIP, backbone, mask
 
 def _shared_matrix(config, model: PromptedCLIP, checkpoint: Path, data, classnames: list[str], device, precision,
                    gated: bool, work: dict[str, Any], spaces: dict[str, list[int]] | None = None,
-                   masks: bool = False) -> ScoreMatrix:
+                   masks: bool = False, captions: Captions | None = None) -> ScoreMatrix:
     """The model's (test images x all classes) scores: this process's last matrix when it is the
     same model, test set and classes, else one pass (image features from the frozen cache for a
     frozen image tower). `spaces`: the label spaces whose mechanism the pass records. `work`
@@ -454,7 +457,7 @@ def _shared_matrix(config, model: PromptedCLIP, checkpoint: Path, data, classnam
         foreground, reference = _foreground(data, data.test, model, model.backbone, masks, spaces)
         matrix = score_matrix(model, data, classnames, batch=config["eval_batch_size"], workers=config["workers"],
                               device=device, precision=precision, frozen=frozen, record_gates=gated,
-                              spaces=spaces, foreground=foreground, reference=reference)
+                              spaces=spaces, foreground=foreground, reference=reference, captions=captions)
         _LAST.clear()
         _LAST[key] = matrix
         work["image_forwards"] = matrix.image_forwards

@@ -5,7 +5,7 @@ import contextlib
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -185,11 +185,44 @@ class EvalImageCache:
 EVAL_IMAGES = EvalImageCache()
 
 
+class _Indexed(ImageDataset):
+    """(image, label, index in the item list): which items a shuffled batch holds."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        return (*super().__getitem__(index), index)
+
+
 def loader(items: Sequence[Item], root: Path, size: int, batch: int, workers: int, where: str = "",
-           **kwargs: Any) -> DataLoader:
-    """Batches of (images, labels); `where` (e.g. "toy train") is named by the error of a file that cannot be decoded."""
-    return DataLoader(ImageDataset(items, root, kwargs.pop("transform", test_transform(size)), where), batch_size=batch,
-                      num_workers=workers, **kwargs)
+           indexed: bool = False, **kwargs: Any) -> DataLoader:
+    """Batches of (images, labels); `where` (e.g. "toy train") is named by the error of a file that cannot be decoded.
+    `indexed`: batches of (images, labels, indices into `items`), the same images drawn in the same order."""
+    dataset = (_Indexed if indexed else ImageDataset)(items, root, kwargs.pop("transform", test_transform(size)), where)
+    return DataLoader(dataset, batch_size=batch, num_workers=workers, **kwargs)
+
+
+# ---------------------------------------------------------------- captions (methods that read them)
+Captions = Mapping[str, str]  # image path (as in the split files) -> its caption
+
+
+def caption_lookup(config: dict[str, Any], method: str, data: Dataset, items: Sequence[Item],
+                   name: str | None = None) -> Captions | None:
+    """The captions of `items` by path, read once per job for a method that reads captions (the
+    registry's `captions` trait; bmip.captions refuses an image without a caption, or one changed
+    since it was captioned, naming it), else None. `name`: the dataset as the config names it."""
+    from bmip.methods import reads_captions
+
+    if not reads_captions(method):
+        return None
+    from bmip.captions import captions_for
+
+    return dict(zip((item.path for item in items), captions_for(config, data, items, name)))
+
+
+def give_captions(model: PromptedCLIP, captions: Captions | None, items: Sequence[Item]) -> None:
+    """Before a forward of the images of `items`: the method gets their captions, in batch order
+    (`PromptMethod.batch_captions`). Nothing for a method that reads none (`captions` None)."""
+    if captions is not None:
+        model.method.batch_captions = [captions[item.path] for item in items]
 
 
 @torch.no_grad()
@@ -203,15 +236,18 @@ def predict(
     device: torch.device,
     precision: str,
     desc: str = "evaluate",
+    captions: Captions | None = None,
 ) -> torch.Tensor:
     """Predicted labels for `items` in the model's current label space; text features once.
     With workers=0 the images come from this process's EvalImageCache; with workers, from a
-    DataLoader decoding them in parallel (large datasets on a GPU machine)."""
+    DataLoader decoding them in parallel (large datasets on a GPU machine). `captions`: of a
+    method that reads them (`caption_lookup`), given to it batch by batch."""
     model.eval()
     preds = []
     with autocast(device, precision):
         text = model.text_features()
         for images in eval_batches(items, root, model.backbone.image_size, batch, workers, desc):
+            give_captions(model, captions, items[len(preds) * batch:len(preds) * batch + len(images)])
             preds.append(model(images.to(device), text).argmax(dim=-1).cpu())
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from bmip.data import Dataset
 from bmip.engine import gates, mechanism
 from bmip.engine.features import FrozenFeatures
-from bmip.engine.runtime import autocast, eval_batches
+from bmip.engine.runtime import Captions, autocast, eval_batches, give_captions
 from bmip.prompting import PromptedCLIP
 
 
@@ -163,15 +163,23 @@ def label_spaces(labels: torch.Tensor, n_classes: int, spaces: dict[str, Sequenc
         classes=torch.stack([_space_labels(classes, n_classes, cols) >= 0 for cols in spaces.values()], dim=1))
 
 
+def _captioned(model: PromptedCLIP, captions: Captions | None, items: Sequence) -> PromptedCLIP:
+    """The model, its method given the captions of the batch's `items` (a method that reads them)."""
+    give_captions(model, captions, items)
+    return model
+
+
 @torch.no_grad()
 def score_matrix(model: PromptedCLIP, data: Dataset, classnames: list[str], *, batch: int, workers: int,
                  device: torch.device, precision: str, frozen: FrozenFeatures | None = None,
                  record_gates: bool = False, spaces: dict[str, Sequence[int]] | None = None,
-                 foreground: torch.Tensor | None = None, reference: dict | None = None) -> ScoreMatrix:
+                 foreground: torch.Tensor | None = None, reference: dict | None = None,
+                 captions: Captions | None = None) -> ScoreMatrix:
     """The model's logits for every test image of `data` against `classnames` (all its classes):
     image features from `frozen` when given (no image forward), else one pass of the image tower.
     `spaces` (name -> columns): record the mechanism of each of these label spaces on the same pass
-    (`foreground`: the test images' patch foreground, `reference`: bmip.engine.mechanism.recording's)."""
+    (`foreground`: the test images' patch foreground, `reference`: bmip.engine.mechanism.recording's).
+    `captions`: the test images' captions, of a method that reads them (given to it batch by batch)."""
     if not model.method.label_space_independent:
         raise ValueError(f"{model.method_name}'s logits depend on the batch: score it per label space")
     model.eval()
@@ -185,9 +193,10 @@ def score_matrix(model: PromptedCLIP, data: Dataset, classnames: list[str], *, b
         if frozen is not None:
             chunks = (part.to(device) for part in frozen.features.split(batch))
         else:
-            chunks = (F.normalize(model.encode_image(images.to(device)), dim=-1)
-                      for images in eval_batches(data.test, data.image_root, model.backbone.image_size, batch,
-                                                 workers, f"{data.name} one pass"))
+            chunks = (F.normalize(_captioned(model, captions, data.test[i * batch:(i + 1) * batch]).encode_image(
+                          images.to(device)), dim=-1)
+                      for i, images in enumerate(eval_batches(data.test, data.image_root, model.backbone.image_size,
+                                                              batch, workers, f"{data.name} one pass")))
         for image in chunks:
             rows.append(model.logits_for(image, text)[1].float().cpu())
     logits = torch.cat(rows) if rows else torch.empty(0, len(classnames))

@@ -29,8 +29,8 @@ from bmip.data.sampling import short_classes, short_classes_warning
 from bmip.engine import data_check, paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
-    autocast, backbone_from, backbone_record, compute_setup, dataset_inputs, fewshot_data, grad_scaler, loader,
-    predict,
+    Captions, autocast, backbone_from, backbone_record, caption_lookup, compute_setup, dataset_inputs, fewshot_data,
+    give_captions, grad_scaler, loader, predict,
 )
 from bmip.engine.schedule import epoch_lr, make_optimizer
 from bmip.engine.selection import ModelSelector
@@ -79,6 +79,7 @@ class TrainingData:
     val_items: list[Item]
     classnames: list[str]
     short: dict[str, int]  # trained classes with fewer than `shots` images (all of them used, as Dassl samples)
+    captions: Captions | None = None  # of the train and val images, for a method that reads captions
 
 
 @dataclass
@@ -137,7 +138,8 @@ def _training_data(setup: Setup, training: str, seed: int) -> TrainingData:
             f"selection.mode best_val needs a validation split, and {data.name} has none "
             "(ImageNet's val list is its test set); use selection.mode: last"
         )
-    return TrainingData(data, train_items, val_items, classnames, short)
+    captions = caption_lookup(setup.config, setup.method, data, [*train_items, *val_items], dataset)
+    return TrainingData(data, train_items, val_items, classnames, short, captions)
 
 
 def _start(setup: Setup, model: PromptedCLIP) -> Progress:
@@ -215,12 +217,14 @@ def _train_epoch(setup: Setup, model: PromptedCLIP, split: TrainingData, progres
     batches = loader(
         split.train_items, split.data.image_root, size, batch, setup.config["workers"], f"{setup.dataset} train images",
         transform=transform, shuffle=True, generator=torch.Generator().manual_seed(epoch_seed),
-        drop_last=len(split.train_items) >= batch,
+        drop_last=len(split.train_items) >= batch, indexed=split.captions is not None,
     )
     model.train()
     loss_sum, hits, seen = 0.0, 0, 0
     desc = f"{setup.method}/{setup.dataset} epoch {epoch + 1}/{progress.epochs}"
-    for images, labels in tqdm(batches, desc=desc, unit="batch", leave=False):
+    for images, labels, *index in tqdm(batches, desc=desc, unit="batch", leave=False):
+        if index:  # the batch's images' captions (a method that reads them)
+            give_captions(model, split.captions, [split.train_items[i] for i in index[0].tolist()])
         images, labels = [view.to(device) for view in images], labels.to(device)
         with autocast(device, precision):
             loss, logits = model.loss(images[0], labels, images[1:])
@@ -241,7 +245,7 @@ def _validate(setup: Setup, model: PromptedCLIP, split: TrainingData, progress: 
     verdict (keep this epoch's state? stop?)."""
     preds = predict(model, split.val_items, split.data.image_root, batch=setup.config["eval_batch_size"],
                     workers=setup.config["workers"], device=setup.device, precision=setup.precision,
-                    desc=f"{setup.dataset} val")
+                    desc=f"{setup.dataset} val", captions=split.captions)
     labels = torch.tensor([it.label for it in split.val_items])
     row["val_accuracy"] = 100.0 * float((preds == labels).float().mean())
     keep, progress.stopped = progress.selector.update(epoch, row["val_accuracy"])

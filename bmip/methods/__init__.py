@@ -3,10 +3,10 @@
 Adding a method = one module with a `PromptMethod` subclass and one entry in `METHODS`, which
 declares the method's traits next to its class: whether its image tower stays frozen, whether its
 evaluations record BMIP's gates and the prompt mechanism, whether `bmip analyze` has prompt
-positions to intervene on, whether it takes a regulariser. The workflow, the evaluation, the audit
-and the analysis ask these functions (`frozen_image_tower`, `records_gates`, `records_mechanism`,
-`has_prompt_positions`, `method_names`), never a list of their own. Traits live in the entry, not
-on the class, so that they are read without importing torch: the config validation, the workflow's
+positions to intervene on, whether it takes a regulariser, whether it reads each image's caption.
+The workflow, the evaluation, the audit and the analysis ask these functions (`frozen_image_tower`,
+`records_gates`, `records_mechanism`, `has_prompt_positions`, `reads_captions`, `method_names`),
+never a list of their own. Traits live in the entry, not on the class, so that they are read without importing torch: the config validation, the workflow's
 job graph and the audit need them, and a method's module is imported only when a model is built.
 
 A method of your own, outside the package: its module defines the class and registers it,
@@ -68,6 +68,8 @@ class Method:
     mechanism: bool = True  # it learns a prompt term: evaluations record mechanism.json
     prompt_positions: bool = True  # `bmip analyze` has prompt positions to intervene on
     regularizable: bool = False  # it takes a regulariser: <name>+promptsrc, <name>+coprompt
+    captions: bool = False  # it reads each image's caption (bmip.captions): its datasets get a captions
+    # stage, its jobs read the captions file and the engine gives it each batch's captions
 
 
 METHODS: dict[str, Method] = {
@@ -82,6 +84,7 @@ METHODS: dict[str, Method] = {
     "biastune": Method("biastune.BiasTune", prompt_positions=False, regularizable=True),
     "hicropl": Method("hicropl.HiCroPL"),
     "mmrl": Method("mmrl.MMRL", prompt_positions=False),  # inserted tokens: no zero-shot words at their positions
+    "mugcp": Method("mugcp.MuGCP", captions=True),  # reconstructed from its abstract (docs/mugcp.md)
 }
 # name -> "<module in bmip/methods>.<Regularizer subclass>"
 REGULARIZERS: dict[str, str] = {
@@ -216,6 +219,12 @@ def records_mechanism(name: str) -> bool:
 def has_prompt_positions(name: str) -> bool:
     """True for the methods `bmip analyze` can intervene on (not zero-shot CLIP, not bias tuning)."""
     return _traits(name).prompt_positions
+
+
+def reads_captions(name: str) -> bool:
+    """True for the methods that read each image's caption (MuGCP): the workflow's captions stage
+    covers their datasets, and the engine gives them each batch's captions (no torch needed)."""
+    return _traits(name).captions
 
 
 def build_method(backbone: "Backbone", name: str, options: dict[str, Any] | None = None):

@@ -96,6 +96,9 @@ class PromptMethod(nn.Module):
     prompt_prefix: str = "a photo of a"
     inserted_tokens: int = 0  # tokens `text_insert`/`vision_insert` add at a later block (MMRL)
     fixed_logit_scale: ClassVar[float | None] = None  # a constant instead of CLIP's exp(logit_scale)
+    # A method that reads captions (the registry's `captions` trait, MuGCP): the captions of the images
+    # of the next forward, in batch order, set by the engine (bmip.engine.runtime.give_captions).
+    batch_captions: list[str] | None = None
 
     def __init__(self, backbone: Backbone, config: Any):
         super().__init__()

@@ -12,9 +12,10 @@ from bmip.engine import evaluate as evaluate_module
 from bmip.engine import mechanism, paths, predictions
 from bmip.engine.evaluate import evaluate
 from bmip.engine.train import train
-from bmip.methods import method_names
+from bmip.methods import method_names, reads_captions
 from bmip.methods.base import PromptMethod
 from bmip.methods.bmip import BMIP
+from tests.engine.toy import with_toy_captions
 
 PROTOCOLS = ("base2novel", "open_world")
 
@@ -25,7 +26,7 @@ def _one_epoch(config: dict, method: str) -> dict:
     options = {"depth": 3} if base in ("bmip", "maple") else {}
     config = json.loads(json.dumps(config))
     config["recipes"]["default"][method] = {"epochs": 1, "batch_size": 4, "warmup_epochs": 0, "options": options}
-    return config
+    return with_toy_captions(config) if reads_captions(method) else config  # MuGCP reads each image's caption
 
 
 def _evaluations(config: dict, method: str, out) -> dict[str, dict]:

@@ -51,3 +51,21 @@ def toy_config(tmp: Path, **changes) -> dict:
     }
     config.update(changes)
     return config
+
+
+def with_toy_captions(config: dict, name: str = "toy") -> dict:
+    """The config with a `captions:` section (a user's captions file: one caption per image of the
+    toy dataset) and its captions file built, as the workflow's captions stage builds it."""
+    from bmip.captions import stage
+    from bmip.config import validate
+    from bmip.data import dataset_root, load_dataset
+    from bmip.engine import inventory
+
+    data = load_dataset(name, dataset_root(config, name))
+    mine = {item.path: f"a noisy square, image {i}" for i, item in enumerate([*data.train, *data.val, *data.test])}
+    path = Path(config["results_dir"]).parent / f"{name}_captions.json"
+    path.write_text(json.dumps(mine))
+    config = validate({**config, "captions": {"captioner": "file", "file": str(path)}})
+    inventory.update_inventories(config, stage.caption_datasets(config))
+    stage.build_captions(config, name)
+    return config

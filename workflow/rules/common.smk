@@ -19,7 +19,7 @@ from bmip.engine import inventory as INV
 from bmip.engine import paths as P
 from bmip.engine.gates import has_gates
 from bmip.engine.mechanism import has_mechanism
-from bmip.methods import frozen_image_tower, method_pattern
+from bmip.methods import frozen_image_tower, method_pattern, reads_captions
 from bmip.report.figures import FIGURES, SECTIONS
 from bmip.report.tables import TABLES
 
@@ -365,6 +365,7 @@ def eval_inputs(protocols):
                 if frozen_image_tower(wildcards.method)
                 else []
             ),
+            "captions": method_captions(wildcards.method, {dataset for _, dataset in pairs}),
         }
 
     return inputs
@@ -585,6 +586,11 @@ def caption_file(dataset):
 
 def caption_files():
     return [caption_file(dataset) for dataset in CAPTION_DATASETS]
+
+
+def method_captions(method, datasets):
+    """The captions files a job of `method` reads: its datasets', for a method that reads captions."""
+    return [caption_file(dataset) for dataset in sorted(datasets)] if reads_captions(method) else []
 
 
 def caption_job():

@@ -15,6 +15,7 @@ rule train:
         splits=split_files,
         backbone=backbone_files(),
         data_check=lambda wildcards: data_check_records({d for _, d in trainings_of(wildcards)}),
+        captions=lambda wildcards: method_captions(wildcards.method, {d for _, d in trainings_of(wildcards)}),
     output:
         prompts=train_outputs(P.PROMPTS),
         log=train_outputs(P.TRAIN_LOG),
