@@ -141,7 +141,25 @@ def plan(config: dict[str, Any]) -> dict[str, Any]:
         counts["before"], counts["planned"] = round(counts["before"]), round(counts["planned"])
     total = {key: sum(r[key] for r in rules.values()) for key in ("evaluations", "before", "planned")}
     return {"rules": rules, "total": total, "exact": all(s.exact for s in sets.values()),
-            "test_images": {d: s.size for d, s in sets.items()}}
+            "test_images": {d: s.size for d, s in sets.items()}, "captions": captions_planned(config)}
+
+
+def captions_planned(config: dict[str, Any]) -> dict[str, dict[str, int]] | None:
+    """The captions the captions rule writes (bmip.captions), per dataset: its test images, and at
+    most its few-shot train and val images of every seed (Dassl's split: `shots` and min(shots, 4)
+    per class; seeds may share images, so fewer in fact). None when the config captions nothing."""
+    from bmip.captions.stage import caption_datasets
+
+    datasets = caption_datasets(config)
+    if not datasets:
+        return None
+    trained = {dataset for _, dataset in P.trainings(config)}
+    out = {}
+    for dataset in datasets:
+        tested = test_set(config, dataset)
+        per_seed = len(tested.per_class) * (config["shots"] + min(config["shots"], 4))
+        out[dataset] = {"test": tested.size, "few_shot_at_most": len(config["seeds"]) * per_seed if dataset in trained else 0}
+    return out
 
 
 def plan_text(planned: dict[str, Any]) -> str:
@@ -156,4 +174,10 @@ def plan_text(planned: dict[str, Any]) -> str:
     lines.append(f"{ratio:.2f}x fewer image forwards than one pass per label space"
                  + ("" if planned["exact"] else "; ratio-sweep spaces estimated from mean images per class"
                                                   " where the registry knows only a test set's size") + ".")
+    captions = planned.get("captions")
+    if captions:
+        test = sum(c["test"] for c in captions.values())
+        fewshot = sum(c["few_shot_at_most"] for c in captions.values())
+        lines.append(f"Captions (the config's `captions:`): {test + fewshot:,} at most over {len(captions)} datasets, "
+                     f"{test:,} test images and at most {fewshot:,} few-shot train and val images.")
     return "\n".join(lines) + "\n"

@@ -78,3 +78,23 @@ def test_plan_command_prints_every_rule(capsys):
     for rule in ("evaluate_base_trained", "evaluate_cross_dataset", "evaluate_domain_generalization", "image_features",
                  "total"):
         assert f"| {rule} |" in out
+
+
+def test_the_plan_counts_the_captions_a_config_asks_for():
+    """paper.yaml captions every dataset it reads (MuGCP reads captions): every test image, and at
+    most `shots` + min(shots, 4) few-shot images per class and seed of each trained dataset."""
+    from bmip.engine.plan import captions_planned, plan_text, test_set
+    from tests.workflow.reduced import REPO
+
+    config = validate(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()), "config/paper.yaml")
+    captions = captions_planned(config)
+    assert len(captions) == 15 and captions["imagenet_sketch"] == {"test": 50889, "few_shot_at_most": 0}
+    dtd = test_set(config, "dtd")
+    assert captions["dtd"] == {"test": dtd.size, "few_shot_at_most": 3 * 47 * (16 + 4)}
+    total = {"evaluations": 0, "before": 0, "planned": 0}
+    text = plan_text({"rules": {}, "total": total, "exact": True, "captions": captions})
+    assert f"{sum(c['test'] for c in captions.values()):,} test images" in text
+    config.pop("captions")
+    config["methods"] = [m for m in config["methods"] if m != "mugcp"]
+    config["ablations"] = {k: v for k, v in config["ablations"].items() if v["method"] != "mugcp"}
+    assert captions_planned(config) is None
