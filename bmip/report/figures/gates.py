@@ -128,11 +128,13 @@ def bmip_gates(inputs: Inputs) -> Figure:
             ax.set_xticks(blocks)
             ax.set(ylim=(0.5 - half, 0.5 + half), xlim=(blocks[0] - 0.5, blocks[-1] + 0.5))
             ax.grid(axis="x", visible=False)
-            if r == 0:
-                ax.set_title(method_style(method).label)
+            if r == 0:  # a variant's or a regulariser's part on a line of its own: titles stay in their column
+                ax.set_title(method_style(method).label.replace("@", "\n@").replace("+", "\n+"))
             ax.tick_params(axis="x", labelbottom=False)
             if c == 0:
                 ax.set_ylabel(f"w, {tower} tower")
+            else:  # one w axis for every panel: its numbers once, at the left
+                ax.tick_params(axis="y", labelleft=False)
         ax = fig.add_subplot(grid[len(TOWERS), c])
         _range_axis(ax, gates[gates["method"] == method], blocks, style, top)
         ax.set_xlabel("deep block k")
