@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from bmip.data import Dataset
+from bmip.engine.dependencies import library_versions  # noqa: F401 (the captioners' provenance reads it here)
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,6 @@ def build_captioner(config: dict[str, Any], data: Dataset) -> Captioner:
     module, factory = CAPTIONERS[settings["captioner"]].split(":")
     make: Callable[..., Captioner] = getattr(importlib.import_module(module), factory)
     return make(settings, config, data)
-
-
-def library_versions(names: Sequence[str]) -> dict[str, str | None]:
-    """The installed versions of `names` (None for one not installed), without importing them."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def code_sha256(module: str) -> str:

@@ -35,7 +35,7 @@ import functools
 import hashlib
 import importlib.metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -167,9 +167,10 @@ def modules(stage: str) -> list[str]:
     return sorted(seen)
 
 
-def _library_versions() -> dict[str, str | None]:
+def library_versions(names: "Iterable[str]" = LIBRARIES) -> dict[str, str | None]:
+    """The installed versions of `names` (None for one not installed), without importing them."""
     out = {}
-    for name in LIBRARIES:
+    for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -206,7 +207,7 @@ def _environment() -> str:
             if path.is_file() and not path.name.startswith("."):
                 digest.update(f"{path.relative_to(PACKAGE).as_posix()}\n".encode())
                 digest.update(path.read_bytes())
-    for name, version in sorted(_library_versions().items()):
+    for name, version in sorted(library_versions().items()):
         digest.update(f"{name}=={version}\n".encode())
     return digest.hexdigest()
 
