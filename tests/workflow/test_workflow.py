@@ -124,7 +124,7 @@ def test_paper_config_dry_run_lists_the_full_grid():
     jobs = _job_counts(done.stdout)
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     methods, seeds = len(paper["methods"]), 3
-    assert methods == 16  # the 8 methods, HiCroPL, MMRL, bias tuning, PromptSRC on 3 bases, CoPrompt on MaPLe and BMIP
+    assert methods == 17  # the 8 methods, HiCroPL, MMRL, MuGCP, bias tuning, PromptSRC on 3 bases, CoPrompt on MaPLe and BMIP
     analysis = paper["analysis"]
     assert jobs["analyze"] == len(analysis["methods"]) * len(analysis["datasets"]) * len(analysis["seeds"])
     assert jobs["train"] == methods * (11 + 1) * seeds  # 11 base-to-novel datasets + the ImageNet source
