@@ -13,7 +13,7 @@ from bmip.checkpoint import load_model, save_checkpoint
 from bmip.data import ClassDescriptions
 from bmip.methods import MethodConfigError, build_model
 from bmip.methods.hicropl import HiCroPL, HiCroPLConfig
-from tests.shared import CLASSNAMES
+from tests.shared import CLASSNAMES, train_steps
 
 SENTENCES = {
     "cat": ("a cat has whiskers.", "a cat is a small pet.", "cats sleep a lot."),
@@ -214,14 +214,7 @@ def test_a_few_adam_steps_lower_the_loss(tiny_backbone, compat):
     model = _model(tiny_backbone, trained=False, official_compat=compat)
     optimiser = torch.optim.Adam(model.learnable_parameters(), lr=0.0025, eps=1e-3, weight_decay=5e-4)
     images, labels = _images(3, 8), torch.arange(8) % len(CLASSNAMES)
-    model.train()
-    losses = []
-    for _ in range(8):
-        optimiser.zero_grad()
-        loss, _ = model.loss(images, labels)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
+    losses = train_steps(model, images, labels, optimiser, 8)
     assert all(torch.isfinite(p).all() for p in model.learnable_parameters())
     assert losses[-1] < losses[0] - 1e-3, losses
 

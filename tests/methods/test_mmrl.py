@@ -17,7 +17,7 @@ from bmip.methods import build_model
 from bmip.methods.errors import MethodConfigError
 from bmip.methods.mmrl import MMRL, MMRLConfig
 from bmip.recipes import recipe
-from tests.shared import CLASSNAMES
+from tests.shared import CLASSNAMES, train_steps
 
 TEMPLATE = "a photo of a {}, a type of pet."
 BASE, NOVEL = CLASSNAMES[:3], CLASSNAMES[3:]
@@ -180,14 +180,7 @@ def test_released_recipe_steps_lower_the_loss_and_move_only_the_methods_tensors(
     assert settings["optimizer"] == "adamw" and settings["weight_decay"] == 5e-4
     optimiser = make_optimizer(model.learnable_parameters(), settings)
     images, labels = _images(6), torch.tensor([0, 1, 2, 0, 1, 2])
-    model.train()
-    losses = []
-    for _ in range(8):
-        optimiser.zero_grad()
-        loss, _ = model.loss(images, labels)
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
+    losses = train_steps(model, images, labels, optimiser, 8)
     assert losses[-1] < losses[0] - 1e-2, losses
     assert all(torch.equal(v, frozen[k]) for k, v in model.clip.state_dict().items())
 
