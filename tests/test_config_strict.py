@@ -97,8 +97,9 @@ def test_recipes_the_config_never_uses_are_named_in_a_warning(tmp_path, caplog):
     assert len(warnings) == 2, warnings
     assert warnings[0].startswith(f"{path}: recipes.default.cocoop, recipes.default.vpt,")
     assert "recipes.cross_dataset.bmip+coprompt: unused, as this config runs none of these methods " \
-           "(it runs coop, bmip)" in warnings[0]
+           "(it runs coop, bmip, mugcp)" in warnings[0]  # mugcp: the captions ablation's
     assert "recipes.default.coop," not in warnings[0] and "recipes.default.bmip," not in warnings[0]
+    assert "recipes.default.mugcp" not in warnings[0]
     assert warnings[1] == (f"{path}: recipes.default.bmip.datasets.objects_r: no model of this config trains on "
                            "'objects_r' (models train on toys, stickers, aerial, fabrics, nightcam, pixelart, objects "
                            "here): its recipe values are unused")
