@@ -21,7 +21,8 @@ from bmip.report.tables import TABLES
 COLUMNS = (
     "method", "dataset", "seed", "metrics", "evaluation_code", "evaluation_config_sha256", "evaluation_wall_seconds",
     "evaluated_at", "checkpoint", "training_code", "training_config_sha256", "training_wall_seconds",
-    "recipe", "shots", "backbone", "hardware", "torch",
+    "recipe", "shots", "backbone", "hardware", "torch", "captions", "captions_sha256", "captioner",
+    "caption_instruction",
 )
 
 
@@ -47,7 +48,19 @@ def _row(exp: Experiment, evaluation: RunRecord, training: RunRecord) -> dict[st
         "backbone": f"{backbone.get('model')} / {backbone.get('pretrained')}" if backbone else None,
         "hardware": hardware_label(evaluation) if evaluation.provenance else None,
         "torch": evaluation.get("packages", "torch"),
+        **_captions(evaluation.get("inputs", "captions")),
     }
+
+
+def _captions(entry: object) -> dict[str, object]:
+    """The test images' captions an evaluation read (a method that reads captions; else blank):
+    the file, its sha256, who wrote them (captioner / model @ revision) and with what instruction."""
+    if not isinstance(entry, dict):
+        return {}
+    who = entry.get("captioner") or {}
+    return {"captions": entry.get("file"), "captions_sha256": entry.get("sha256"),
+            "captioner": f"{who.get('name')} / {who.get('model')} @ {who.get('revision')}",
+            "caption_instruction": who.get("instruction")}
 
 
 def provenance_table(exp: Experiment, table: str) -> pd.DataFrame:

@@ -7,6 +7,7 @@ to its recorded `config_sha256`, and recorded data files still on disk must hash
 A BMIP evaluation must hold its own gate statistics (gates.json, w in (0, 1) in every deep block
 of both towers); no other method's evaluation may hold one. Every prompt method's evaluation must hold its
 mechanism record (mechanism.json, complete: bmip.engine.mechanism.problems); zero-shot CLIP's may not.
+A run of a method that reads captions must name the captions file it read, unchanged since.
 
 A checkpoint imported from the released code (`bmip import-official`, provenance kind "import")
 has no training config, log or split to check: its record must match its checkpoint (source
@@ -27,7 +28,7 @@ from bmip.recipes import run_config
 from bmip.engine import gates, mechanism, predictions
 from bmip.engine.records import absent_problems
 from bmip.engine import paths as P
-from bmip.methods import method_of
+from bmip.methods import method_of, reads_captions
 
 
 def _differences(a: Any, b: Any, where: str = "") -> list[str]:
@@ -124,6 +125,37 @@ def _check_data_check(exp: Experiment, record: RunRecord, covered: dict[str, str
                                             f"(images_sha256 {images[:12]}…, checked {str(checked)[:12]}…)")
 
 
+def _check_captions(exp: Experiment, record: RunRecord, findings: Findings) -> None:
+    """A run of a method that reads captions (MuGCP) records the captions file it read with its
+    sha256 (bmip.captions.Captions.record); the file must still hold those bytes, else the run's
+    numbers are of other captions. An evaluation's metrics must name the same captioner (the tables'
+    note is written from them)."""
+    run, name = record.run, exp.rel(exp.run_dir(record.run) / P.PROVENANCE)
+    entry = record.get("inputs", "captions")
+    if not reads_captions(method_of(run.method)):
+        if entry is not None:
+            findings.problem(name, f"records captions, but {run.method} reads none")
+        return
+    if not isinstance(entry, dict):
+        findings.problem(name, f"{run.method} reads image captions, but the record names no captions file: "
+                               "rerun it (snakemake reruns a run whose record is incomplete)")
+        return
+    if record.get("kind") == "evaluate":
+        metrics, _ = read_json(exp.run_dir(run) / P.METRICS)
+        if isinstance(metrics, dict) and metrics.get("captioner") != entry.get("captioner"):
+            findings.problem(exp.rel(exp.run_dir(run) / P.METRICS), "its `captioner` is not the one of the "
+                                                                     f"captions {run.relpath} read ({entry.get('file')})")
+    path = exp.path / str(entry.get("file"))
+    if not exp.has(path):
+        findings.problem(exp.rel(path), f"missing: {run.relpath} read these captions")
+        return
+    findings.count("captions read by runs")
+    if exp.sha256(path) != entry.get("sha256"):
+        findings.problem(exp.rel(path), f"changed since {run.relpath} read it (sha256 {exp.sha256(path)[:12]}…, "
+                                        f"recorded {str(entry.get('sha256'))[:12]}…): its numbers are of other "
+                                        "captions; rerun the workflow, which reruns the runs that read them")
+
+
 def _check_backbone(exp: Experiment, record: RunRecord, findings: Findings) -> None:
     weights = exp.resolve_recorded(record.get("backbone", "weights_file"))
     if weights is None:
@@ -197,6 +229,7 @@ def check_training(exp: Experiment, run: Run, findings: Findings) -> RunRecord:
             findings.problem(exp.rel(log), f"{rows} epochs logged, but provenance says {epochs} were run")
     _check_split_json(exp, record, findings)
     _check_data_file(exp, record, record.get("inputs", "train"), findings)
+    _check_captions(exp, record, findings)
     _check_backbone(exp, record, findings)
     return record
 
@@ -263,6 +296,7 @@ def check_evaluation(exp: Experiment, run: Run, trained: dict[Run, RunRecord], f
     _check_data_check(exp, record, {"test": record.get("inputs", "test", "images_sha256")}, findings)
     _check_work(exp, run, record, findings)
     _check_data_file(exp, record, record.get("inputs", "test"), findings)
+    _check_captions(exp, record, findings)
     _check_backbone(exp, record, findings)
     return record
 

@@ -36,6 +36,7 @@ from bmip.io import atomic_write_bytes
 FORMAT = "bmip-captions/1"
 FOLDER = "captions"  # <experiment>/captions/<dataset>.json
 PROVENANCE_KEYS = ("name", "model", "revision", "instruction", "generation", "libraries", "code_sha256")
+RECORDED = ("name", "model", "revision", "commit", "instruction")  # what a run's records name of its captioner
 RERUN = ("rerun the captions stage: the workflow's `captions` rule (snakemake reruns it when the images "
          "change), or by hand `bmip captions CONFIG --dataset {dataset}`; it captions only the images "
          "without a current caption and reuses the rest")
@@ -132,6 +133,14 @@ class Captions:
     captioner: dict[str, Any]
     entries: dict[str, tuple[str, str]]  # path -> (image sha256, caption)
     source: Path
+    sha256: str  # of the file's bytes as read: what a run that read these captions records
+
+    def record(self) -> dict[str, Any]:
+        """What a training or evaluation that read these captions records in its provenance (and an
+        evaluation in its metrics): the file (relative to the experiment folder), its sha256 (the
+        audit compares it with the file there now) and who made the captions with what instruction."""
+        return {"file": f"{FOLDER}/{self.source.name}", "sha256": self.sha256,
+                "captioner": {key: self.captioner.get(key) for key in RECORDED}}
 
     def caption(self, path: str, sha256: str) -> str:
         """The caption of the image at `path` (relative to the image root) whose content hash is
@@ -159,7 +168,8 @@ def read_captions(path: Path) -> Captions:
     path = Path(path)
     dataset = path.stem
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        doc = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise CaptionsError(f"{path}: no captions for {dataset}: {RERUN.format(dataset=dataset)} (the config "
                             "needs a `captions:` section naming the captioner; docs/captions.md)") from None
@@ -169,7 +179,7 @@ def read_captions(path: Path) -> Captions:
     if found:
         raise CaptionsError(f"{path}: {'; '.join(found)}: {RERUN.format(dataset=dataset)}")
     entries = {p: (e["sha256"], e["caption"]) for p, e in doc["captions"].items()}
-    return Captions(str(doc.get("dataset") or dataset), doc["captioner"], entries, path)
+    return Captions(str(doc.get("dataset") or dataset), doc["captioner"], entries, path, hashlib.sha256(raw).hexdigest())
 
 
 def reusable(previous: Iterable[Path], captioner: dict[str, Any], hashes: Mapping[str, str]) -> dict[str, str]:

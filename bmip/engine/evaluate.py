@@ -38,7 +38,7 @@ from bmip.engine import data_check, features, gates, mechanism, paths, predictio
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.records import absent_record
 from bmip.engine.runtime import (
-    Captions, accuracy_report, autocast, backbone_from, backbone_record, caption_lookup, compute_setup,
+    JobCaptions, accuracy_report, autocast, backbone_from, backbone_record, caption_lookup, compute_setup,
     dataset_inputs, fewshot_data, predict,
 )
 from bmip.engine.scoring import (
@@ -88,8 +88,11 @@ def evaluate(
     results, summary = SCORING[protocol](scorer, evaluated, config, seed)
     identity = {"protocol": protocol, "method": method, "dataset": dataset, "seed": seed}
     _write_records(out, identity, scorer, evaluated)  # before metrics.json, which marks the evaluation done
-    _write_metrics(out, identity, run["dataset"], checkpoint, summary, results)
+    captions = scorer.captions.record if scorer.captions is not None else None
+    _write_metrics(out, identity, run["dataset"], checkpoint, summary, results, captions)
     inputs = {**_provenance_inputs(config, evaluated, checkpoint, scorer.work, imported), **prepared}
+    if captions is not None:  # the test images' captions file, its sha256 and captioner (the audit checks it)
+        inputs["captions"] = captions
     write_json(out / paths.PROVENANCE, provenance("evaluate", run, clock=clock, inputs=inputs,
                                                   backbone=backbone_record(backbone), work=scorer.work))
     return out
@@ -168,7 +171,7 @@ class Scorer:
     masks: bool
     work: dict[str, Any]
     matrix: ScoreMatrix | None = None
-    captions: Captions | None = None  # the test images', for a method that reads captions
+    captions: JobCaptions | None = None  # the test images', for a method that reads captions
     recorded: dict[str, Any] = field(default_factory=dict)  # gate statistics by part
     mechanisms: dict[str, Any] = field(default_factory=dict)  # mechanism records by part
     # Every test image's prediction per label space, and OpenworldAUC's per-image inputs
@@ -370,12 +373,15 @@ def _write_records(out: Path, identity: dict[str, Any], scorer: Scorer, evaluate
 
 
 def _write_metrics(out: Path, identity: dict[str, Any], source: str, checkpoint: Path, summary: dict[str, Any],
-                   results: dict[str, Any]) -> None:
+                   results: dict[str, Any], captions: dict[str, Any] | None) -> None:
     """metrics.json, with the classes the model was trained on fewer than `shots` images of (from
-    its training's provenance): the tables note them."""
+    its training's provenance) and, for a method that reads captions, the captioner and instruction
+    of the test images' captions: the tables note both."""
     trained = _read_provenance(checkpoint.parent / paths.PROVENANCE)
     short = ((trained.get("inputs") or {}).get("short_classes") or {}) if isinstance(trained, dict) else {}
     metrics = {**identity, "trained_on": source, "short_classes": short, "summary": summary, "results": results}
+    if captions is not None:
+        metrics["captioner"] = captions["captioner"]
     write_json(out / paths.METRICS, metrics)
 
 
@@ -440,7 +446,7 @@ def _foreground(data, items: Sequence[Item], model: PromptedCLIP, backbone, mask
 
 def _shared_matrix(config, model: PromptedCLIP, checkpoint: Path, data, classnames: list[str], device, precision,
                    gated: bool, work: dict[str, Any], spaces: dict[str, list[int]] | None = None,
-                   masks: bool = False, captions: Captions | None = None) -> ScoreMatrix:
+                   masks: bool = False, captions: JobCaptions | None = None) -> ScoreMatrix:
     """The model's (test images x all classes) scores: this process's last matrix when it is the
     same model, test set and classes, else one pass (image features from the frozen cache for a
     frozen image tower). `spaces`: the label spaces whose mechanism the pass records. `work`

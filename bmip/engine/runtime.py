@@ -6,6 +6,7 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -201,28 +202,35 @@ def loader(items: Sequence[Item], root: Path, size: int, batch: int, workers: in
 
 
 # ---------------------------------------------------------------- captions (methods that read them)
-Captions = Mapping[str, str]  # image path (as in the split files) -> its caption
+@dataclass(frozen=True)
+class JobCaptions:
+    """The captions a job's method reads: each image's by path (as in the split files), and the
+    record of their file and captioner that the job's provenance keeps (bmip.captions.Captions.record)."""
+
+    text: Mapping[str, str]
+    record: dict[str, Any]
 
 
 def caption_lookup(config: dict[str, Any], method: str, data: Dataset, items: Sequence[Item],
-                   name: str | None = None) -> Captions | None:
-    """The captions of `items` by path, read once per job for a method that reads captions (the
-    registry's `captions` trait; bmip.captions refuses an image without a caption, or one changed
-    since it was captioned, naming it), else None. `name`: the dataset as the config names it."""
+                   name: str | None = None) -> JobCaptions | None:
+    """The captions of `items`, read once per job for a method that reads captions (the registry's
+    `captions` trait; bmip.captions refuses an image without a caption, or one changed since it was
+    captioned, naming it), else None. `name`: the dataset as the config names it."""
     from bmip.methods import reads_captions
 
     if not reads_captions(method):
         return None
     from bmip.captions import captions_for
 
-    return dict(zip((item.path for item in items), captions_for(config, data, items, name)))
+    texts, record = captions_for(config, data, items, name)
+    return JobCaptions(dict(zip((item.path for item in items), texts)), record)
 
 
-def give_captions(model: PromptedCLIP, captions: Captions | None, items: Sequence[Item]) -> None:
+def give_captions(model: PromptedCLIP, captions: JobCaptions | None, items: Sequence[Item]) -> None:
     """Before a forward of the images of `items`: the method gets their captions, in batch order
     (`PromptMethod.batch_captions`). Nothing for a method that reads none (`captions` None)."""
     if captions is not None:
-        model.method.batch_captions = [captions[item.path] for item in items]
+        model.method.batch_captions = [captions.text[item.path] for item in items]
 
 
 @torch.no_grad()
@@ -236,7 +244,7 @@ def predict(
     device: torch.device,
     precision: str,
     desc: str = "evaluate",
-    captions: Captions | None = None,
+    captions: JobCaptions | None = None,
 ) -> torch.Tensor:
     """Predicted labels for `items` in the model's current label space; text features once.
     With workers=0 the images come from this process's EvalImageCache; with workers, from a

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from bmip.data import Dataset
 from bmip.engine import gates, mechanism
 from bmip.engine.features import FrozenFeatures
-from bmip.engine.runtime import Captions, autocast, eval_batches, give_captions
+from bmip.engine.runtime import JobCaptions, autocast, eval_batches, give_captions
 from bmip.prompting import PromptedCLIP
 
 
@@ -163,7 +163,7 @@ def label_spaces(labels: torch.Tensor, n_classes: int, spaces: dict[str, Sequenc
         classes=torch.stack([_space_labels(classes, n_classes, cols) >= 0 for cols in spaces.values()], dim=1))
 
 
-def _captioned(model: PromptedCLIP, captions: Captions | None, items: Sequence) -> PromptedCLIP:
+def _captioned(model: PromptedCLIP, captions: JobCaptions | None, items: Sequence) -> PromptedCLIP:
     """The model, its method given the captions of the batch's `items` (a method that reads them)."""
     give_captions(model, captions, items)
     return model
@@ -174,7 +174,7 @@ def score_matrix(model: PromptedCLIP, data: Dataset, classnames: list[str], *, b
                  device: torch.device, precision: str, frozen: FrozenFeatures | None = None,
                  record_gates: bool = False, spaces: dict[str, Sequence[int]] | None = None,
                  foreground: torch.Tensor | None = None, reference: dict | None = None,
-                 captions: Captions | None = None) -> ScoreMatrix:
+                 captions: JobCaptions | None = None) -> ScoreMatrix:
     """The model's logits for every test image of `data` against `classnames` (all its classes):
     image features from `frozen` when given (no image forward), else one pass of the image tower.
     `spaces` (name -> columns): record the mechanism of each of these label spaces on the same pass

@@ -29,7 +29,7 @@ from bmip.data.sampling import short_classes, short_classes_warning
 from bmip.engine import data_check, paths
 from bmip.engine.provenance import RunClock, provenance
 from bmip.engine.runtime import (
-    Captions, autocast, backbone_from, backbone_record, caption_lookup, compute_setup, dataset_inputs, fewshot_data,
+    JobCaptions, autocast, backbone_from, backbone_record, caption_lookup, compute_setup, dataset_inputs, fewshot_data,
     give_captions, grad_scaler, loader, predict,
 )
 from bmip.engine.schedule import epoch_lr, make_optimizer
@@ -79,7 +79,7 @@ class TrainingData:
     val_items: list[Item]
     classnames: list[str]
     short: dict[str, int]  # trained classes with fewer than `shots` images (all of them used, as Dassl samples)
-    captions: Captions | None = None  # of the train and val images, for a method that reads captions
+    captions: JobCaptions | None = None  # of the train and val images, for a method that reads captions
 
 
 @dataclass
@@ -296,6 +296,8 @@ def _write_results(setup: Setup, model: PromptedCLIP, split: TrainingData, progr
         "selected_epoch": selected,
         "epochs_run": len(progress.rows),
     }
+    if split.captions is not None:  # the captions file it read, its sha256 and captioner (the audit checks it)
+        inputs["captions"] = split.captions.record
     inputs.update(prepared)  # what the method and the regulariser read, by name
     write_json(out / paths.PROVENANCE, provenance("train", setup.run, clock=clock, inputs=inputs,
                                                   backbone=backbone_record(backbone)))

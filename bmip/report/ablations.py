@@ -33,7 +33,7 @@ from bmip.report.statistics import (
 )
 from bmip.report.style import label
 from bmip.metrics import harmonic_mean
-from bmip.report.tables import load_metrics
+from bmip.report.tables import caption_notes, long_table, read_metrics
 
 log = logging.getLogger(__name__)
 PRIMARY = {"base2novel": "hm", "open_world": "hm", "cross_dataset": "accuracy", "domain_generalization": "accuracy"}
@@ -320,6 +320,13 @@ def _write(out_dir: Path, name: str, table: pd.DataFrame, title: str, note: str)
     return csv
 
 
+def _with_captioners(note: str, records: Iterable[dict], methods: set[str], protocols: set[str]) -> str:
+    """`note`, then who wrote the captions that the table's runs (`methods` under `protocols`) read,
+    and how (their metrics records name the captioner: bmip.report.tables.caption_notes)."""
+    notes = caption_notes(r for r in records if r["method"] in methods and r["protocol"] in protocols)
+    return " ".join([note, *dict.fromkeys(line for lines in notes.values() for line in lines)])
+
+
 def write_ablations(config: dict[str, Any], metric_files: Iterable[Path], tables_dir: Path,
                     figures_dir: Path) -> list[Path]:
     """Every ablation's table and figure, and `paired_base2novel` (every method against BMIP)."""
@@ -328,8 +335,13 @@ def write_ablations(config: dict[str, Any], metric_files: Iterable[Path], tables
     from bmip.report.figures.common import figure_style, save
 
     tables_dir, figures_dir = Path(tables_dir), Path(figures_dir)
-    built = build_ablation_tables(config, load_metrics(metric_files))
-    written = [_write(tables_dir, name, table, title, note) for name, (table, title, note) in built.items()]
+    records = read_metrics(metric_files)
+    built = build_ablation_tables(config, long_table(records))
+    runs = {_ablation_name(a): (set(a.names), set(a.protocols)) for a in ablations(config)}  # each table's
+    if PAIRED in built:
+        runs[PAIRED] = (set(paired_methods(config)[0]), {"base2novel"})
+    written = [_write(tables_dir, name, table, title, _with_captioners(note, records.values(), *runs[name]))
+               for name, (table, title, note) in built.items()]
     for ablation in ablations(config):
         name = _ablation_name(ablation)
         with figure_style():

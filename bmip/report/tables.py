@@ -8,7 +8,9 @@ OpenworldAUC is averaged like accuracy: it is not a function of base and novel a
 
 Under a Markdown table, a note names each training dataset whose runs had classes with fewer
 training images than `shots` (a metrics file's `short_classes`, the training run's record): Dassl
-uses all of such a class's images, so those numbers are not `shots`-shot for it.
+uses all of such a class's images, so those numbers are not `shots`-shot for it. Another names, for
+the methods that read image captions (MuGCP), the captioner and instruction that made the captions
+behind their numbers (a metrics file's `captioner`, as the evaluation read it from the captions file).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from bmip.io import atomic_write
 from bmip.metrics import harmonic_mean
 from bmip.report.display import average_label, with_published
 from bmip.report.latex import latex
-from bmip.report.style import ordered
+from bmip.report.style import label, ordered
 
 TABLES = ("base2novel", "cross_dataset", "domain_generalization", "open_world", "open_world_ratio")
 # The protocol whose evaluations each table aggregates.
@@ -37,26 +39,58 @@ TABLE_PROTOCOL = {
 
 def load_metrics(files: Iterable[Path]) -> pd.DataFrame:
     """Long table: one row per (protocol, method, dataset, seed, metric) with its value and source file."""
+    return long_table(read_metrics(files))
+
+
+def read_metrics(files: Iterable[Path]) -> dict[Path, dict]:
+    """Each metrics file's record, by path (read once, whatever is built from them)."""
+    return {Path(path): json.loads(Path(path).read_text()) for path in files}
+
+
+def long_table(records: dict[Path, dict]) -> pd.DataFrame:
+    """`load_metrics` of records already read (`read_metrics`)."""
     rows = []
-    for path in files:
-        record = json.loads(Path(path).read_text())
+    for path, record in records.items():
         for metric, value in record["summary"].items():
             rows.append({"protocol": record["protocol"], "method": record["method"], "dataset": record["dataset"],
                          "seed": record["seed"], "metric": metric, "value": value, "source": str(path)})
     return pd.DataFrame(rows, columns=["protocol", "method", "dataset", "seed", "metric", "value", "source"])
 
 
-def short_class_notes(files: Iterable[Path]) -> dict[str, list[str]]:
+def short_class_notes(records: Iterable[dict]) -> dict[str, list[str]]:
     """Per protocol, one note per training dataset whose runs had classes with fewer than `shots`
-    training images (the metrics files' `short_classes`: class name -> images)."""
+    training images (the metrics records' `short_classes`: class name -> images)."""
     short: dict[str, dict[str, dict[str, int]]] = {}  # protocol -> trained-on dataset -> class -> images
-    for path in files:
-        record = json.loads(Path(path).read_text())
+    for record in records:
         if record.get("short_classes"):
             trained_on = record.get("trained_on") or record["dataset"]
             short.setdefault(record["protocol"], {}).setdefault(trained_on, {}).update(record["short_classes"])
     return {protocol: [_short_note(dataset, classes) for dataset, classes in by_dataset.items()]
             for protocol, by_dataset in short.items()}
+
+
+def caption_notes(records: Iterable[dict]) -> dict[str, list[str]]:
+    """Per protocol, one note per captioner (model, revision, instruction) whose captions the
+    evaluated methods read (the metrics records' `captioner`), naming the methods and datasets."""
+    used: dict[str, dict[tuple, tuple[set, set]]] = {}  # protocol -> captioner -> (methods, datasets)
+    for record in records:
+        captioner = record.get("captioner")
+        if captioner:
+            key = tuple(captioner.get(k) for k in ("name", "model", "revision", "instruction"))
+            methods, datasets = used.setdefault(record["protocol"], {}).setdefault(key, (set(), set()))
+            methods.add(record["method"])
+            datasets.add(record["dataset"])
+    return {protocol: [caption_note(key, [label(m) for m in ordered(methods)], sorted(datasets))
+                       for key, (methods, datasets) in by_captioner.items()]
+            for protocol, by_captioner in used.items()}
+
+
+def caption_note(captioner: tuple, methods: list[str], datasets: list[str]) -> str:
+    """The note naming who wrote the captions behind `methods`' numbers on `datasets`, and how."""
+    name, model, revision, instruction = captioner
+    return (f"Note: {', '.join(methods)} read a caption of every image, written by the `{name}` captioner "
+            f"(model: {model}; revision: {revision}) with the instruction \"{instruction}\" "
+            f"({', '.join(datasets)}).")
 
 
 def _short_note(dataset: str, classes: dict[str, int]) -> str:
@@ -168,14 +202,15 @@ def markdown(name: str, table: pd.DataFrame, notes: Iterable[str] = ()) -> str:
 
 def write_tables(metric_files: Iterable[Path], out_dir: Path) -> dict[str, Path]:
     """Write `<table>.csv`, `.md` and `.tex` (booktabs) for every table; returns the CSV paths."""
-    metric_files = list(metric_files)
-    long = load_metrics(metric_files)
-    notes = short_class_notes(metric_files)
+    records = read_metrics(metric_files)
+    long = long_table(records)
+    short, captions = short_class_notes(records.values()), caption_notes(records.values())
     out_dir = Path(out_dir)
     written = {}
     for name, table in build_tables(long).items():
         csv_path = out_dir / f"{name}.csv"
-        text = markdown(name, table, notes.get(TABLE_PROTOCOL[name], []))
+        protocol = TABLE_PROTOCOL[name]
+        text = markdown(name, table, [*short.get(protocol, []), *captions.get(protocol, [])])
         atomic_write(csv_path, lambda tmp, t=table: t.to_csv(tmp, index=False, float_format="%.4f"))
         atomic_write(out_dir / f"{name}.md", lambda tmp, t=text: tmp.write_text(t))
         atomic_write(out_dir / f"{name}.tex", lambda tmp, n=name, t=table: tmp.write_text(latex(n, with_published(n, t))))

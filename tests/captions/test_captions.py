@@ -25,6 +25,8 @@ from bmip.captions.stage import build_captions
 from bmip.config import validate
 from bmip.data import load_dataset
 from bmip.engine import inventory as INV
+from bmip.engine import paths
+from bmip.io import file_sha256
 from bmip.miniworld.datasets import generate_world
 from bmip.miniworld.world import COLOURS, PATTERN_WORDS
 
@@ -141,7 +143,10 @@ def test_a_missing_caption_or_a_changed_image_is_refused_naming_the_image(world,
     with pytest.raises(MissingCaptionError, match=r"toys: image other/9\.png has no caption .*bmip captions"):
         captions.caption("other/9.png", "0" * 64)
     test = data.test[:3]
-    assert captions_for(config, data, test) == [captions.entries[it.path][1] for it in test]
+    texts, record = captions_for(config, data, test)
+    assert texts == [captions.entries[it.path][1] for it in test]
+    assert record["file"] == "captions/toys.json" and record["captioner"]["name"] == "miniworld"
+    assert record["sha256"] == file_sha256(captions_path(paths.experiment_dir(config), "toys"))
     _darken(data.image_root / test[1].path)
     with pytest.raises(StaleCaptionError, match=rf"toys: image {test[1].path} changed since it was captioned"):
         captions_for(config, data, test)

@@ -86,8 +86,14 @@ def test_a_sweep_is_one_variant_per_value(tmp_path):
     rng = np.random.default_rng(1)
     base = {(d, s): float(rng.uniform(50, 80)) for d in DATASETS for s in (1, 2, 3)}
     files = [f for i, name in enumerate(ablation.names) for f in _metrics(tmp_path, name, i - 2.0, rng, base)]
+    for file in files[:3]:  # runs that read captions: the table's note names who wrote them, and how
+        file.write_text(json.dumps({**json.loads(file.read_text()), "captioner": {
+            "name": "file", "model": "captions file mine.csv", "revision": "sha256 0a1b", "instruction": "mine"}}))
     written = write_ablations(config, files, tmp_path / "t", tmp_path / "f")
     assert (tmp_path / "f" / "ablation_mixing.png").is_file() and written
+    assert ("Note: bmip@depth=1 read a caption of every image, written by the `file` captioner (model: captions "
+            "file mine.csv; revision: sha256 0a1b) with the instruction \"mine\" (toys).") in \
+        (tmp_path / "t" / "ablation_mixing.md").read_text()
 
 
 def test_the_audit_recomputes_an_ablation_table_and_names_an_edited_one(tmp_path):

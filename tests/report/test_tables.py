@@ -101,3 +101,22 @@ def test_every_method_has_a_display_name():
 
     assert set(_style()["methods"]) == set(method_names())
     assert label("maple+coprompt") == "MaPLe+CoPrompt" and label("bmip+coprompt") == "BMIP+CoPrompt"
+
+def test_a_note_names_the_captioner_and_instruction_behind_the_numbers_of_captioned_methods(files, tmp_path):
+    made = {"name": "mllm", "model": "HuggingFaceTB/SmolVLM2-2.2B-Instruct", "revision": "abc", "commit": "abc",
+            "instruction": "Describe this image without naming it."}
+    for seed in (1, 2):
+        for dataset in ("eurosat", "dtd"):
+            path = _write(tmp_path, "base2novel", "mugcp", dataset, seed, {"base": 70.0, "novel": 60.0, "hm": 0})
+            path.write_text(json.dumps({**json.loads(path.read_text()), "captioner": made}))
+    mine = {**made, "name": "file", "instruction": "my own"}  # another captioner: its own note
+    path = _write(tmp_path, "cross_dataset", "mugcp", "dtd", 1, {"accuracy": 41.0})
+    path.write_text(json.dumps({**json.loads(path.read_text()), "captioner": mine}))
+    write_tables([*files, *sorted(tmp_path.glob("*/mugcp/*/seed*/metrics.json"))], tmp_path / "tables")
+    notes = [line for line in (tmp_path / "tables" / "base2novel.md").read_text().splitlines() if "captioner" in line]
+    assert notes == ["Note: MuGCP (recon.) read a caption of every image, written by the `mllm` captioner (model: "
+                     "HuggingFaceTB/SmolVLM2-2.2B-Instruct; revision: abc) with the instruction \"Describe this "
+                     "image without naming it.\" (dtd, eurosat)."]
+    cross = (tmp_path / "tables" / "cross_dataset.md").read_text()
+    assert "`file` captioner" in cross and "\"my own\" (dtd)" in cross and "`mllm`" not in cross
+    assert "captioner" not in (tmp_path / "tables" / "open_world.md").read_text()  # no captioned run there
