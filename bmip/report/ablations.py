@@ -28,7 +28,7 @@ from bmip.io import atomic_write
 from bmip.report.display import average_label, display_dataset
 from bmip.report.latex import plain_table
 from bmip.report.statistics import (
-    BOOTSTRAP_SEED, IMAGE_RESAMPLES, LEVEL, ImageBootstrap, estimand, holm, mean_and_std, percentile_interval,
+    BOOTSTRAP_SEED, IMAGE_RESAMPLES, ImageBootstrap, estimand, holm, mean_and_std, percentile_interval,
     seed_interval,
 )
 from bmip.report.style import label

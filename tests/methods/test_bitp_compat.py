@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from bmip.checkpoint import load_model, save_checkpoint
 from bmip.methods import MethodConfigError, build_model
-from tests.shared import CLASSNAMES, adam_steps
+from tests.shared import CLASSNAMES, adam_steps, random_images
 
 CASES = [("joint", 1, 9), ("joint", 2, 9), ("add", 2, 9), ("add", 1, 4), ("atten", 2, 9), ("atten", 1, 9),
          ("exchange", 2, 9), ("exchange", 1, 3)]
@@ -25,10 +25,6 @@ def _model(backbone, connector, n_ctx=2, depth=9, name="bmip"):
         for p in model.method.parameters():
             p.add_(0.3 * torch.randn_like(p))
     return model
-
-
-def _images(seed=4, n=3):
-    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 
 
 def _atten(output_tensor, weight_tensor):
@@ -139,7 +135,7 @@ def _recorded(model, images):
 @pytest.mark.parametrize("connector, n, depth", CASES, ids=lambda c: str(c))
 def test_each_connector_computes_the_released_formula(tiny_backbone, connector, n, depth):
     model = _model(tiny_backbone, connector, n, depth)
-    images = _images()
+    images = random_images(4)
     logits, fed = _recorded(model, images)
     with torch.no_grad():
         expected, fed_t, fed_v, shared_ctx = released_logits(model, images, connector, n)
@@ -157,7 +153,7 @@ def test_the_blocks_each_connector_feeds(tiny_backbone):
     concatenated lists reach blocks D..2D-2 (here up to 11) with the other tower's prompts."""
     for connector, text_blocks, vision_blocks in [("joint", 7, 8), ("atten", 7, 8), ("exchange", 7, 8),
                                                   ("add", 11, 11)]:
-        _, fed = _recorded(_model(tiny_backbone, connector), _images())
+        _, fed = _recorded(_model(tiny_backbone, connector), random_images(4))
         assert sorted(fed["text"]) == list(range(1, text_blocks + 1)), connector
         assert sorted(fed["vision"]) == list(range(1, vision_blocks + 1)), connector
 
@@ -198,7 +194,7 @@ def test_only_the_tensors_a_connector_uses_are_created(tiny_backbone):
 
 def test_logits_do_not_depend_on_batch_mates(tiny_backbone):
     model = _model(tiny_backbone, "joint", n_ctx=1)
-    a, b = _images(1), _images(2)
+    a, b = random_images(1), random_images(2)
     b[0] = a[0]
     with torch.no_grad():
         assert torch.allclose(model(a)[0], model(b)[0], atol=1e-6)
@@ -224,7 +220,7 @@ def test_checkpoint_round_trip(tiny_backbone, tmp_path, connector):
     save_checkpoint(path, model)
     loaded = load_model(path, tiny_backbone, expect_method=f"bmip@bitp_{connector}")
     assert type(loaded.method).__name__ == "ReleasedBITP" and loaded.method.connector == connector
-    images = _images()
+    images = random_images(4)
     with torch.no_grad():
         assert torch.equal(loaded(images), model(images))
     for key, value in model.learnable_state().items():
@@ -235,7 +231,7 @@ def test_checkpoint_round_trip(tiny_backbone, tmp_path, connector):
 def test_two_training_steps_move_every_tensor(tiny_backbone, connector):
     model = _model(tiny_backbone, connector, depth=4)
     before = model.learnable_state()
-    adam_steps(model, _images(5, 6), torch.arange(6) % len(CLASSNAMES))
+    adam_steps(model, random_images(5, 6), torch.arange(6) % len(CLASSNAMES))
     after = model.learnable_state()
     moved = [k for k in before if not torch.equal(before[k], after[k])]
     assert moved == list(before), f"{connector}: tensors that never train: {sorted(set(before) - set(moved))}"

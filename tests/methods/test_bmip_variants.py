@@ -5,15 +5,10 @@ import torch
 from bmip.checkpoint import CheckpointError, load_model, save_checkpoint
 from bmip.methods import MethodConfigError, build_model
 from bmip.methods.bmip import AGGREGATIONS, DIRECTIONS, BMIP
-from tests.shared import CLASSNAMES, adam_steps
+from tests.shared import CLASSNAMES, adam_steps, seeded_model
 
 VARIANTS = [{"aggregation": a} for a in AGGREGATIONS] + [{"directions": d} for d in DIRECTIONS[1:]] + [
     {"aggregation": a, "directions": d} for a in ("sum", "exchange", "constant_gate") for d in DIRECTIONS[1:]]
-
-
-def _model(backbone, name="bmip", **options):
-    torch.manual_seed(0)
-    return build_model(backbone, name, CLASSNAMES, options=options)
 
 
 def _batch():
@@ -50,7 +45,7 @@ class _ReleasedEquations(BMIP):
 
 @pytest.mark.parametrize("options", VARIANTS, ids=lambda o: "-".join(o.values()))
 def test_every_variant_trains_two_steps_and_evaluates(tiny_backbone, options):
-    model = _model(tiny_backbone, **options)
+    model = seeded_model(tiny_backbone, **options)
     before = model.learnable_state()
     logits = _two_steps(model)
     assert logits.shape == (6, len(CLASSNAMES)) and torch.isfinite(logits).all()
@@ -60,7 +55,7 @@ def test_every_variant_trains_two_steps_and_evaluates(tiny_backbone, options):
 
 
 def test_gate_is_todays_bmip_bit_for_bit(tiny_backbone, tmp_path):
-    default, explicit = _model(tiny_backbone), _model(tiny_backbone, aggregation="gate", directions="both")
+    default, explicit = seeded_model(tiny_backbone), seeded_model(tiny_backbone, aggregation="gate", directions="both")
     torch.manual_seed(0)
     reference = build_model(tiny_backbone, "bmip", CLASSNAMES)
     torch.manual_seed(0)
@@ -77,17 +72,17 @@ def test_gate_is_todays_bmip_bit_for_bit(tiny_backbone, tmp_path):
 
 
 def test_mean_and_sum_have_no_gate_and_constant_gate_no_attention_weight(tiny_backbone):
-    gate = set(_model(tiny_backbone).learnable_state())
+    gate = set(seeded_model(tiny_backbone).learnable_state())
     for mix in ("mean", "sum", "attention_pool", "joint"):
-        names = set(_model(tiny_backbone, aggregation=mix).learnable_state())
+        names = set(seeded_model(tiny_backbone, aggregation=mix).learnable_state())
         assert not any("gate" in n for n in names) and names == gate - {"vision_gate", "text_gate"}, mix
-    constant = _model(tiny_backbone, aggregation="constant_gate").method
+    constant = seeded_model(tiny_backbone, aggregation="constant_gate").method
     assert constant.vision_gate_bias.shape == constant.text_gate_bias.shape == (8,)
     assert not hasattr(constant, "vision_gate") and not hasattr(constant, "text_gate")
 
 
 def test_mean_mixes_half_and_half(tiny_backbone):
-    method = _model(tiny_backbone, aggregation="mean").method
+    method = seeded_model(tiny_backbone, aggregation="mean").method
     own, foreign = method.vision_prompts[0], method._tv(1)(method.text_prompts[0])
     mixed = method.vision_deep(1, None, None, None)
     assert torch.allclose(mixed, (own + foreign) / 2)
@@ -95,7 +90,7 @@ def test_mean_mixes_half_and_half(tiny_backbone):
 
 def test_joint_has_two_n_slots_per_group(tiny_backbone):
     n = 2
-    method = _model(tiny_backbone, aggregation="joint", n_ctx=n).method
+    method = seeded_model(tiny_backbone, aggregation="joint", n_ctx=n).method
     assert method.text_tokens == method.vision_tokens == 2 * n
     assert method.text_shallow().shape[0] == method.vision_shallow().shape[0] == 2 * n
     deep = method.vision_deep(1, None, None, None)
@@ -105,16 +100,16 @@ def test_joint_has_two_n_slots_per_group(tiny_backbone):
 
 
 def test_one_direction_keeps_the_other_tower_on_its_own_prompts(tiny_backbone):
-    t2v = _model(tiny_backbone, directions="text_to_vision").method
+    t2v = seeded_model(tiny_backbone, directions="text_to_vision").method
     assert not hasattr(t2v, "proj_vt") and not hasattr(t2v, "text_gate")
     assert torch.equal(t2v.text_deep(1, None, None, None), t2v.text_prompts[0])
-    v2t = _model(tiny_backbone, directions="vision_to_text").method
+    v2t = seeded_model(tiny_backbone, directions="vision_to_text").method
     assert len(v2t.proj_tv) == 1 and not hasattr(v2t, "vision_gate")  # layer 0's F_tv only
     assert torch.equal(v2t.vision_deep(1, None, None, None), v2t.vision_prompts[0])
 
 
 def test_attention_pool_adds_the_softmax_pooled_foreign_tokens(tiny_backbone):
-    method = _model(tiny_backbone, aggregation="attention_pool").method
+    method = seeded_model(tiny_backbone, aggregation="attention_pool").method
     own, foreign = method.text_prompts[2], method._vt(3)(method.vision_prompts[2])
     expected = torch.stack([own[i] + sum(torch.softmax(own[i] @ foreign.T, 0)[j] * foreign[j] for j in range(2))
                             for i in range(2)])
@@ -122,14 +117,14 @@ def test_attention_pool_adds_the_softmax_pooled_foreign_tokens(tiny_backbone):
 
 
 def test_exchange_maps_the_concatenation_back_to_the_width(tiny_backbone):
-    method = _model(tiny_backbone, aggregation="exchange").method
+    method = seeded_model(tiny_backbone, aggregation="exchange").method
     assert method.exchange_v.in_features == 2 * tiny_backbone.vision_width
     assert method.exchange_t.out_features == tiny_backbone.text_width
 
 
 def test_a_variant_checkpoint_refuses_to_load_as_another(tiny_backbone, tmp_path):
     path = tmp_path / "sum.safetensors"
-    save_checkpoint(path, _model(tiny_backbone, "bmip@sum", aggregation="sum"))
+    save_checkpoint(path, seeded_model(tiny_backbone, "bmip@sum", aggregation="sum"))
     loaded = load_model(path, tiny_backbone, expect_method="bmip@sum")
     assert loaded.method.aggregation == "sum"
     with pytest.raises(CheckpointError, match="holds method 'bmip@sum', not 'bmip@mean'"):
@@ -137,10 +132,10 @@ def test_a_variant_checkpoint_refuses_to_load_as_another(tiny_backbone, tmp_path
     with pytest.raises(CheckpointError, match="not 'bmip'"):
         load_model(path, tiny_backbone, expect_method="bmip")
     gate = tmp_path / "gate.safetensors"
-    save_checkpoint(gate, _model(tiny_backbone))
+    save_checkpoint(gate, seeded_model(tiny_backbone))
     tensors_of_gate = load_model(gate, tiny_backbone).learnable_state()
     with pytest.raises(RuntimeError, match="vision_gate"):
-        _model(tiny_backbone, aggregation="mean").load_learnable_state(tensors_of_gate)
+        seeded_model(tiny_backbone, aggregation="mean").load_learnable_state(tensors_of_gate)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -151,4 +146,4 @@ def test_a_variant_checkpoint_refuses_to_load_as_another(tiny_backbone, tmp_path
 ])
 def test_impossible_variants_are_refused_naming_the_option(tiny_backbone, options, message):
     with pytest.raises(MethodConfigError, match=message):
-        _model(tiny_backbone, **options)
+        seeded_model(tiny_backbone, **options)

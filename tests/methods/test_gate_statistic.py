@@ -4,17 +4,8 @@ varying across inputs clearly more than the paper's after the same Adam steps.""
 import pytest
 import torch
 
-from bmip.methods import MethodConfigError, build_model
-from tests.shared import CLASSNAMES, adam_steps
-
-
-def _model(backbone, **options):
-    torch.manual_seed(0)
-    return build_model(backbone, "bmip", CLASSNAMES, options=options)
-
-
-def _images(seed, n=4):
-    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+from bmip.methods import MethodConfigError
+from tests.shared import CLASSNAMES, adam_steps, random_images, seeded_model
 
 
 def _captured_inputs(model, images):
@@ -45,12 +36,12 @@ def _attention(block, x, mask):
 
 
 def test_scaled_gate_is_the_mean_attention_against_uniform_computed_by_hand(tiny_backbone):
-    model = _model(tiny_backbone, gate_statistic="scaled")
+    model = seeded_model(tiny_backbone, gate_statistic="scaled")
     method = model.method
     with torch.no_grad():  # gates away from a = b = 0, so that the statistic shows in w
         method.vision_gate.copy_(torch.tensor([[3.0, 0.2]]).repeat(8, 1))
         method.text_gate.copy_(torch.tensor([[-2.0, 0.1]]).repeat(8, 1))
-    seen = _captured_inputs(model, _images(0))
+    seen = _captured_inputs(model, random_images(0))
     for k in (1, 4, 8):
         block, x, slots = seen[("vision", k)]
         weights = _attention(block, x, None)  # no mask: every token sees all L tokens
@@ -80,14 +71,14 @@ def test_scaled_gate_is_the_mean_attention_against_uniform_computed_by_hand(tiny
 
 
 def test_the_default_statistic_is_the_paper_mean_attention_and_the_option_is_recorded(tiny_backbone):
-    default, explicit = _model(tiny_backbone), _model(tiny_backbone, gate_statistic="mean_attention")
+    default, explicit = seeded_model(tiny_backbone), seeded_model(tiny_backbone, gate_statistic="mean_attention")
     with torch.no_grad():
         for model in (default, explicit):
             model.method.vision_gate[:, 0] = 30.0
-    images = _images(1)
+    images = random_images(1, 4)
     assert torch.equal(default(images), explicit(images))
     assert default.method_options["gate_statistic"] == "mean_attention"
-    scaled = _model(tiny_backbone, gate_statistic="scaled")
+    scaled = seeded_model(tiny_backbone, gate_statistic="scaled")
     assert scaled.method_options["gate_statistic"] == "scaled"
     assert {n for n, _ in scaled.method.named_parameters()} == {n for n, _ in default.method.named_parameters()}
 
@@ -102,19 +93,19 @@ def test_the_default_statistic_is_the_paper_mean_attention_and_the_option_is_rec
 ])
 def test_the_scaled_statistic_is_refused_where_it_cannot_apply(tiny_backbone, options, message):
     with pytest.raises(MethodConfigError, match=message):
-        _model(tiny_backbone, **options)
+        seeded_model(tiny_backbone, **options)
 
 
 def _spread_after_adam(backbone, statistic, steps=3):
     """Per tower, the largest max - min of w over test images (or class prompts) and slots in any
     deep block, after `steps` Adam steps at lr 0.01 from the same start."""
-    model = _model(backbone, gate_statistic=statistic)
-    images, labels = _images(3, n=8), torch.arange(8) % len(CLASSNAMES)
+    model = seeded_model(backbone, gate_statistic=statistic)
+    images, labels = random_images(3, n=8), torch.arange(8) % len(CLASSNAMES)
     adam_steps(model, images, labels, steps=steps, lr=0.01)
     model.eval()
     model.method.recorded_gates = {}
     with torch.no_grad():
-        model(_images(5, n=16))
+        model(random_images(5, n=16))
     gates, model.method.recorded_gates = model.method.recorded_gates, None
     return {tower: max(float(w.max() - w.min()) for (t, _), w in gates.items() if t == tower)
             for tower in ("vision", "text")}

@@ -13,7 +13,7 @@ from bmip.checkpoint import load_model, save_checkpoint
 from bmip.data import ClassDescriptions
 from bmip.methods import MethodConfigError, build_model
 from bmip.methods.hicropl import HiCroPL, HiCroPLConfig
-from tests.shared import CLASSNAMES, train_steps
+from tests.shared import CLASSNAMES, random_images, train_steps
 
 SENTENCES = {
     "cat": ("a cat has whiskers.", "a cat is a small pet.", "cats sleep a lot."),
@@ -40,10 +40,6 @@ def _model(backbone, trained: bool = True, **options):
             for p in model.method.parameters():
                 p.add_(torch.randn(p.shape, generator=gen) * 0.05)
     return model
-
-
-def _images(seed: int = 1, n: int = 3) -> torch.Tensor:
-    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 
 
 # ---------------------------------------------------------------- the released formulas, by hand
@@ -141,7 +137,7 @@ def _reference(model, images, labels, fp16_classifier=False):
 
 def test_forward_and_loss_are_the_released_formulas(tiny_backbone):
     model = _model(tiny_backbone).train()
-    images, labels = _images(), torch.tensor([0, 4, 2])
+    images, labels = random_images(), torch.tensor([0, 4, 2])
     assert model.method.prompt_prefix == " ".join(["X"] * 16)  # CTX_INIT ignored at n_ctx 16, as released
     with torch.no_grad():
         logits, loss = _reference(model, images, labels)
@@ -154,7 +150,7 @@ def test_forward_and_loss_are_the_released_formulas(tiny_backbone):
 
 def test_official_compat_first_forward_is_the_release_and_writes_the_mapped_prompts_back(tiny_backbone):
     model = _model(tiny_backbone, official_compat=True).eval()
-    m, images = model.method, _images()
+    m, images = model.method, random_images()
     c = m.cross_layer
     with torch.no_grad():
         expected, _ = _reference(model, images, torch.zeros(3, dtype=torch.long), fp16_classifier=True)
@@ -186,7 +182,7 @@ def test_initialisation_is_the_releases(tiny_backbone):
 
 def _gradients(model):
     model.train()
-    model.loss(_images(), torch.tensor([0, 1, 2]))[0].backward()
+    model.loss(random_images(), torch.tensor([0, 1, 2]))[0].backward()
     return {k: p.grad for k, p in model.method.named_parameters()}
 
 
@@ -198,7 +194,7 @@ def test_the_paper_trains_mappers_and_proxies_the_release_only_the_prompts(tiny_
 
 
 def test_official_compat_logits_drift_with_every_forward_the_papers_do_not(tiny_backbone):
-    images = _images()
+    images = random_images()
     for compat in (False, True):
         model = _model(tiny_backbone, trained=False, official_compat=compat).eval()
         with torch.no_grad():
@@ -213,7 +209,7 @@ def test_official_compat_logits_drift_with_every_forward_the_papers_do_not(tiny_
 def test_a_few_adam_steps_lower_the_loss(tiny_backbone, compat):
     model = _model(tiny_backbone, trained=False, official_compat=compat)
     optimiser = torch.optim.Adam(model.learnable_parameters(), lr=0.0025, eps=1e-3, weight_decay=5e-4)
-    images, labels = _images(3, 8), torch.arange(8) % len(CLASSNAMES)
+    images, labels = random_images(3, 8), torch.arange(8) % len(CLASSNAMES)
     losses = train_steps(model, images, labels, optimiser, 8)
     assert all(torch.isfinite(p).all() for p in model.learnable_parameters())
     assert losses[-1] < losses[0] - 1e-3, losses
@@ -222,7 +218,7 @@ def test_a_few_adam_steps_lower_the_loss(tiny_backbone, compat):
 @pytest.mark.parametrize("compat", [False, True])
 def test_checkpoints_round_trip(tiny_backbone, tmp_path, compat):
     model = _model(tiny_backbone, official_compat=compat).eval()
-    images = _images()
+    images = random_images()
     with torch.no_grad():
         model(images)  # official_compat: a state some forwards away from the initialisation
     save_checkpoint(tmp_path / "prompts.safetensors", model)
@@ -238,7 +234,7 @@ def test_one_pass_over_all_classes_equals_each_label_space_scored_on_its_own(tin
     """F rows depend only on their class, so base and novel columns of the all-class score matrix
     (bmip.engine.scoring) are each label space's own logits."""
     model = _model(tiny_backbone).eval()
-    images = _images(2, 6)
+    images = random_images(2, 6)
     with torch.no_grad():
         text = model.text_features()
         matrix = model.logits_for(F.normalize(model.encode_image(images), dim=-1), text)[1]

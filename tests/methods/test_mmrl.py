@@ -17,7 +17,7 @@ from bmip.methods import build_model
 from bmip.methods.errors import MethodConfigError
 from bmip.methods.mmrl import MMRL, MMRLConfig
 from bmip.recipes import recipe
-from tests.shared import CLASSNAMES, train_steps
+from tests.shared import CLASSNAMES, random_images, train_steps
 
 TEMPLATE = "a photo of a {}, a type of pet."
 BASE, NOVEL = CLASSNAMES[:3], CLASSNAMES[3:]
@@ -30,10 +30,6 @@ def _model(backbone, classnames=BASE, **options):
         for p in model.learnable_parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return model.eval()
-
-
-def _images(n=4, seed=1):
-    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 
 
 # ---------------------------------------------------------------- the released formulas, by hand
@@ -109,7 +105,7 @@ def _released_logits(model, images, classnames):
 
 # ---------------------------------------------------------------- forward and branches
 def test_forward_equals_the_released_formulas_on_the_trained_classes(tiny_backbone):
-    model, images = _model(tiny_backbone), _images()
+    model, images = _model(tiny_backbone), random_images(1, 4)
     with torch.no_grad():
         cls, rep, fusion = _released_logits(model, images, BASE)
         ours = model(images)
@@ -120,7 +116,7 @@ def test_forward_equals_the_released_formulas_on_the_trained_classes(tiny_backbo
 
 
 def test_other_classes_get_the_class_token_branch_and_a_mixed_set_is_scored_per_column(tiny_backbone):
-    model, images = _model(tiny_backbone), _images()
+    model, images = _model(tiny_backbone), random_images(1, 4)
     with torch.no_grad():
         model.set_classnames(NOVEL)
         torch.testing.assert_close(model(images), _released_logits(model, images, NOVEL)[0], rtol=1e-4, atol=1e-4)
@@ -135,7 +131,7 @@ def test_other_classes_get_the_class_token_branch_and_a_mixed_set_is_scored_per_
 def test_the_rep_tokens_act_from_block_6_on_without_positional_embedding(tiny_backbone):
     """Changing the projections of layers 6..12 changes the features; nothing before block 5 sees
     them (a hook on block 4's output is the frozen CLIP's), and block 5 sees them after CLS."""
-    model, images = _model(tiny_backbone), _images(2)
+    model, images = _model(tiny_backbone), random_images(1, 2)
     seen = {}
     handles = [model.clip.visual.transformer.resblocks[k].register_forward_hook(
         lambda mod, args, kwargs, out, k=k: seen.__setitem__(k, (args[0] if args else kwargs["x"]).clone()),
@@ -153,7 +149,7 @@ def test_the_rep_tokens_act_from_block_6_on_without_positional_embedding(tiny_ba
 
 
 def test_the_loss_is_the_released_one(tiny_backbone):
-    model, images, labels = _model(tiny_backbone, reg_weight=3.0), _images(), torch.tensor([0, 1, 2, 1])
+    model, images, labels = _model(tiny_backbone, reg_weight=3.0), random_images(1, 4), torch.tensor([0, 1, 2, 1])
     model.train()
     loss, logits = model.loss(images, labels)
     with torch.no_grad():
@@ -179,7 +175,7 @@ def test_released_recipe_steps_lower_the_loss_and_move_only_the_methods_tensors(
     settings = {**recipe({"recipes": {}}, "base2novel", "mmrl"), "lr": 0.01}
     assert settings["optimizer"] == "adamw" and settings["weight_decay"] == 5e-4
     optimiser = make_optimizer(model.learnable_parameters(), settings)
-    images, labels = _images(6), torch.tensor([0, 1, 2, 0, 1, 2])
+    images, labels = random_images(1, 6), torch.tensor([0, 1, 2, 0, 1, 2])
     losses = train_steps(model, images, labels, optimiser, 8)
     assert losses[-1] < losses[0] - 1e-2, losses
     assert all(torch.equal(v, frozen[k]) for k, v in model.clip.state_dict().items())
@@ -197,7 +193,7 @@ def test_text_features_are_never_cached_and_the_tower_is_not_frozen(tiny_backbon
 
 
 def test_checkpoint_round_trip_keeps_the_trained_classes(tiny_backbone, tmp_path):
-    model, images = _model(tiny_backbone), _images()
+    model, images = _model(tiny_backbone), random_images(1, 4)
     path = tmp_path / "prompts.safetensors"
     save_checkpoint(path, model)
     _, meta = read_checkpoint(path)
@@ -217,7 +213,7 @@ def test_checkpoint_round_trip_keeps_the_trained_classes(tiny_backbone, tmp_path
 def test_one_pass_over_all_classes_equals_each_label_space_on_its_own(tiny_backbone):
     """The score matrix's columns for base, novel, and a mixed open-world space equal that space
     scored alone: a column's branch depends on its class only."""
-    model, images = _model(tiny_backbone), _images(6)
+    model, images = _model(tiny_backbone), random_images(1, 6)
     with torch.no_grad():
         model.set_classnames(CLASSNAMES)
         everything = model(images)

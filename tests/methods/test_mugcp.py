@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from bmip.checkpoint import load_model, save_checkpoint
 from bmip.methods import MethodConfigError, build_model, reads_captions
 from bmip.methods.mugcp import MuGCP, MuGCPConfig, MutualGuidance
-from tests.shared import CLASSNAMES, adam_steps
+from tests.shared import CLASSNAMES, adam_steps, random_images
 
 CAPTIONS = ["a red thing on grass", "", "a blurry photo at night"]
 
@@ -20,10 +20,6 @@ CAPTIONS = ["a red thing on grass", "", "a blurry photo at night"]
 def _model(backbone, classnames=CLASSNAMES, **options):
     torch.manual_seed(0)
     return build_model(backbone, "mugcp", classnames, options={"depth": 3, **options})
-
-
-def _images(n: int = 3, seed: int = 1) -> torch.Tensor:
-    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 
 
 def _logits(model, images, captions):
@@ -60,7 +56,7 @@ def test_vision_and_text_prompts_are_assembled_as_documented(tiny_backbone):
     assert method.prompt_prefix == "a photo of a X X X X" and method.image_conditioned
     method.batch_captions = CAPTIONS
     with torch.no_grad():
-        image = F.normalize(model.encode_image(_images()), dim=-1)
+        image = F.normalize(model.encode_image(random_images()), dim=-1)
         context = method.conditional_context(image)
         clip = tiny_backbone.clip
         feats = F.normalize(clip.encode_text(tiny_backbone.tokenizer(CAPTIONS)).float(), dim=-1)
@@ -82,7 +78,7 @@ def test_vision_and_text_prompts_are_assembled_as_documented(tiny_backbone):
 
 
 def test_each_images_caption_shapes_its_logits_and_empty_captions_ignore_them(tiny_backbone):
-    images = _images()
+    images = random_images()
     model = _model(tiny_backbone)
     given = _logits(model, images, CAPTIONS)
     swapped = _logits(model, images, [CAPTIONS[2], CAPTIONS[1], CAPTIONS[0]])
@@ -94,7 +90,7 @@ def test_each_images_caption_shapes_its_logits_and_empty_captions_ignore_them(ti
 
 
 def test_a_logit_depends_on_its_image_caption_and_class_only(tiny_backbone):
-    images = _images(4)
+    images = random_images(1, 4)
     captions = [*CAPTIONS, "a shape"]
     model = _model(tiny_backbone)
     assert model.method.label_space_independent and reads_captions("mugcp") and reads_captions("mugcp@empty")
@@ -107,16 +103,16 @@ def test_a_logit_depends_on_its_image_caption_and_class_only(tiny_backbone):
 def test_captions_not_matching_the_batch_are_refused(tiny_backbone):
     model = _model(tiny_backbone)
     with pytest.raises(RuntimeError, match="2 captions were given for a batch of 3 images"):
-        _logits(model, _images(), CAPTIONS[:2])
+        _logits(model, random_images(), CAPTIONS[:2])
     with pytest.raises(RuntimeError, match="1 captions were given for a batch of 3 images"):
-        _logits(_model(tiny_backbone, depth=1), _images(), CAPTIONS[:1])
+        _logits(_model(tiny_backbone, depth=1), random_images(), CAPTIONS[:1])
     with pytest.raises(MethodConfigError, match="captions='none'"):
         _model(tiny_backbone, captions="none")
 
 
 def test_the_loss_decreases_and_every_tensor_learns(tiny_backbone):
     model = _model(tiny_backbone)
-    images, labels = _images(5), torch.arange(5)
+    images, labels = random_images(1, 5), torch.arange(5)
     model.method.batch_captions = [*CAPTIONS, "a", "b"]
     before = {k: v.clone() for k, v in model.learnable_state().items()}
     first = model.loss(images, labels)[0].item()
@@ -132,7 +128,7 @@ def test_checkpoint_round_trip(tiny_backbone, tmp_path):
             p.add_(torch.randn_like(p) * 0.05)
     save_checkpoint(tmp_path / "prompts.safetensors", model, {"config_sha256": "x"})
     loaded = load_model(tmp_path / "prompts.safetensors", tiny_backbone, expect_method="mugcp")
-    images = _images()
+    images = random_images()
     torch.testing.assert_close(_logits(loaded, images, CAPTIONS), _logits(model, images, CAPTIONS))
 
 
