@@ -17,6 +17,7 @@ evaluations must have used the recipe options it was imported with.
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 from typing import Any
 
 from bmip.audit.findings import Findings
@@ -90,6 +91,21 @@ def _check_data_file(exp: Experiment, record: RunRecord, inputs: dict[str, Any] 
                                     f"{exp.sha256(path)[:12]}…, recorded {str(inputs.get('split_file_sha256'))[:12]}…)")
 
 
+def _unchanged(exp: Experiment, path: Path, recorded: Any, count: str, findings: Findings, missing: str, changed: str,
+               advice: str = "") -> bool:
+    """A file a run recorded by its sha256 is there (counted as `count`) and holds those bytes;
+    else the problem `missing`, or `changed` with both hashes, then `advice`."""
+    if not exp.has(path):
+        findings.problem(exp.rel(path), missing)
+        return False
+    findings.count(count)
+    if exp.sha256(path) != recorded:
+        findings.problem(exp.rel(path), f"{changed} (sha256 {exp.sha256(path)[:12]}…, recorded "
+                                        f"{str(recorded)[:12]}…){advice}")
+        return False
+    return True
+
+
 def _check_data_check(exp: Experiment, record: RunRecord, covered: dict[str, str | None], findings: Findings) -> None:
     """The data check record a run names (bmip.engine.data_check) is in the experiment, unchanged,
     passed, and checked the images the run read: `covered` maps the record's part names to the
@@ -101,13 +117,8 @@ def _check_data_check(exp: Experiment, record: RunRecord, covered: dict[str, str
                                "(run by hand without `bmip check-data`)")
         return
     path = exp.path / str(entry.get("record"))
-    if not exp.has(path):
-        findings.problem(exp.rel(path), f"missing: {record.run.relpath} records this data check")
-        return
-    findings.count("data check records")
-    if exp.sha256(path) != entry.get("sha256"):
-        findings.problem(exp.rel(path), f"changed since {record.run.relpath} ran (sha256 {exp.sha256(path)[:12]}…, "
-                                        f"recorded {str(entry.get('sha256'))[:12]}…)")
+    if not _unchanged(exp, path, entry.get("sha256"), "data check records", findings,
+                      f"missing: {record.run.relpath} records this data check", f"changed since {record.run.relpath} ran"):
         return
     if not path.is_file():
         return  # known by its hash only (a crate that leaves it out)
@@ -145,15 +156,9 @@ def _check_captions(exp: Experiment, record: RunRecord, findings: Findings) -> N
         if isinstance(metrics, dict) and metrics.get("captioner") != entry.get("captioner"):
             findings.problem(exp.rel(exp.run_dir(run) / P.METRICS), "its `captioner` is not the one of the "
                                                                      f"captions {run.relpath} read ({entry.get('file')})")
-    path = exp.path / str(entry.get("file"))
-    if not exp.has(path):
-        findings.problem(exp.rel(path), f"missing: {run.relpath} read these captions")
-        return
-    findings.count("captions read by runs")
-    if exp.sha256(path) != entry.get("sha256"):
-        findings.problem(exp.rel(path), f"changed since {run.relpath} read it (sha256 {exp.sha256(path)[:12]}…, "
-                                        f"recorded {str(entry.get('sha256'))[:12]}…): its numbers are of other "
-                                        "captions; rerun the workflow, which reruns the runs that read them")
+    _unchanged(exp, exp.path / str(entry.get("file")), entry.get("sha256"), "captions read by runs", findings,
+               f"missing: {run.relpath} read these captions", f"changed since {run.relpath} read it",
+               ": its numbers are of other captions; rerun the workflow, which reruns the runs that read them")
 
 
 def _check_backbone(exp: Experiment, record: RunRecord, findings: Findings) -> None:
