@@ -230,10 +230,11 @@ class PromptedCLIP(nn.Module):
         if self.regularizer is not None:
             self.regularizer.set_classnames(self)
 
-    def prepare(self, dataset: Any, data_root: Any = None) -> dict[str, Any]:
-        """Let the method and the regulariser load what they need from the dataset the model is
-        trained or evaluated on (class descriptions); what they return, by their names, for provenance."""
-        parts = [self.method] + ([self.regularizer] if self.regularizer is not None else [])
+    def prepare(self, dataset: Any, data_root: Any = None, training: bool = True) -> dict[str, Any]:
+        """Let the method, and in training the regulariser (its terms are training losses), load what
+        they need from the dataset the model is trained or evaluated on (class descriptions); what
+        they return, by their names, for provenance."""
+        parts = [self.method] + ([self.regularizer] if self.regularizer is not None and training else [])
         records = {getattr(part, "name", type(part).__name__): part.prepare(dataset, data_root) for part in parts}
         return {name: record for name, record in records.items() if record is not None}
 

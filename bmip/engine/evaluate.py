@@ -80,7 +80,7 @@ def evaluate(
     model, imported = _load_checkpoint(checkpoint, backbone, run)
     evaluated = _evaluation_data(config, protocol, dataset, seed)
     # What the method reads of the evaluated dataset (HiCroPL: its classes' descriptions).
-    prepared = model.prepare(evaluated.data, dataset_root(config, evaluated.dataset))
+    prepared = model.prepare(evaluated.data, dataset_root(config, evaluated.dataset), training=False)
     if evaluated.dataset != run["dataset"]:  # a transfer target: none of its classes was trained on,
         model.trained_classnames = []  # even one named like a source class (MMRL scores those apart)
     scorer = _scorer(config, model, backbone, checkpoint, method, run["recipe"]["options"], evaluated, device,

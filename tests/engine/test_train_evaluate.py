@@ -86,5 +86,7 @@ def test_coprompt_trains_on_two_views_and_records_its_description_fallback(toy_s
         assert len(views) == 1 and views[0].shape == images.shape and not torch.equal(views[0], images)
     assert {k.split(".")[0] for k in load_file(str(train_out / paths.PROMPTS))} >= {"coprompt"}
     assert json.loads((ev / paths.METRICS).read_text())["summary"]["hm"] is not None
+    # the descriptions serve CoPrompt's training loss only: its evaluation neither reads nor records them
+    assert "coprompt" not in json.loads((ev / paths.PROVENANCE).read_text())["inputs"]
     _run(config, tmp_path / "plain", "bmip")
     assert all(views == [] for _, views in seen["bmip"])
