@@ -316,15 +316,17 @@ def _write(out_dir: Path, name: str, table: pd.DataFrame, title: str, note: str)
     csv = out_dir / f"{name}.csv"
     atomic_write(csv, lambda tmp: tmp.write_text(csv_text(table)))
     atomic_write(out_dir / f"{name}.md", lambda tmp: tmp.write_text(markdown(title, table, note)))
-    atomic_write(out_dir / f"{name}.tex", lambda tmp: tmp.write_text(latex(f"{title}. {note}", table)))
+    caption = " ".join(f"{title}. {note}".split("\n\n"))  # a LaTeX caption is one paragraph
+    atomic_write(out_dir / f"{name}.tex", lambda tmp: tmp.write_text(latex(caption, table)))
     return csv
 
 
 def _with_captioners(note: str, records: Iterable[dict], methods: set[str], protocols: set[str]) -> str:
-    """`note`, then who wrote the captions that the table's runs (`methods` under `protocols`) read,
-    and how (their metrics records name the captioner: bmip.report.tables.caption_notes)."""
+    """`note`, then, each in its own paragraph, who wrote the captions that the table's runs
+    (`methods` under `protocols`) read, and how (their metrics records name the captioner:
+    bmip.report.tables.caption_notes)."""
     notes = caption_notes(r for r in records if r["method"] in methods and r["protocol"] in protocols)
-    return " ".join([note, *dict.fromkeys(line for lines in notes.values() for line in lines)])
+    return "\n\n".join([note, *dict.fromkeys(line for lines in notes.values() for line in lines)])
 
 
 def write_ablations(config: dict[str, Any], metric_files: Iterable[Path], tables_dir: Path,

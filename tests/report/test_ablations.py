@@ -91,9 +91,11 @@ def test_a_sweep_is_one_variant_per_value(tmp_path):
             "name": "file", "model": "captions file mine.csv", "revision": "sha256 0a1b", "instruction": "mine"}}))
     written = write_ablations(config, files, tmp_path / "t", tmp_path / "f")
     assert (tmp_path / "f" / "ablation_mixing.png").is_file() and written
-    assert ("Note: bmip@depth=1 read a caption of every image, written by the `file` captioner (model: captions "
+    assert ("\n\nNote: bmip@depth=1 read a caption of every image, written by the `file` captioner (model: captions "
             "file mine.csv; revision: sha256 0a1b) with the instruction \"mine\" (toys).") in \
         (tmp_path / "t" / "ablation_mixing.md").read_text()
+    tex = (tmp_path / "t" / "ablation_mixing.tex").read_text()
+    assert "\n\n" not in tex[tex.index("\\caption{"):] and "written by the `file` captioner" in tex
 
 
 def test_the_audit_recomputes_an_ablation_table_and_names_an_edited_one(tmp_path):
