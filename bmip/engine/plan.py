@@ -141,13 +141,15 @@ def plan(config: dict[str, Any]) -> dict[str, Any]:
         counts["before"], counts["planned"] = round(counts["before"]), round(counts["planned"])
     total = {key: sum(r[key] for r in rules.values()) for key in ("evaluations", "before", "planned")}
     return {"rules": rules, "total": total, "exact": all(s.exact for s in sets.values()),
-            "test_images": {d: s.size for d, s in sets.items()}, "captions": captions_planned(config)}
+            "test_images": {d: s.size for d, s in sets.items()}, "captions": captions_planned(config, sets)}
 
 
-def captions_planned(config: dict[str, Any]) -> dict[str, dict[str, int]] | None:
+def captions_planned(config: dict[str, Any],
+                     sets: dict[str, TestSet] | None = None) -> dict[str, dict[str, int]] | None:
     """The captions the captions rule writes (bmip.captions), per dataset: its test images, and at
     most its few-shot train and val images of every seed (Dassl's split: `shots` and min(shots, 4)
-    per class; seeds may share images, so fewer in fact). None when the config captions nothing."""
+    per class; seeds may share images, so fewer in fact). None when the config captions nothing.
+    `sets`: test sets already read (`plan`'s), by dataset."""
     from bmip.captions.stage import caption_datasets
 
     datasets = caption_datasets(config)
@@ -156,7 +158,7 @@ def captions_planned(config: dict[str, Any]) -> dict[str, dict[str, int]] | None
     trained = {dataset for _, dataset in P.trainings(config)}
     out = {}
     for dataset in datasets:
-        tested = test_set(config, dataset)
+        tested = (sets or {}).get(dataset) or test_set(config, dataset)
         per_seed = len(tested.per_class) * (config["shots"] + min(config["shots"], 4))
         out[dataset] = {"test": tested.size, "few_shot_at_most": len(config["seeds"]) * per_seed if dataset in trained else 0}
     return out

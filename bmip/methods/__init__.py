@@ -6,8 +6,9 @@ evaluations record BMIP's gates and the prompt mechanism, whether `bmip analyze`
 positions to intervene on, whether it takes a regulariser, whether it reads each image's caption.
 The workflow, the evaluation, the audit and the analysis ask these functions (`frozen_image_tower`,
 `records_gates`, `records_mechanism`, `has_prompt_positions`, `reads_captions`, `method_names`),
-never a list of their own. Traits live in the entry, not on the class, so that they are read without importing torch: the config validation, the workflow's
-job graph and the audit need them, and a method's module is imported only when a model is built.
+never a list of their own. Traits live in the entry, not on the class, so that they are read
+without importing torch: the config validation, the workflow's job graph and the audit need them,
+and a method's module is imported only when a model is built.
 
 A method of your own, outside the package: its module defines the class and registers it,
 

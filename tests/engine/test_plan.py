@@ -91,6 +91,7 @@ def test_the_plan_counts_the_captions_a_config_asks_for():
     assert len(captions) == 15 and captions["imagenet_sketch"] == {"test": 50889, "few_shot_at_most": 0}
     dtd = test_set(config, "dtd")
     assert captions["dtd"] == {"test": dtd.size, "few_shot_at_most": 3 * 47 * (16 + 4)}
+    assert captions_planned(config, {"dtd": dtd}) == captions  # the plan's test sets, read once, give the same
     total = {"evaluations": 0, "before": 0, "planned": 0}
     text = plan_text({"rules": {}, "total": total, "exact": True, "captions": captions})
     assert f"{sum(c['test'] for c in captions.values()):,} test images" in text
